@@ -1,0 +1,36 @@
+/* app.h - everything a request handler may reach, passed as MHD's `cls`.
+ * No globals: main() builds one struct app and hands it around. */
+#ifndef PPA_APP_H
+#define PPA_APP_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+struct config;
+struct storage;
+struct upstream;
+struct ratelimit;
+struct MHD_Daemon;
+
+struct app {
+    const struct config *cfg;
+    struct storage *store;
+    struct upstream *up;
+    struct MHD_Daemon *daemon;
+    struct ratelimit *rl_generate;
+    struct ratelimit *rl_upload;
+    unsigned port;                 /* the bound port */
+    time_t started;
+    atomic_long active_requests;   /* between first callback and completion */
+    atomic_long suspended;         /* connections waiting for upstream */
+    /* The public base URL: from config, or discovered from cloudflared. */
+    pthread_mutex_t public_lock;
+    char public_base_url[512];     /* "" when unknown */
+};
+
+/* Copy the current public base URL into out ("" when unknown). */
+void app_public_base_url(struct app *a, char *out, size_t cap);
+void app_set_public_base_url(struct app *a, const char *url);
+
+#endif

@@ -1,0 +1,82 @@
+/* config.h - the one configuration of the server, loaded once at start-up
+ * from the environment and an optional .env file (the real environment wins),
+ * then treated as read-only and passed around; there is no global copy. */
+#ifndef PPA_CONFIG_H
+#define PPA_CONFIG_H
+
+#include <stddef.h>
+
+struct config {
+    /* server */
+    long port;
+    char *host;
+    char *upload_dir;
+    char *public_base_url; /* NULL when unset; "auto" = ask cloudflared */
+    char *cors_origins;
+    long max_upload_bytes;
+    long thread_pool_size;
+    long max_connections;
+    long per_ip_connections;
+    long connection_timeout;
+    int allow_private_input_urls;
+    char *log_format; /* "text" or "json" */
+    char *log_level;
+    char *web_dir;    /* serve the page from here instead of the embedded copy */
+    /* KIE */
+    char *kie_api_key; /* secret */
+    char *kie_base_url;
+    char *kie_model;
+    long kie_timeout_seconds;
+    long kie_max_connections;
+    char *callback_secret; /* secret */
+    char *cloudflared_metrics_url;
+    /* S3 */
+    int use_s3;
+    char *s3_bucket;
+    char *aws_region;
+    char *aws_access_key_id;
+    char *aws_secret_access_key; /* secret */
+    char *aws_session_token;     /* secret */
+    char *s3_endpoint;
+    int s3_force_path_style;
+    int s3_public;
+    long s3_presign_ttl;
+    char *s3_prefix;
+    /* access control and limits */
+    char *api_token; /* secret */
+    long rate_limit_generate;
+    long rate_limit_upload;
+    int trust_proxy;
+    long upload_ttl_hours;
+    long min_free_disk_mb;
+    /* derived */
+    int on_lambda;
+};
+
+/* Describe one variable for --help and the docs test: name, default, help. */
+struct config_var_info {
+    const char *name;
+    const char *def;
+    const char *help;
+};
+
+/* Load the configuration. `dotenv_path` may be NULL or name a missing file.
+ * `lookup_env` is getenv in production; tests may pass their own.
+ * On failure returns ERR_INVALID and writes every problem found, one per line,
+ * into `errors`. On success the caller owns *c and frees it with config_free. */
+int config_load(struct config *c, const char *dotenv_path, const char *(*lookup_env)(const char *),
+                char *errors, size_t errors_cap);
+void config_free(struct config *c);
+
+/* The table of variables (for --help); *n receives the count. */
+const struct config_var_info *config_vars(size_t *n);
+
+/* Write the effective configuration to the log, secrets masked. */
+void config_log(const struct config *c);
+
+/* Parse a whole decimal integer in [min,max]; 0 or ERR_INVALID. No atoi. */
+int config_parse_long(const char *s, long min, long max, long *out);
+/* Parse 1/0/true/false/yes/no/on/off; 0 or ERR_INVALID. */
+int config_parse_bool(const char *s, int *out);
+
+#endif

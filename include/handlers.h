@@ -1,0 +1,22 @@
+/* handlers.h - the route handlers (one file per resource). Each runs on an
+ * MHD worker thread, never blocks on the network, and answers through the
+ * helpers in http.h. */
+#ifndef PPA_HANDLERS_H
+#define PPA_HANDLERS_H
+
+#include <microhttpd.h>
+
+struct req;
+
+enum MHD_Result h_page(struct req *r);
+enum MHD_Result h_static(struct req *r);
+enum MHD_Result h_healthz(struct req *r);
+enum MHD_Result h_config(struct req *r);
+enum MHD_Result h_openapi(struct req *r);
+enum MHD_Result h_upload(struct req *r);
+enum MHD_Result h_upload_url(struct req *r);
+enum MHD_Result h_files(struct req *r);
+enum MHD_Result h_generate(struct req *r);
+enum MHD_Result h_status(struct req *r);
+
+#endif

@@ -1,0 +1,67 @@
+/* upstream.h - outgoing HTTP calls (KIE, S3, cloudflared) that never block an
+ * HTTP worker thread.
+ *
+ * One I/O thread owns one curl multi handle. A handler fills a struct
+ * upstream_call, submits it, and suspends its connection; the I/O thread runs
+ * the transfer, keeps connections alive for reuse, caps the number of
+ * connections (extra transfers wait in curl's queue), and calls `done` from the
+ * I/O thread when the answer is in. */
+#ifndef PPA_UPSTREAM_H
+#define PPA_UPSTREAM_H
+
+#include "buf.h"
+
+#include <curl/curl.h>
+#include <sys/types.h>
+
+struct upstream;
+
+struct upstream_call {
+    /* --- request: set by the caller; freed by upstream_call_free --- */
+    char *url;
+    const char *method;          /* static string: "GET", "POST", "PUT", "HEAD" */
+    struct curl_slist *headers;  /* owned */
+    char *body;                  /* owned; POST body */
+    size_t body_len;
+    int upload_fd;               /* PUT body read from this fd (not owned), -1 if none */
+    curl_off_t upload_size;
+    long timeout_ms;
+    size_t max_response;         /* bytes of answer kept; more fails the call */
+    /* --- result: valid in `done` --- */
+    int result;                  /* 0, ERR_TIMEOUT, ERR_UPSTREAM, ERR_TOO_LARGE */
+    long http_status;            /* 0 when no HTTP answer */
+    char error[CURL_ERROR_SIZE]; /* curl's message when result != 0 */
+    struct buf response;
+    /* --- completion --- */
+    void (*done)(struct upstream_call *call, void *arg); /* I/O thread; exactly once */
+    void *arg;
+    /* --- private --- */
+    struct upstream_call *next;
+    CURL *easy;
+};
+
+/* Allocate a call for `method` `url` (copied). NULL on out of memory. */
+struct upstream_call *upstream_call_new(const char *method, const char *url, long timeout_ms,
+                                        size_t max_response);
+/* Add a request header ("Name: value", copied). 0 or ERR_NOMEM. */
+__attribute__((warn_unused_result)) int upstream_call_header(struct upstream_call *c, const char *line);
+/* Set the POST body; takes ownership of `body` (malloc'd). */
+void upstream_call_body(struct upstream_call *c, char *body, size_t len);
+void upstream_call_free(struct upstream_call *c);
+
+/* Start the I/O thread. max_connections caps open connections (per host and
+ * in total). NULL on failure. */
+struct upstream *upstream_start(long max_connections);
+/* Queue a call; `done` runs later on the I/O thread. 0, or ERR_INVALID when
+ * shutting down (then `done` is not called). Thread-safe. */
+__attribute__((warn_unused_result)) int upstream_submit(struct upstream *u, struct upstream_call *c);
+/* Number of calls queued or running (for tests and /healthz). */
+long upstream_inflight(struct upstream *u);
+/* Fail every queued or running call (done gets ERR_UPSTREAM "shutting down"),
+ * join the thread, free everything. */
+void upstream_stop(struct upstream *u);
+
+/* Run one call synchronously on the calling thread (CLI, start-up). */
+void upstream_perform_sync(struct upstream_call *c);
+
+#endif

@@ -1,0 +1,60 @@
+/* validate.h - pure checks on hostile input: image magic bytes, stored file
+ * names, URLs KIE must fetch, and the KIE generate fields. No I/O. */
+#ifndef PPA_VALIDATE_H
+#define PPA_VALIDATE_H
+
+#include <stddef.h>
+
+enum image_type { IMAGE_UNKNOWN = 0, IMAGE_JPEG, IMAGE_PNG, IMAGE_WEBP };
+
+/* Bytes needed by image_detect to decide. */
+#define IMAGE_MAGIC_LEN 12
+
+/* Detect JPEG/PNG/WEBP from the first bytes of a file (len may be short). */
+enum image_type image_detect(const unsigned char *p, size_t len);
+const char *image_mime(enum image_type t); /* "image/png"... or NULL */
+const char *image_ext(enum image_type t);  /* "png"... or NULL */
+/* Map a MIME type (exactly image/jpeg, image/png, image/webp) to a type. */
+enum image_type image_from_mime(const char *mime);
+
+/* A stored name is exactly "<lowercase uuid>.<jpg|png|webp>": the only names
+ * the server produces. Returns the type, or IMAGE_UNKNOWN for anything else
+ * (traversal, encodings, other extensions...). */
+enum image_type stored_name_check(const char *name);
+
+/* Parsed absolute URL; fields point into `storage`. */
+struct url_parts {
+    char scheme[8]; /* "http" or "https" */
+    char host[256]; /* lowercase, without brackets for IPv6 */
+    unsigned port;  /* 0 when absent */
+    const char *path_and_query; /* points into the original string ("" allowed) */
+};
+
+/* Parse an absolute http(s) URL. 0 or ERR_INVALID (bad scheme, no host,
+ * userinfo, spaces or control characters, bad port, > 2048 bytes). */
+int url_parse(const char *url, struct url_parts *out);
+
+/* 1 when KIE could not reach the host from the internet: localhost names,
+ * loopback, private, link-local, unspecified, CGNAT, ULA addresses, and
+ * single-label names such as "api". Literal checks only, no DNS. */
+int url_host_is_private(const char *host);
+
+/* Count UTF-8 characters; -1 when the text is not valid UTF-8. */
+long utf8_length(const char *s);
+
+/* KIE's allowed values for flux-2/pro-image-to-image. */
+int aspect_ratio_valid(const char *s);
+int resolution_valid(const char *s);
+extern const char *const ASPECT_RATIOS[];
+extern const char *const RESOLUTIONS[];
+#define N_ASPECT_RATIOS 8
+#define N_RESOLUTIONS 2
+#define PROMPT_MIN_CHARS 3
+#define PROMPT_MAX_CHARS 5000
+#define MAX_INPUT_URLS 8
+
+/* A KIE task id we are willing to put in a URL or a cache key:
+ * 1-128 characters of [A-Za-z0-9_.-]. */
+int task_id_valid(const char *s);
+
+#endif

@@ -1,0 +1,445 @@
+/* config.c - table-driven configuration (like redis' static_configs[]).
+ *
+ * Order of precedence: real environment > .env file > built-in default.
+ * The .env format: KEY=VALUE lines, '#' comments, optional 'export ',
+ * optional single or double quotes around the value. */
+#include "config.h"
+#include "err.h"
+#include "log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+enum cfg_type { CFG_STR, CFG_LONG, CFG_BOOL, CFG_URL };
+#define CFG_SECRET 1u
+
+struct cfg_entry {
+    const char *name;
+    enum cfg_type type;
+    size_t offset;
+    const char *def; /* NULL: unset */
+    long min, max;
+    unsigned flags;
+    const char *help;
+};
+
+#define OFF(f) offsetof(struct config, f)
+
+static const struct cfg_entry entries[] = {
+    {"PORT", CFG_LONG, OFF(port), "8000", 0, 65535, 0, "TCP port to listen on (0 = any free port)"},
+    {"HOST", CFG_STR, OFF(host), "0.0.0.0", 0, 0, 0, "IPv4 address to bind (127.0.0.1 for local only)"},
+    {"UPLOAD_DIR", CFG_STR, OFF(upload_dir), "./uploads", 0, 0, 0,
+     "where local uploads are stored (/tmp/uploads on Lambda); created if missing"},
+    {"PUBLIC_BASE_URL", CFG_STR, OFF(public_base_url), NULL, 0, 0, 0,
+     "public URL of this server (e.g. the tunnel URL) so KIE can fetch /files/...; 'auto' asks cloudflared"},
+    {"CORS_ORIGINS", CFG_STR, OFF(cors_origins), "*", 0, 0, 0, "comma-separated allowed browser origins, or *"},
+    {"MAX_UPLOAD_BYTES", CFG_LONG, OFF(max_upload_bytes), "10485760", 1, 4294967295L, 0,
+     "largest accepted upload in bytes (KIE's input limit is 10 MiB)"},
+    {"THREAD_POOL_SIZE", CFG_LONG, OFF(thread_pool_size), "0", 0, 64, 0,
+     "HTTP worker threads (0 = number of CPU cores)"},
+    {"MAX_CONNECTIONS", CFG_LONG, OFF(max_connections), "1000", 4, 100000, 0, "total connection limit"},
+    {"PER_IP_CONNECTIONS", CFG_LONG, OFF(per_ip_connections), "0", 0, 100000, 0,
+     "connection limit per client IP (0 = no limit)"},
+    {"CONNECTION_TIMEOUT", CFG_LONG, OFF(connection_timeout), "30", 0, 3600, 0,
+     "seconds of inactivity before a connection is closed"},
+    {"ALLOW_PRIVATE_INPUT_URLS", CFG_BOOL, OFF(allow_private_input_urls), "0", 0, 0, 0,
+     "1 lets /generate send KIE localhost/private URLs (tests, simulator)"},
+    {"LOG_FORMAT", CFG_STR, OFF(log_format), "text", 0, 0, 0, "text, or json for one JSON object per line"},
+    {"LOG_LEVEL", CFG_STR, OFF(log_level), "info", 0, 0, 0, "debug, info, warn or error"},
+    {"WEB_DIR", CFG_STR, OFF(web_dir), NULL, 0, 0, 0,
+     "serve the web page from this directory instead of the copy built into the binary"},
+    {"KIE_API_KEY", CFG_STR, OFF(kie_api_key), NULL, 0, 0, CFG_SECRET,
+     "KIE API key (https://kie.ai/api-key); without it /generate and /status answer 503"},
+    {"KIE_BASE_URL", CFG_URL, OFF(kie_base_url), "https://api.kie.ai", 0, 0, 0, "KIE API base URL"},
+    {"KIE_MODEL", CFG_STR, OFF(kie_model), "flux-2/pro-image-to-image", 0, 0, 0, "KIE model name"},
+    {"KIE_TIMEOUT_SECONDS", CFG_LONG, OFF(kie_timeout_seconds), "30", 1, 600, 0,
+     "give up on a KIE call after this many seconds (answer 504)"},
+    {"KIE_MAX_CONNECTIONS", CFG_LONG, OFF(kie_max_connections), "32", 1, 1024, 0,
+     "upstream connections kept to KIE/S3 at most; further calls queue"},
+    {"CALLBACK_SECRET", CFG_STR, OFF(callback_secret), NULL, 0, 0, CFG_SECRET,
+     "token in KIE's callBackUrl (generated at start-up when unset)"},
+    {"CLOUDFLARED_METRICS_URL", CFG_URL, OFF(cloudflared_metrics_url), "http://127.0.0.1:2000", 0, 0, 0,
+     "cloudflared metrics server asked for the tunnel hostname when PUBLIC_BASE_URL=auto"},
+    {"USE_S3", CFG_BOOL, OFF(use_s3), "0", 0, 0, 0, "1 stores uploads in S3 instead of UPLOAD_DIR"},
+    {"S3_BUCKET", CFG_STR, OFF(s3_bucket), NULL, 0, 0, 0, "S3 bucket (required with USE_S3=1)"},
+    {"AWS_REGION", CFG_STR, OFF(aws_region), NULL, 0, 0, 0, "AWS region (or AWS_DEFAULT_REGION; default us-east-1)"},
+    {"AWS_ACCESS_KEY_ID", CFG_STR, OFF(aws_access_key_id), NULL, 0, 0, 0, "AWS access key id (S3 mode)"},
+    {"AWS_SECRET_ACCESS_KEY", CFG_STR, OFF(aws_secret_access_key), NULL, 0, 0, CFG_SECRET,
+     "AWS secret access key (S3 mode)"},
+    {"AWS_SESSION_TOKEN", CFG_STR, OFF(aws_session_token), NULL, 0, 0, CFG_SECRET,
+     "AWS session token (temporary credentials, e.g. on Lambda)"},
+    {"S3_ENDPOINT", CFG_URL, OFF(s3_endpoint), NULL, 0, 0, 0,
+     "S3-compatible endpoint, e.g. http://127.0.0.1:4569 (default: AWS virtual-hosted URL)"},
+    {"S3_FORCE_PATH_STYLE", CFG_BOOL, OFF(s3_force_path_style), "0", 0, 0, 0, "1 uses endpoint/bucket/key URLs"},
+    {"S3_PUBLIC", CFG_BOOL, OFF(s3_public), "0", 0, 0, 0, "1 answers public object URLs instead of presigned ones"},
+    {"S3_PRESIGN_TTL", CFG_LONG, OFF(s3_presign_ttl), "3600", 60, 604800, 0,
+     "lifetime of presigned URLs in seconds (max 7 days)"},
+    {"S3_PREFIX", CFG_STR, OFF(s3_prefix), "uploads/", 0, 0, 0, "key prefix for uploaded objects"},
+    {"API_TOKEN", CFG_STR, OFF(api_token), NULL, 0, 0, CFG_SECRET,
+     "when set, API routes require Authorization: Bearer <API_TOKEN>"},
+    {"RATE_LIMIT_GENERATE", CFG_LONG, OFF(rate_limit_generate), "10", 0, 100000, 0,
+     "POST /generate per client IP per minute (0 = off)"},
+    {"RATE_LIMIT_UPLOAD", CFG_LONG, OFF(rate_limit_upload), "60", 0, 100000, 0,
+     "uploads per client IP per minute (0 = off)"},
+    {"TRUST_PROXY", CFG_BOOL, OFF(trust_proxy), "0", 0, 0, 0,
+     "1 takes the client IP from CF-Connecting-IP / X-Forwarded-For"},
+    {"UPLOAD_TTL_HOURS", CFG_LONG, OFF(upload_ttl_hours), "24", 0, 87600, 0,
+     "local uploads older than this are deleted (0 = keep forever)"},
+    {"MIN_FREE_DISK_MB", CFG_LONG, OFF(min_free_disk_mb), "100", 0, 10000000, 0,
+     "refuse uploads (507) when free space in UPLOAD_DIR falls below this"},
+};
+
+#define N_ENTRIES (sizeof entries / sizeof entries[0])
+
+static struct config_var_info infos[N_ENTRIES];
+
+const struct config_var_info *config_vars(size_t *n)
+{
+    for (size_t i = 0; i < N_ENTRIES; i++) {
+        infos[i].name = entries[i].name;
+        infos[i].def = entries[i].def;
+        infos[i].help = entries[i].help;
+    }
+    *n = N_ENTRIES;
+    return infos;
+}
+
+int config_parse_long(const char *s, long min, long max, long *out)
+{
+    char *end = NULL;
+    long v;
+
+    while (isspace((unsigned char)*s))
+        s++;
+    if (!*s || (!isdigit((unsigned char)*s) && *s != '-'))
+        return ERR_INVALID;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    while (end && isspace((unsigned char)*end))
+        end++;
+    if (errno || !end || *end || v < min || v > max)
+        return ERR_INVALID;
+    *out = v;
+    return 0;
+}
+
+int config_parse_bool(const char *s, int *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off", ""};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+        if (strcasecmp(s, yes[i]) == 0)
+            return *out = 1, 0;
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        if (strcasecmp(s, no[i]) == 0)
+            return *out = 0, 0;
+    return ERR_INVALID;
+}
+
+/* ---- .env ---------------------------------------------------------------- */
+
+#define DOTENV_MAX_BYTES (256 * 1024)
+#define DOTENV_MAX_VARS 256
+
+struct dotenv {
+    char *names[DOTENV_MAX_VARS];
+    char *values[DOTENV_MAX_VARS];
+    size_t n;
+};
+
+static void dotenv_free(struct dotenv *d)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        free(d->names[i]);
+        free(d->values[i]);
+    }
+    d->n = 0;
+}
+
+static char *trim(char *s)
+{
+    char *e;
+    while (isspace((unsigned char)*s))
+        s++;
+    e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+/* Parse one .env text (NUL-terminated, modified in place). Malformed lines are
+ * reported in `errors` and make the load fail like any other invalid value. */
+static int dotenv_parse(struct dotenv *d, char *text, const char *path, char *errors, size_t cap,
+                        size_t *elen)
+{
+    int rc = 0;
+    unsigned lineno = 0;
+    char *save = NULL;
+
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *eq;
+        char *key;
+        char *val;
+        size_t vl;
+
+        lineno++;
+        line = trim(line);
+        if (!*line || *line == '#')
+            continue;
+        if (strncmp(line, "export ", 7) == 0)
+            line = trim(line + 7);
+        eq = strchr(line, '=');
+        if (!eq) {
+            *elen += (size_t)snprintf(errors + *elen, cap - *elen, "%s:%u: expected KEY=VALUE\n", path,
+                                      lineno);
+            if (*elen >= cap)
+                *elen = cap - 1;
+            rc = ERR_INVALID;
+            continue;
+        }
+        *eq = '\0';
+        key = trim(line);
+        val = trim(eq + 1);
+        vl = strlen(val);
+        if (vl >= 2 && (val[0] == '"' || val[0] == '\'') && val[vl - 1] == val[0]) {
+            val[vl - 1] = '\0';
+            val++;
+        } else {
+            /* an unquoted value ends at " #" (inline comment) */
+            char *hash = strstr(val, " #");
+            if (hash) {
+                *hash = '\0';
+                val = trim(val);
+            }
+        }
+        if (d->n >= DOTENV_MAX_VARS)
+            break;
+        d->names[d->n] = strdup(key);
+        d->values[d->n] = strdup(val);
+        if (!d->names[d->n] || !d->values[d->n]) {
+            free(d->names[d->n]);
+            free(d->values[d->n]);
+            return ERR_NOMEM;
+        }
+        d->n++;
+    }
+    return rc;
+}
+
+static int dotenv_load(struct dotenv *d, const char *path, char *errors, size_t cap, size_t *elen)
+{
+    FILE *f = NULL;
+    char *text = NULL;
+    size_t n;
+    int rc = 0;
+
+    if (!path)
+        return 0;
+    f = fopen(path, "r");
+    if (!f)
+        return 0; /* optional */
+    text = malloc(DOTENV_MAX_BYTES + 1);
+    if (!text) {
+        rc = ERR_NOMEM;
+        goto out;
+    }
+    n = fread(text, 1, DOTENV_MAX_BYTES, f);
+    text[n] = '\0';
+    rc = dotenv_parse(d, text, path, errors, cap, elen);
+out:
+    free(text);
+    if (f)
+        fclose(f);
+    return rc;
+}
+
+static const char *dotenv_get(const struct dotenv *d, const char *name)
+{
+    for (size_t i = d->n; i > 0; i--) /* last assignment wins */
+        if (strcmp(d->names[i - 1], name) == 0)
+            return d->values[i - 1];
+    return NULL;
+}
+
+/* ---- load ---------------------------------------------------------------- */
+
+static int valid_url(const char *s)
+{
+    return strncmp(s, "http://", 7) == 0 ? s[7] != '\0'
+           : strncmp(s, "https://", 8) == 0 ? s[8] != '\0'
+                                            : 0;
+}
+
+#define ADD_ERR(...)                                                                                   \
+    do {                                                                                               \
+        if (elen < errors_cap)                                                                         \
+            elen += (size_t)snprintf(errors + elen, errors_cap - elen, __VA_ARGS__);                   \
+        if (elen >= errors_cap)                                                                        \
+            elen = errors_cap - 1;                                                                     \
+        bad = 1;                                                                                       \
+    } while (0)
+
+int config_load(struct config *c, const char *dotenv_path, const char *(*lookup_env)(const char *),
+                char *errors, size_t errors_cap)
+{
+    struct dotenv d = {.n = 0};
+    size_t elen = 0;
+    int bad = 0;
+    int rc;
+
+    memset(c, 0, sizeof *c);
+    errors[0] = '\0';
+    rc = dotenv_load(&d, dotenv_path, errors, errors_cap, &elen);
+    if (rc == ERR_NOMEM)
+        goto out;
+    if (rc)
+        bad = 1;
+
+    for (size_t i = 0; i < N_ENTRIES; i++) {
+        const struct cfg_entry *e = &entries[i];
+        const char *v = lookup_env(e->name);
+        char *field = (char *)c + e->offset;
+
+        if (!v)
+            v = dotenv_get(&d, e->name);
+        if (v && !*v && e->type != CFG_BOOL)
+            v = NULL; /* VAR= means unset */
+        if (!v)
+            v = e->def;
+        switch (e->type) {
+        case CFG_URL:
+            if (v && !valid_url(v)) {
+                ADD_ERR("%s must be an http:// or https:// URL\n", e->name);
+                break;
+            }
+            /* fall through */
+        case CFG_STR: {
+            char **dst = (char **)(void *)field;
+            if (v) {
+                size_t vl = strlen(v);
+                *dst = strdup(v);
+                if (!*dst) {
+                    rc = ERR_NOMEM;
+                    goto out;
+                }
+                /* URLs are joined with paths: drop trailing slashes once here */
+                if (e->type == CFG_URL)
+                    while (vl > 0 && (*dst)[vl - 1] == '/')
+                        (*dst)[--vl] = '\0';
+            }
+            break;
+        }
+        case CFG_LONG: {
+            long *dst = (long *)(void *)field;
+            if (config_parse_long(v, e->min, e->max, dst))
+                ADD_ERR("%s must be a whole number from %ld to %ld (got \"%.40s\")\n", e->name, e->min,
+                        e->max, e->flags & CFG_SECRET ? "***" : v);
+            break;
+        }
+        case CFG_BOOL: {
+            int *dst = (int *)(void *)field;
+            if (config_parse_bool(v, dst))
+                ADD_ERR("%s must be 1 or 0 (got \"%.40s\")\n", e->name, v);
+            break;
+        }
+        }
+    }
+
+    /* cross-field rules */
+    {
+        const char *fn = lookup_env("AWS_LAMBDA_FUNCTION_NAME");
+        const char *lwa = lookup_env("AWS_LWA_PORT");
+        c->on_lambda = fn && *fn;
+        if (c->on_lambda && !lookup_env("UPLOAD_DIR") && !dotenv_get(&d, "UPLOAD_DIR")) {
+            free(c->upload_dir);
+            c->upload_dir = strdup("/tmp/uploads");
+            if (!c->upload_dir) {
+                rc = ERR_NOMEM;
+                goto out;
+            }
+        }
+        if (lwa && *lwa && !lookup_env("PORT") && config_parse_long(lwa, 1, 65535, &c->port))
+            ADD_ERR("AWS_LWA_PORT must be a port number\n");
+    }
+    if (!c->aws_region) {
+        const char *r = lookup_env("AWS_DEFAULT_REGION");
+        if (!r || !*r)
+            r = dotenv_get(&d, "AWS_DEFAULT_REGION");
+        c->aws_region = strdup(r && *r ? r : "us-east-1");
+        if (!c->aws_region) {
+            rc = ERR_NOMEM;
+            goto out;
+        }
+    }
+    if (strcmp(c->log_format, "text") != 0 && strcmp(c->log_format, "json") != 0)
+        ADD_ERR("LOG_FORMAT must be text or json\n");
+    {
+        enum log_level lvl;
+        if (log_level_parse(c->log_level, &lvl))
+            ADD_ERR("LOG_LEVEL must be debug, info, warn or error\n");
+    }
+    if (c->public_base_url && strcmp(c->public_base_url, "auto") != 0) {
+        size_t l = strlen(c->public_base_url);
+        if (!valid_url(c->public_base_url))
+            ADD_ERR("PUBLIC_BASE_URL must be an http(s):// URL or 'auto'\n");
+        while (l > 0 && c->public_base_url[l - 1] == '/')
+            c->public_base_url[--l] = '\0';
+    }
+    if (c->use_s3) {
+        if (!c->s3_bucket)
+            ADD_ERR("USE_S3=1 needs S3_BUCKET\n");
+        if (!c->aws_access_key_id || !c->aws_secret_access_key)
+            ADD_ERR("USE_S3=1 needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY\n");
+    }
+    if (c->host && strlen(c->host) > 64)
+        ADD_ERR("HOST is too long\n");
+    rc = bad ? ERR_INVALID : 0;
+out:
+    dotenv_free(&d);
+    if (rc)
+        config_free(c);
+    return rc;
+}
+
+void config_free(struct config *c)
+{
+    for (size_t i = 0; i < N_ENTRIES; i++) {
+        if (entries[i].type == CFG_STR || entries[i].type == CFG_URL) {
+            char **p = (char **)(void *)((char *)c + entries[i].offset);
+            free(*p);
+            *p = NULL;
+        }
+    }
+    free(c->aws_region);
+    c->aws_region = NULL;
+}
+
+void config_log(const struct config *c)
+{
+    for (size_t i = 0; i < N_ENTRIES; i++) {
+        const struct cfg_entry *e = &entries[i];
+        const char *field = (const char *)c + e->offset;
+        switch (e->type) {
+        case CFG_STR:
+        case CFG_URL: {
+            const char *v = *(char *const *)(const void *)field;
+            if (e->name[0] == 'A' && strcmp(e->name, "AWS_REGION") == 0)
+                v = c->aws_region;
+            log_debug("config %s=%s", e->name, !v ? "(unset)" : (e->flags & CFG_SECRET) ? "(set, hidden)" : v);
+            break;
+        }
+        case CFG_LONG:
+            log_debug("config %s=%ld", e->name, *(const long *)(const void *)field);
+            break;
+        case CFG_BOOL:
+            log_debug("config %s=%d", e->name, *(const int *)(const void *)field);
+            break;
+        }
+    }
+}

@@ -1,0 +1,315 @@
+/* handlers_kie.c - POST /generate and GET /status: validate, call KIE on the
+ * upstream I/O thread with the connection suspended, map KIE's answer. */
+#include "app.h"
+#include "config.h"
+#include "err.h"
+#include "handlers.h"
+#include "http.h"
+#include "kie.h"
+#include "log.h"
+#include "storage.h"
+#include "upstream.h"
+#include "validate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* KIE must be able to fetch presigned inputs for a while after createTask. */
+#define INPUT_URL_MIN_TTL 3600
+
+struct kie_state {
+    struct req *r;
+    struct upstream_call *call;
+    int is_status;
+};
+
+static void kie_state_free(void *p)
+{
+    struct kie_state *st = p;
+    if (st) {
+        upstream_call_free(st->call);
+        free(st);
+    }
+}
+
+static void on_kie_done(struct upstream_call *c, void *arg)
+{
+    struct kie_state *st = arg;
+    (void)c;
+    http_resume(st->r);
+}
+
+static enum MHD_Result kie_reply(struct req *r)
+{
+    struct kie_state *st = r->state;
+    struct upstream_call *c = st->call;
+    struct kie_outcome o;
+    enum kie_transport t = c->result == 0 ? KIE_OK : c->result == ERR_TIMEOUT ? KIE_TIMEOUT : KIE_UNREACHABLE;
+    enum MHD_Result ret;
+
+    if (c->result == ERR_TOO_LARGE)
+        t = KIE_UNREACHABLE;
+    kie_map(t, c->error, r->app->cfg->kie_timeout_seconds, c->http_status, c->response.data, c->response.len,
+            st->is_status, st->is_status ? "recordInfo" : "createTask", &o);
+    if (o.status == 200) {
+        ret = http_json(r, 200, o.json);
+        o.json = NULL;
+    } else {
+        cJSON *extra = NULL;
+        if (o.kie_code) {
+            cJSON *kie = cJSON_CreateObject();
+            extra = cJSON_CreateObject();
+            cJSON_AddNumberToObject(kie, "code", (double)o.kie_code);
+            cJSON_AddStringToObject(kie, "msg", o.kie_msg);
+            cJSON_AddItemToObject(extra, "kie", kie);
+        }
+        log_warn("request %s: KIE %s failed: HTTP %ld, %s", r->id, st->is_status ? "recordInfo" : "createTask",
+                 c->http_status, c->result ? c->error : o.code);
+        ret = http_error_extra(r, o.status, o.code, extra, "%s", o.message);
+    }
+    kie_outcome_free(&o);
+    return ret;
+}
+
+/* Start the KIE call described by `c` (ownership taken). */
+static enum MHD_Result kie_call(struct req *r, struct upstream_call *c, int is_status)
+{
+    struct kie_state *st = calloc(1, sizeof *st);
+    char auth[1100];
+
+    if (!st) {
+        upstream_call_free(c);
+        return MHD_NO;
+    }
+    st->r = r;
+    st->call = c;
+    st->is_status = is_status;
+    r->state = st;
+    r->state_free = kie_state_free;
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", r->app->cfg->kie_api_key);
+    if (upstream_call_header(c, auth) || upstream_call_header(c, "Accept: application/json") ||
+        (!is_status && upstream_call_header(c, "Content-Type: application/json")))
+        return http_error(r, 500, "internal_error", "Out of memory.");
+    c->done = on_kie_done;
+    c->arg = st;
+    http_suspend(r, kie_reply);
+    if (upstream_submit(r->app->up, c)) {
+        c->result = ERR_UPSTREAM;
+        snprintf(c->error, sizeof c->error, "server shutting down");
+        http_resume(r);
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result need_key(struct req *r)
+{
+    return http_error(r, 503, "kie_not_configured",
+                      "KIE_API_KEY is not set on the server: set it in the environment or .env and restart "
+                      "(uploads work without it).");
+}
+
+#define NOT_PUBLIC_HELP                                                                                    \
+    "KIE downloads input_url from its own servers, so it must be reachable from the internet. Start a "   \
+    "tunnel (docker compose --profile tunnel up, or cloudflared tunnel --url http://localhost:8000) and "  \
+    "set PUBLIC_BASE_URL to its https URL, or use S3 mode (USE_S3=1)."
+
+/* out = a + b, or a 400 when it does not fit. */
+static int copy_url(struct req *r, char *out, size_t cap, const char *a, const char *b, const char *field,
+                    enum MHD_Result *answered)
+{
+    int n = snprintf(out, cap, "%s%s", a, b);
+    if (n < 0 || (size_t)n >= cap) {
+        *answered = http_error(r, 400, "invalid_input_url", "%s is too long.", field);
+        return -1;
+    }
+    return 0;
+}
+
+/* Turn one client-given input URL into the absolute URL KIE will fetch.
+ * Returns 0, or answers the request with a 400 and returns -1. */
+static int resolve_input(struct req *r, const char *in, const char *field, char *out, size_t cap,
+                         enum MHD_Result *answered)
+{
+    const struct config *cfg = r->app->cfg;
+    struct storage *store = r->app->store;
+    const char *name = NULL;
+    struct url_parts u;
+    size_t plen = cfg->s3_prefix ? strlen(cfg->s3_prefix) : 0;
+
+    if (strncmp(in, "/files/", 7) == 0)
+        name = in + 7;
+    else if (cfg->use_s3 && plen && strncmp(in, cfg->s3_prefix, plen) == 0)
+        name = in + plen; /* an S3 key we handed out */
+    if (name) {
+        char base[512];
+        char rel[2048];
+        if (stored_name_check(name) == IMAGE_UNKNOWN) {
+            *answered = http_error(r, 400, "invalid_input_url", "%s names no file this server stored.", field);
+            return -1;
+        }
+        if (store->ops->file_url(store, name, INPUT_URL_MIN_TTL, rel, sizeof rel, NULL)) {
+            *answered = http_error(r, 500, "internal_error", "Could not build a URL for %s.", name);
+            return -1;
+        }
+        if (strncmp(rel, "http", 4) == 0) /* S3: presigned or public */
+            return copy_url(r, out, cap, rel, "", field, answered);
+        http_public_base(r, base, sizeof base);
+        if (!base[0]) {
+            *answered = http_error(r, 400, "input_url_not_public",
+                                   "%s is a path on this server, and PUBLIC_BASE_URL is not set. " NOT_PUBLIC_HELP,
+                                   field);
+            return -1;
+        }
+        if (copy_url(r, out, cap, base, rel, field, answered))
+            return -1;
+        in = out;
+    }
+    if (url_parse(in, &u)) {
+        *answered = http_error(r, 400, "invalid_input_url",
+                               "%s must be an absolute http(s) URL or a /files/<name> path from /upload.", field);
+        return -1;
+    }
+    if (!cfg->allow_private_input_urls && url_host_is_private(u.host)) {
+        *answered = http_error(r, 400, "input_url_not_public",
+                               "%s points at %s, a local or private address that KIE cannot reach. " NOT_PUBLIC_HELP,
+                               field, u.host);
+        return -1;
+    }
+    if (in != out)
+        return copy_url(r, out, cap, in, "", field, answered);
+    return 0;
+}
+
+enum MHD_Result h_generate(struct req *r)
+{
+    const struct config *cfg = r->app->cfg;
+    enum MHD_Result answered = MHD_NO;
+    cJSON *body = NULL;
+    cJSON *v;
+    const char *raw[MAX_INPUT_URLS];
+    char urls[MAX_INPUT_URLS][2048];
+    const char *url_ptrs[MAX_INPUT_URLS];
+    size_t n = 0;
+    struct kie_input in;
+    const char *prompt;
+    const char *aspect = "auto";
+    const char *resolution = "1K";
+    char *text = NULL;
+    struct upstream_call *c;
+    char endpoint[1024];
+    long plen;
+
+    if (!cfg->kie_api_key)
+        return need_key(r);
+    body = cJSON_ParseWithLength(buf_str(&r->body), r->body.len);
+    if (!cJSON_IsObject(body)) {
+        answered = http_error(r, 400, "invalid_json",
+                              "The body must be a JSON object: {\"input_url\":...,\"prompt\":...,"
+                              "\"aspect_ratio\":...,\"resolution\":...}.");
+        goto out;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(body, "input_urls");
+    if (v) {
+        cJSON *item;
+        if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) < 1 || cJSON_GetArraySize(v) > MAX_INPUT_URLS) {
+            answered = http_error(r, 400, "invalid_input_urls", "input_urls must be an array of 1 to %d URLs.",
+                                  MAX_INPUT_URLS);
+            goto out;
+        }
+        cJSON_ArrayForEach(item, v)
+        {
+            if (!cJSON_IsString(item)) {
+                answered = http_error(r, 400, "invalid_input_urls", "input_urls must contain only strings.");
+                goto out;
+            }
+            raw[n++] = item->valuestring;
+        }
+    } else {
+        v = cJSON_GetObjectItemCaseSensitive(body, "input_url");
+        if (!cJSON_IsString(v) || !v->valuestring[0]) {
+            answered = http_error(r, 400, "invalid_input_url",
+                                  "input_url is required: the URL (or /files/<name> path) that /upload returned.");
+            goto out;
+        }
+        raw[n++] = v->valuestring;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(body, "prompt");
+    plen = cJSON_IsString(v) ? utf8_length(v->valuestring) : -1;
+    if (plen < PROMPT_MIN_CHARS || plen > PROMPT_MAX_CHARS) {
+        answered = http_error(r, 400, "invalid_prompt", "prompt must be text of %d to %d characters.",
+                              PROMPT_MIN_CHARS, PROMPT_MAX_CHARS);
+        goto out;
+    }
+    prompt = v->valuestring;
+    v = cJSON_GetObjectItemCaseSensitive(body, "aspect_ratio");
+    if (v && !cJSON_IsNull(v)) {
+        if (!cJSON_IsString(v) || !aspect_ratio_valid(v->valuestring)) {
+            answered = http_error(r, 400, "invalid_aspect_ratio",
+                                  "aspect_ratio must be one of 1:1, 4:3, 3:4, 16:9, 9:16, 3:2, 2:3, auto.");
+            goto out;
+        }
+        aspect = v->valuestring;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(body, "resolution");
+    if (v && !cJSON_IsNull(v)) {
+        if (!cJSON_IsString(v) || !resolution_valid(v->valuestring)) {
+            answered = http_error(r, 400, "invalid_resolution", "resolution must be 1K or 2K.");
+            goto out;
+        }
+        resolution = v->valuestring;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (resolve_input(r, raw[i], n > 1 ? "an input_urls entry" : "input_url", urls[i], sizeof urls[i],
+                          &answered))
+            goto out;
+        url_ptrs[i] = urls[i];
+    }
+    memset(&in, 0, sizeof in);
+    in.model = cfg->kie_model;
+    in.input_urls = url_ptrs;
+    in.n_input_urls = n;
+    in.prompt = prompt;
+    in.aspect_ratio = aspect;
+    in.resolution = resolution;
+    text = kie_create_body(&in);
+    if (!text) {
+        answered = MHD_NO;
+        goto out;
+    }
+    snprintf(endpoint, sizeof endpoint, "%s/api/v1/jobs/createTask", cfg->kie_base_url);
+    c = upstream_call_new("POST", endpoint, cfg->kie_timeout_seconds * 1000, MAX_UPSTREAM_RESPONSE);
+    if (!c) {
+        answered = MHD_NO;
+        goto out;
+    }
+    upstream_call_body(c, text, strlen(text));
+    text = NULL;
+    answered = kie_call(r, c, 0);
+out:
+    free(text);
+    cJSON_Delete(body);
+    return answered;
+}
+
+enum MHD_Result h_status(struct req *r)
+{
+    const struct config *cfg = r->app->cfg;
+    const char *id = http_query(r, "task_id");
+    struct upstream_call *c;
+    char endpoint[1024];
+
+    if (!id)
+        id = http_query(r, "taskId");
+    if (!id || !*id)
+        return http_error(r, 400, "missing_task_id", "Pass the task id: /status?task_id=<taskId from /generate>.");
+    if (!task_id_valid(id))
+        return http_error(r, 400, "invalid_task_id", "task_id must be 1-128 letters, digits, '_', '-' or '.'.");
+    if (!cfg->kie_api_key)
+        return need_key(r);
+    snprintf(endpoint, sizeof endpoint, "%s/api/v1/jobs/recordInfo?taskId=%s", cfg->kie_base_url, id);
+    c = upstream_call_new("GET", endpoint, cfg->kie_timeout_seconds * 1000, MAX_UPSTREAM_RESPONSE);
+    if (!c)
+        return MHD_NO;
+    return kie_call(r, c, 1);
+}

@@ -1,0 +1,161 @@
+/* handlers_misc.c - the web page, its static files, /healthz, /config and
+ * /openapi.json. The files come from the copy built into the binary, or from
+ * WEB_DIR when set (for working on the page without rebuilding). */
+#include "app.h"
+#include "config.h"
+#include "handlers.h"
+#include "http.h"
+#include "storage.h"
+#include "upstream.h"
+#include "validate.h"
+#include "web.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE_CSP                                                                                           \
+    "default-src 'self'; img-src 'self' data: blob: http: https:; connect-src 'self'; style-src 'self'; " \
+    "script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+#define DEFAULT_PROMPT                                                                                     \
+    "Preserve the exact composition and all props of the product; place it in a clean, professional "    \
+    "studio setting with soft, even lighting, a seamless neutral background, realistic shadows and "      \
+    "reflections, sharp focus, high-end e-commerce product photography."
+
+static const char *content_type_for(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    if (!dot)
+        return "application/octet-stream";
+    if (strcmp(dot, ".html") == 0)
+        return "text/html; charset=utf-8";
+    if (strcmp(dot, ".js") == 0)
+        return "text/javascript; charset=utf-8";
+    if (strcmp(dot, ".css") == 0)
+        return "text/css; charset=utf-8";
+    if (strcmp(dot, ".json") == 0)
+        return "application/json";
+    return "application/octet-stream";
+}
+
+/* Serve one of the page's files by bare name (already checked: no '/'). */
+static enum MHD_Result serve_asset(struct req *r, const char *name)
+{
+    struct MHD_Response *resp = NULL;
+    unsigned long long len = 0;
+    const char *dir = r->app->cfg->web_dir;
+
+    if (dir) {
+        char path[4096];
+        struct stat st;
+        int fd;
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+            len = (unsigned long long)st.st_size;
+            resp = MHD_create_response_from_fd64(len, fd);
+        } else if (fd >= 0) {
+            close(fd);
+        }
+    } else {
+        for (const struct web_asset *a = WEB_ASSETS; a->name; a++) {
+            if (strcmp(a->name, name) == 0) {
+                len = a->len;
+                resp = MHD_create_response_from_buffer(a->len, (void *)(uintptr_t)a->data,
+                                                       MHD_RESPMEM_PERSISTENT);
+                break;
+            }
+        }
+    }
+    if (!resp)
+        return http_error(r, 404, "not_found", "There is no such file.");
+    MHD_add_response_header(resp, "Content-Type", content_type_for(name));
+    MHD_add_response_header(resp, "Cache-Control", dir ? "no-cache" : "public, max-age=300");
+    if (strcmp(name, "index.html") == 0) {
+        MHD_add_response_header(resp, "Content-Security-Policy", PAGE_CSP);
+        MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    }
+    return http_send(r, 200, resp, len);
+}
+
+enum MHD_Result h_page(struct req *r)
+{
+    return serve_asset(r, "index.html");
+}
+
+enum MHD_Result h_static(struct req *r)
+{
+    if (strcmp(r->param, "app.js") != 0 && strcmp(r->param, "app.css") != 0)
+        return http_error(r, 404, "not_found", "There is no such file.");
+    return serve_asset(r, r->param);
+}
+
+enum MHD_Result h_openapi(struct req *r)
+{
+    return serve_asset(r, "openapi.json");
+}
+
+enum MHD_Result h_healthz(struct req *r)
+{
+    const struct config *cfg = r->app->cfg;
+    cJSON *j = cJSON_CreateObject();
+
+    cJSON_AddStringToObject(j, "status", "ok");
+    cJSON_AddStringToObject(j, "storage", r->app->store->ops->name);
+    cJSON_AddBoolToObject(j, "kie_configured", cfg->kie_api_key != NULL);
+    cJSON_AddNumberToObject(j, "uptime_seconds", (double)(time(NULL) - r->app->started));
+    cJSON_AddNumberToObject(j, "active_requests", (double)atomic_load(&r->app->active_requests));
+    cJSON_AddNumberToObject(j, "waiting_on_upstream", (double)atomic_load(&r->app->suspended));
+    return http_json(r, 200, j);
+}
+
+/* Can KIE fetch what /upload hands out? In S3 mode yes (presigned or public
+ * URLs); locally only with a public base URL that is not private. */
+static int public_url_ok(struct req *r, char *base, size_t cap)
+{
+    struct url_parts u;
+    http_public_base(r, base, cap);
+    if (strcmp(r->app->store->ops->name, "s3") == 0)
+        return 1;
+    if (!base[0] || url_parse(base, &u) != 0)
+        return 0;
+    return !url_host_is_private(u.host);
+}
+
+enum MHD_Result h_config(struct req *r)
+{
+    const struct config *cfg = r->app->cfg;
+    char base[512];
+    int ok = public_url_ok(r, base, sizeof base);
+    cJSON *j = cJSON_CreateObject();
+    cJSON *warnings = cJSON_CreateArray();
+
+    cJSON_AddStringToObject(j, "storage", r->app->store->ops->name);
+    if (base[0])
+        cJSON_AddStringToObject(j, "public_base_url", base);
+    else
+        cJSON_AddNullToObject(j, "public_base_url");
+    cJSON_AddBoolToObject(j, "public_url_ok", ok);
+    cJSON_AddBoolToObject(j, "kie_configured", cfg->kie_api_key != NULL);
+    cJSON_AddBoolToObject(j, "auth_required", cfg->api_token != NULL);
+    cJSON_AddBoolToObject(j, "direct_upload", cfg->use_s3);
+    cJSON_AddNumberToObject(j, "max_upload_bytes", (double)cfg->max_upload_bytes);
+    cJSON_AddItemToObject(j, "aspect_ratios", cJSON_CreateStringArray(ASPECT_RATIOS, N_ASPECT_RATIOS));
+    cJSON_AddItemToObject(j, "resolutions", cJSON_CreateStringArray(RESOLUTIONS, N_RESOLUTIONS));
+    cJSON_AddStringToObject(j, "default_prompt", DEFAULT_PROMPT);
+    if (!ok && !cfg->allow_private_input_urls)
+        cJSON_AddItemToArray(warnings,
+                             cJSON_CreateString("KIE downloads your photo from its own servers, so it cannot "
+                                                "reach localhost. Start a tunnel (docker compose --profile "
+                                                "tunnel up) and set PUBLIC_BASE_URL to its https URL, or use "
+                                                "S3 mode (USE_S3=1)."));
+    if (!cfg->kie_api_key)
+        cJSON_AddItemToArray(warnings, cJSON_CreateString("KIE_API_KEY is not set: uploads work, but "
+                                                          "generating images does not."));
+    cJSON_AddItemToObject(j, "warnings", warnings);
+    return http_json(r, 200, j);
+}

@@ -1,0 +1,613 @@
+/* http.c - libmicrohttpd glue: daemon start/stop, the request lifecycle,
+ * the dispatcher (routing, 404/405, CORS preflight, auth, rate limits, body
+ * limits) and the response helpers.
+ *
+ * Lifecycle (as in MHD's largepost.c): the access handler is called once with
+ * headers only (we allocate struct req and run the central checks), then once
+ * per body chunk, then once more with *upload_data_size == 0 (we run the
+ * handler). A handler that needs an upstream answer suspends the connection;
+ * when the upstream I/O thread resumes it, MHD calls the access handler again
+ * and we run r->cont. NOTIFY_COMPLETED frees the request and writes the access
+ * log line. */
+#include "http.h"
+#include "app.h"
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "ratelimit.h"
+#include "upload.h"
+#include "storage.h"
+
+#include <arpa/inet.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/statvfs.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+#include <uuid/uuid.h>
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+void app_public_base_url(struct app *a, char *out, size_t cap)
+{
+    pthread_mutex_lock(&a->public_lock);
+    snprintf(out, cap, "%s", a->public_base_url);
+    pthread_mutex_unlock(&a->public_lock);
+}
+
+void app_set_public_base_url(struct app *a, const char *url)
+{
+    pthread_mutex_lock(&a->public_lock);
+    snprintf(a->public_base_url, sizeof a->public_base_url, "%s", url);
+    pthread_mutex_unlock(&a->public_lock);
+}
+
+void http_public_base(struct req *r, char *out, size_t cap)
+{
+    app_public_base_url(r->app, out, cap);
+}
+
+const char *http_query(struct req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *http_header(struct req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+/* ---- responses ------------------------------------------------------------ */
+
+/* Is `origin` allowed by CORS_ORIGINS? Returns the value to send or NULL. */
+static const char *cors_allow(struct req *r, const char *origin)
+{
+    const char *list = r->app->cfg->cors_origins;
+    size_t ol;
+
+    if (!origin || !list)
+        return NULL;
+    if (strcmp(list, "*") == 0)
+        return "*";
+    ol = strlen(origin);
+    for (const char *p = list; *p;) {
+        size_t n;
+        while (*p == ' ' || *p == ',')
+            p++;
+        n = strcspn(p, ",");
+        while (n > 0 && p[n - 1] == ' ')
+            n--;
+        if (n == ol && n > 0 && strncmp(p, origin, n) == 0)
+            return origin;
+        p += strcspn(p, ",");
+    }
+    return NULL;
+}
+
+void http_add_common_headers(struct req *r, struct MHD_Response *resp)
+{
+    const char *origin = http_header(r, "Origin");
+    const char *allow = cors_allow(r, origin);
+
+    MHD_add_response_header(resp, "X-Request-Id", r->id);
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    if (allow) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", allow);
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After");
+        if (strcmp(allow, "*") != 0)
+            MHD_add_response_header(resp, "Vary", "Origin");
+    }
+}
+
+enum MHD_Result http_send(struct req *r, unsigned status, struct MHD_Response *resp,
+                          unsigned long long bytes)
+{
+    enum MHD_Result ret;
+
+    if (!resp)
+        return MHD_NO;
+    http_add_common_headers(r, resp);
+    r->status = status;
+    r->bytes = r->is_head ? 0 : bytes;
+    ret = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+enum MHD_Result http_json(struct req *r, unsigned status, cJSON *json)
+{
+    char *text = json ? cJSON_PrintUnformatted(json) : NULL;
+    struct MHD_Response *resp;
+    size_t len;
+
+    cJSON_Delete(json);
+    if (!text)
+        return MHD_NO;
+    len = strlen(text);
+    resp = MHD_create_response_from_buffer_with_free_callback(len, text, cJSON_free);
+    if (!resp) {
+        cJSON_free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    return http_send(r, status, resp, len);
+}
+
+enum MHD_Result http_error_extra(struct req *r, unsigned status, const char *code, cJSON *extra,
+                                 const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    cJSON *root = cJSON_CreateObject();
+    cJSON *err = cJSON_CreateObject();
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!root || !err) {
+        cJSON_Delete(root);
+        cJSON_Delete(err);
+        cJSON_Delete(extra);
+        return MHD_NO;
+    }
+    cJSON_AddItemToObject(root, "error", err);
+    cJSON_AddStringToObject(err, "code", code);
+    cJSON_AddStringToObject(err, "message", msg);
+    cJSON_AddStringToObject(err, "request_id", r->id);
+    if (extra) {
+        cJSON *child = extra->child;
+        while (child) {
+            cJSON *next = child->next;
+            cJSON_AddItemToObject(err, child->string, cJSON_DetachItemViaPointer(extra, child));
+            child = next;
+        }
+        cJSON_Delete(extra);
+    }
+    if (status >= 500)
+        log_warn("request %s: %u %s: %s", r->id, status, code, msg);
+    return http_json(r, status, root);
+}
+
+enum MHD_Result http_redirect(struct req *r, const char *location)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Location", location);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    return http_send(r, 302, resp, 0);
+}
+
+/* ---- async ---------------------------------------------------------------- */
+
+void http_suspend(struct req *r, enum MHD_Result (*cont)(struct req *r))
+{
+    r->cont = cont;
+    r->suspended = 1;
+    atomic_store(&r->async_done, 0);
+    atomic_fetch_add(&r->app->suspended, 1);
+    MHD_suspend_connection(r->conn);
+}
+
+void http_resume(struct req *r)
+{
+    atomic_store(&r->async_done, 1);
+    atomic_fetch_sub(&r->app->suspended, 1);
+    MHD_resume_connection(r->conn); /* never touch r after this line */
+}
+
+/* ---- routing -------------------------------------------------------------- */
+
+/* Match `path` against `pattern`; on a {param} match copy the segment. */
+static int route_match(const char *pattern, const char *path, char *param, size_t cap)
+{
+    const char *brace = strchr(pattern, '{');
+    size_t prefix;
+    size_t rest;
+
+    if (!brace)
+        return strcmp(pattern, path) == 0;
+    prefix = (size_t)(brace - pattern);
+    if (strncmp(pattern, path, prefix) != 0)
+        return 0;
+    path += prefix;
+    rest = strlen(path);
+    if (rest == 0 || rest >= cap || strchr(path, '/'))
+        return 0;
+    memcpy(param, path, rest + 1);
+    return 1;
+}
+
+/* Find the route; *path_known tells whether any method matches the path;
+ * `allow` receives the methods for the Allow header. */
+static const struct route *route_find(const char *method, const char *path, char *param, size_t cap,
+                                      int *path_known, char *allow, size_t allow_cap)
+{
+    const struct route *found = NULL;
+    size_t alen = 0;
+    int head = strcmp(method, "HEAD") == 0;
+
+    *path_known = 0;
+    allow[0] = '\0';
+    for (const struct route *rt = ROUTES; rt->method; rt++) {
+        char tmp[256];
+        if (!route_match(rt->pattern, path, tmp, sizeof tmp))
+            continue;
+        *path_known = 1;
+        alen += (size_t)snprintf(allow + alen, allow_cap - alen, "%s%s%s", alen ? ", " : "", rt->method,
+                                 strcmp(rt->method, "GET") == 0 ? ", HEAD" : "");
+        if (alen >= allow_cap)
+            alen = allow_cap - 1;
+        if (!found && (strcmp(rt->method, method) == 0 || (head && strcmp(rt->method, "GET") == 0))) {
+            found = rt;
+            snprintf(param, cap, "%s", tmp);
+        }
+    }
+    return found;
+}
+
+static void client_ip(struct req *r)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+
+    snprintf(r->client_ip, sizeof r->client_ip, "unknown");
+    if (ci && ci->client_addr) {
+        const struct sockaddr *sa = ci->client_addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, r->client_ip,
+                      sizeof r->client_ip);
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, r->client_ip,
+                      sizeof r->client_ip);
+    }
+    if (r->app->cfg->trust_proxy) {
+        const char *h = http_header(r, "CF-Connecting-IP");
+        char first[64];
+        unsigned char tmp[16];
+        if (!h)
+            h = http_header(r, "X-Forwarded-For");
+        if (h) {
+            size_t n = strcspn(h, ",");
+            while (*h == ' ' && n > 0) {
+                h++;
+                n--;
+            }
+            while (n > 0 && h[n - 1] == ' ')
+                n--;
+            if (n > 0 && n < sizeof first) {
+                memcpy(first, h, n);
+                first[n] = '\0';
+                if (inet_pton(AF_INET, first, tmp) == 1 || inet_pton(AF_INET6, first, tmp) == 1)
+                    snprintf(r->client_ip, sizeof r->client_ip, "%s", first);
+            }
+        }
+    }
+}
+
+/* Constant-time check of "Authorization: Bearer <API_TOKEN>": both sides are
+ * hashed first so the comparison has a fixed length. */
+static int auth_ok(struct req *r)
+{
+    const char *token = r->app->cfg->api_token;
+    const char *h = http_header(r, "Authorization");
+    unsigned char want[SHA256_DIGEST_LENGTH];
+    unsigned char got[SHA256_DIGEST_LENGTH];
+
+    if (!token)
+        return 1;
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return 0;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    SHA256((const unsigned char *)token, strlen(token), want);
+    SHA256((const unsigned char *)h, strlen(h), got);
+    return CRYPTO_memcmp(want, got, sizeof want) == 0;
+}
+
+static enum MHD_Result preflight(struct req *r, const char *allow)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    if (cors_allow(r, http_header(r, "Origin"))) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods", allow);
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+        MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+    }
+    MHD_add_response_header(resp, "Allow", allow);
+    return http_send(r, 204, resp, 0);
+}
+
+static enum MHD_Result too_many(struct req *r, long wait)
+{
+    char secs[24];
+    cJSON *extra = cJSON_CreateObject();
+    struct MHD_Response *resp;
+    char *text;
+    cJSON *root;
+
+    cJSON_AddNumberToObject(extra, "retry_after", (double)wait);
+    snprintf(secs, sizeof secs, "%ld", wait);
+    /* built by hand to add Retry-After */
+    root = cJSON_CreateObject();
+    {
+        cJSON *err = cJSON_AddObjectToObject(root, "error");
+        char msg[160];
+        snprintf(msg, sizeof msg, "Too many requests from your address; try again in %ld s.", wait);
+        cJSON_AddStringToObject(err, "code", "rate_limited");
+        cJSON_AddStringToObject(err, "message", msg);
+        cJSON_AddStringToObject(err, "request_id", r->id);
+        cJSON_AddItemToObject(err, "retry_after", cJSON_DetachItemFromObject(extra, "retry_after"));
+    }
+    cJSON_Delete(extra);
+    text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!text)
+        return MHD_NO;
+    resp = MHD_create_response_from_buffer_with_free_callback(strlen(text), text, cJSON_free);
+    if (!resp) {
+        cJSON_free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Retry-After", secs);
+    return http_send(r, 429, resp, strlen(text));
+}
+
+/* Central checks on the first callback (headers only). Returns MHD_YES to go
+ * on reading the body, or the result of queueing an early answer. *answered
+ * tells which. */
+static enum MHD_Result first_call(struct req *r, int *answered)
+{
+    const struct config *cfg = r->app->cfg;
+    const char *cl = http_header(r, "Content-Length");
+    unsigned long long length = 0;
+    int has_length = 0;
+    char allow[128];
+    int path_known;
+
+    *answered = 1;
+    if (cl) {
+        long v;
+        if (config_parse_long(cl, 0, 0x7fffffffffffffffL, &v) == 0) {
+            length = (unsigned long long)v;
+            has_length = 1;
+        }
+    }
+    r->route = route_find(r->method, r->path, r->param, sizeof r->param, &path_known, allow, sizeof allow);
+    if (strcmp(r->method, "OPTIONS") == 0 && path_known) {
+        char methods[160];
+        snprintf(methods, sizeof methods, "%s, OPTIONS", allow);
+        return preflight(r, methods);
+    }
+    if (!r->route) {
+        if (!path_known)
+            return http_error(r, 404, "not_found", "There is no route for %s %.200s.", r->method, r->path);
+        {
+            struct MHD_Response *resp;
+            char body[256];
+            int n = snprintf(body, sizeof body,
+                             "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"Use %s for this path.\","
+                             "\"request_id\":\"%s\"}}",
+                             allow, r->id);
+            resp = MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+            if (!resp)
+                return MHD_NO;
+            MHD_add_response_header(resp, "Content-Type", "application/json");
+            MHD_add_response_header(resp, "Allow", allow);
+            return http_send(r, 405, resp, (unsigned long long)n);
+        }
+    }
+    if ((r->route->flags & ROUTE_AUTH) && !auth_ok(r)) {
+        struct MHD_Response *resp;
+        char body[256];
+        int n = snprintf(body, sizeof body,
+                         "{\"error\":{\"code\":\"unauthorized\",\"message\":\"This server needs an API token: "
+                         "send Authorization: Bearer <API_TOKEN>.\",\"request_id\":\"%s\"}}",
+                         r->id);
+        resp = MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+        if (!resp)
+            return MHD_NO;
+        MHD_add_response_header(resp, "Content-Type", "application/json");
+        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+        return http_send(r, 401, resp, (unsigned long long)n);
+    }
+    if (r->route->flags & (ROUTE_RL_GENERATE | ROUTE_RL_UPLOAD)) {
+        struct timespec ts;
+        long wait;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        wait = ratelimit_take((r->route->flags & ROUTE_RL_GENERATE) ? r->app->rl_generate : r->app->rl_upload,
+                              r->client_ip, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+        if (wait)
+            return too_many(r, wait);
+    }
+    if (r->route->flags & (ROUTE_JSON_BODY | ROUTE_RAW_BODY)) {
+        if (has_length && length > MAX_JSON_BODY)
+            return http_error(r, 413, "body_too_large", "The request body is larger than %d bytes.",
+                              MAX_JSON_BODY);
+        buf_init(&r->body, MAX_JSON_BODY);
+    }
+    if (r->route->flags & ROUTE_MULTIPART) {
+        int oom = 0;
+        /* multipart framing adds a few hundred bytes around the file */
+        if (has_length && length > (unsigned long long)cfg->max_upload_bytes + 16384)
+            return http_error(r, 413, "file_too_large", "The file is larger than the limit of %ld bytes.",
+                              cfg->max_upload_bytes);
+        if (!r->app->store || strcmp(r->app->store->ops->name, "local") == 0) {
+            struct statvfs vfs;
+            if (cfg->min_free_disk_mb > 0 && statvfs(cfg->upload_dir, &vfs) == 0) {
+                unsigned long long free_mb = (unsigned long long)vfs.f_bavail * vfs.f_frsize / (1024 * 1024);
+                if (free_mb < (unsigned long long)cfg->min_free_disk_mb)
+                    return http_error(r, 507, "insufficient_storage",
+                                      "The server is low on disk space (%llu MB free); try again later.",
+                                      free_mb);
+            }
+        }
+        r->upload = upload_new(r->conn, r->app->store->ops->spool_dir(r->app->store),
+                               (unsigned long long)cfg->max_upload_bytes, &oom);
+        if (!r->upload) {
+            if (oom)
+                return MHD_NO;
+            return http_error(r, 400, "not_multipart",
+                              "Send the image as multipart/form-data with a field named \"file\" "
+                              "(curl -F file=@photo.jpg).");
+        }
+    }
+    *answered = 0;
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+    struct app *app = cls;
+    struct req *r = *req_cls;
+    (void)version;
+
+    if (!r) {
+        int answered;
+        enum MHD_Result ret;
+        uuid_t u;
+
+        r = calloc(1, sizeof *r);
+        if (!r)
+            return MHD_NO;
+        *req_cls = r;
+        atomic_fetch_add(&app->active_requests, 1);
+        r->app = app;
+        r->conn = conn;
+        r->method = method;
+        r->path = url;
+        r->start_ms = now_ms();
+        r->is_head = strcmp(method, "HEAD") == 0;
+        uuid_generate_random(u);
+        uuid_unparse_lower(u, r->id);
+        client_ip(r);
+        ret = first_call(r, &answered);
+        return answered ? ret : MHD_YES;
+    }
+    if (r->suspended) {
+        if (!atomic_load(&r->async_done))
+            return MHD_YES; /* spurious call */
+        r->suspended = 0;
+        return r->cont(r);
+    }
+    if (r->status)
+        return MHD_YES; /* already answered (early), drain */
+    if (*upload_data_size) {
+        if (r->upload) {
+            upload_feed(r->upload, upload_data, *upload_data_size);
+        } else if (r->route && (r->route->flags & (ROUTE_JSON_BODY | ROUTE_RAW_BODY)) && !r->body_too_large) {
+            if (buf_append(&r->body, upload_data, *upload_data_size))
+                r->body_too_large = 1;
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (r->body_too_large)
+        return http_error(r, 413, "body_too_large", "The request body is larger than %d bytes.", MAX_JSON_BODY);
+    return r->route->handler(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct app *app = cls;
+    struct req *r = *req_cls;
+    (void)conn;
+
+    if (!r)
+        return;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->status)
+        r->status = 499; /* client went away / timed out before an answer */
+    log_access(r->id, r->client_ip, r->method, r->path, r->status, r->bytes, now_ms() - r->start_ms);
+    upload_free(r->upload);
+    buf_free(&r->body);
+    if (r->state_free)
+        r->state_free(r->state);
+    free(r);
+    *req_cls = NULL;
+    atomic_fetch_sub(&app->active_requests, 1);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    size_t n;
+    (void)cls;
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    n = strlen(msg);
+    while (n > 0 && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    log_warn("libmicrohttpd: %s", msg);
+}
+
+struct MHD_Daemon *http_start(struct app *app, char *err, size_t cap)
+{
+    const struct config *cfg = app->cfg;
+    struct sockaddr_in sa;
+    struct MHD_Daemon *d;
+    const union MHD_DaemonInfo *info;
+    unsigned pool = (unsigned)cfg->thread_pool_size;
+
+    if (pool == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        pool = n > 0 ? (unsigned)n : 2;
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)cfg->port);
+    if (inet_pton(AF_INET, cfg->host, &sa.sin_addr) != 1) {
+        snprintf(err, cap, "HOST must be an IPv4 address (got %s)", cfg->host);
+        return NULL;
+    }
+    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                             MHD_USE_ERROR_LOG,
+                         0, NULL, NULL, on_request, app,
+                         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                         MHD_OPTION_THREAD_POOL_SIZE, pool,
+                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+                         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_connections,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
+                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+                         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
+                         MHD_OPTION_END);
+    if (!d) {
+        snprintf(err, cap, "cannot listen on %s:%ld (port in use?)", cfg->host, cfg->port);
+        return NULL;
+    }
+    info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    app->port = info ? info->port : (unsigned)cfg->port;
+    return d;
+}
+
+MHD_socket http_quiesce(struct app *app, long grace_ms)
+{
+    double deadline = now_ms() + (double)grace_ms;
+    /* stop accepting; MHD hands back the listen socket, which must only be
+     * closed after MHD_stop_daemon */
+    MHD_socket ls = MHD_quiesce_daemon(app->daemon);
+    while (atomic_load(&app->active_requests) > 0 && now_ms() < deadline)
+        usleep(10000);
+    if (atomic_load(&app->active_requests) > 0)
+        log_warn("shutdown: %ld request(s) still running after %ld ms; cutting them",
+                 atomic_load(&app->active_requests), grace_ms);
+    return ls;
+}

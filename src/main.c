@@ -1,0 +1,220 @@
+/* main.c - start-up, the command line, signals and shutdown.
+ *
+ *   product-photo-api [serve]      run the HTTP server (default)
+ *   product-photo-api routes       print the route table (METHOD PATH)
+ *   product-photo-api healthcheck  GET /healthz on the configured port; exit 0/1
+ *   product-photo-api --help | --version
+ */
+#include "app.h"
+#include "config.h"
+#include "err.h"
+#include "http.h"
+#include "log.h"
+#include "ratelimit.h"
+#include "storage.h"
+#include "sweeper.h"
+#include "upstream.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define VERSION "1.0.0"
+#define SWEEP_INTERVAL 600
+
+static const char *env_lookup(const char *name)
+{
+    return getenv(name);
+}
+
+static void usage(FILE *out)
+{
+    size_t n;
+    const struct config_var_info *vars = config_vars(&n);
+
+    fprintf(out,
+            "product-photo-api %s - turn a product photo into a studio shot with KIE (flux-2 image-to-image)\n\n"
+            "Usage:\n"
+            "  product-photo-api [serve]      run the HTTP API server (default)\n"
+            "  product-photo-api routes       print the route table, one 'METHOD PATH' per line\n"
+            "  product-photo-api healthcheck  GET http://127.0.0.1:$PORT/healthz; exit 0 when healthy\n"
+            "  product-photo-api --help       this text\n"
+            "  product-photo-api --version\n\n"
+            "Configuration comes from the environment and an optional .env file in the working\n"
+            "directory (the environment wins):\n\n",
+            VERSION);
+    for (size_t i = 0; i < n; i++)
+        fprintf(out, "  %-26s %s%s%s%s\n", vars[i].name, vars[i].help, vars[i].def ? " [default: " : "",
+                vars[i].def ? vars[i].def : "", vars[i].def ? "]" : "");
+    fprintf(out, "\nRoutes:\n");
+    for (const struct route *rt = ROUTES; rt->method; rt++)
+        fprintf(out, "  %-5s %-18s %s\n", rt->method, rt->pattern, rt->summary);
+}
+
+static int cmd_routes(void)
+{
+    for (const struct route *rt = ROUTES; rt->method; rt++)
+        printf("%s %s\n", rt->method, rt->pattern);
+    return 0;
+}
+
+static int load_config(struct config *cfg)
+{
+    char errors[4096];
+    int rc = config_load(cfg, ".env", env_lookup, errors, sizeof errors);
+
+    if (rc) {
+        fprintf(stderr, "product-photo-api: invalid configuration:\n%s", errors);
+        return rc;
+    }
+    return 0;
+}
+
+static int cmd_healthcheck(void)
+{
+    struct config cfg;
+    struct upstream_call *c;
+    char url[128];
+    int ok;
+
+    if (load_config(&cfg))
+        return 1;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    snprintf(url, sizeof url, "http://127.0.0.1:%ld/healthz", cfg.port);
+    c = upstream_call_new("GET", url, 3000, 65536);
+    if (!c) {
+        config_free(&cfg);
+        return 1;
+    }
+    upstream_perform_sync(c);
+    ok = c->result == 0 && c->http_status == 200;
+    if (!ok)
+        fprintf(stderr, "healthcheck: %s -> %s (HTTP %ld)\n", url, c->result ? c->error : "bad status",
+                c->http_status);
+    upstream_call_free(c);
+    config_free(&cfg);
+    curl_global_cleanup();
+    return ok ? 0 : 1;
+}
+
+static int cmd_serve(void)
+{
+    struct config cfg;
+    struct app app;
+    sigset_t sigs;
+    char err[512];
+    int rc = 1;
+    MHD_socket ls = MHD_INVALID_SOCKET;
+    time_t last_sweep = 0;
+    enum log_level lvl = LOG_INFO;
+
+    memset(&app, 0, sizeof app);
+    pthread_mutex_init(&app.public_lock, NULL);
+    if (load_config(&cfg))
+        return 1;
+    (void)log_level_parse(cfg.log_level, &lvl);
+    log_setup(lvl, strcmp(cfg.log_format, "json") == 0);
+    config_log(&cfg);
+    app.cfg = &cfg;
+    app.started = time(NULL);
+
+    /* signals: block in every thread, wait for them in this one */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_error("curl_global_init failed");
+        goto out;
+    }
+    app.up = upstream_start(cfg.kie_max_connections);
+    if (!app.up) {
+        log_error("cannot start the upstream I/O thread");
+        goto out;
+    }
+    app.store = storage_open(&cfg, app.up, err, sizeof err);
+    if (!app.store) {
+        log_error("storage: %s", err);
+        fprintf(stderr, "product-photo-api: %s\n", err);
+        goto out;
+    }
+    app.rl_generate = ratelimit_new(cfg.rate_limit_generate);
+    app.rl_upload = ratelimit_new(cfg.rate_limit_upload);
+    if (cfg.public_base_url && strcmp(cfg.public_base_url, "auto") != 0)
+        app_set_public_base_url(&app, cfg.public_base_url);
+    app.daemon = http_start(&app, err, sizeof err);
+    if (!app.daemon) {
+        log_error("%s", err);
+        fprintf(stderr, "product-photo-api: %s\n", err);
+        goto out;
+    }
+    printf("listening on port %u\n", app.port);
+    fflush(stdout);
+    log_info("product-photo-api %s listening on http://%s:%u (storage: %s, KIE: %s)", VERSION, cfg.host, app.port,
+             app.store->ops->name, cfg.kie_base_url);
+    if (!cfg.kie_api_key)
+        log_warn("KIE_API_KEY is not set: /upload and /files work, /generate and /status answer 503");
+    if (!cfg.public_base_url && !cfg.use_s3)
+        log_warn("PUBLIC_BASE_URL is not set: KIE cannot fetch /files/... from this machine; start a tunnel and "
+                 "set PUBLIC_BASE_URL, or use USE_S3=1");
+
+    for (;;) {
+        struct timespec wait = {.tv_sec = 60, .tv_nsec = 0};
+        int sig = sigtimedwait(&sigs, NULL, &wait);
+        if (sig == SIGINT || sig == SIGTERM) {
+            log_info("signal %d: stopping (finishing in-flight requests)", sig);
+            break;
+        }
+        if (!cfg.use_s3 && cfg.upload_ttl_hours > 0 && time(NULL) - last_sweep >= SWEEP_INTERVAL) {
+            last_sweep = time(NULL);
+            (void)sweeper_run(cfg.upload_dir, cfg.upload_ttl_hours * 3600, last_sweep);
+        }
+    }
+    ls = http_quiesce(&app, (cfg.kie_timeout_seconds + 5) * 1000);
+    rc = 0;
+out:
+    upstream_stop(app.up); /* fails what is left; resumes their connections */
+    if (app.daemon)
+        MHD_stop_daemon(app.daemon);
+    if (ls != MHD_INVALID_SOCKET)
+        close(ls);
+    storage_close(app.store);
+    ratelimit_free(app.rl_generate);
+    ratelimit_free(app.rl_upload);
+    curl_global_cleanup();
+    config_free(&cfg);
+    pthread_mutex_destroy(&app.public_lock);
+    if (rc == 0)
+        log_info("stopped");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : "serve";
+
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("product-photo-api %s\n", VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "routes") == 0)
+        return cmd_routes();
+    if (strcmp(cmd, "healthcheck") == 0)
+        return cmd_healthcheck();
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve();
+    fprintf(stderr, "product-photo-api: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

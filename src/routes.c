@@ -1,0 +1,21 @@
+/* routes.c - THE route table. The infrastructure tests (Terraform, SAM) and
+ * the OpenAPI document are checked against it via `product-photo-api routes`.
+ * GET routes also answer HEAD; OPTIONS preflight is answered for every path. */
+#include "handlers.h"
+#include "http.h"
+
+const struct route ROUTES[] = {
+    {"GET", "/", h_page, 0, "the web page"},
+    {"GET", "/static/{name}", h_static, 0, "the web page's script and style sheet"},
+    {"GET", "/healthz", h_healthz, 0, "liveness and readiness"},
+    {"GET", "/config", h_config, 0, "what the web page needs to know about this server"},
+    {"GET", "/openapi.json", h_openapi, 0, "this API as an OpenAPI 3.1 document"},
+    {"POST", "/upload", h_upload, ROUTE_MULTIPART | ROUTE_AUTH | ROUTE_RL_UPLOAD, "upload an image"},
+    {"POST", "/upload-url", h_upload_url, ROUTE_JSON_BODY | ROUTE_AUTH | ROUTE_RL_UPLOAD,
+     "presigned S3 PUT URL for a direct browser upload (S3 mode)"},
+    {"GET", "/files/{name}", h_files, 0, "an uploaded image"},
+    {"POST", "/generate", h_generate, ROUTE_JSON_BODY | ROUTE_AUTH | ROUTE_RL_GENERATE,
+     "create a KIE image-to-image task"},
+    {"GET", "/status", h_status, ROUTE_AUTH, "a KIE task's state and results"},
+    {NULL, NULL, NULL, 0, NULL},
+};

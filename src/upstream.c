@@ -1,0 +1,307 @@
+/* upstream.c - see upstream.h. */
+#include "upstream.h"
+#include "err.h"
+#include "log.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct upstream {
+    CURLM *multi;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    struct upstream_call *queue_head; /* submitted, not yet in multi (under lock) */
+    struct upstream_call *queue_tail;
+    int stopping;                     /* under lock */
+    struct upstream_call *active;     /* in the multi handle (I/O thread only) */
+    atomic_long inflight;
+};
+
+struct upstream_call *upstream_call_new(const char *method, const char *url, long timeout_ms,
+                                        size_t max_response)
+{
+    struct upstream_call *c = calloc(1, sizeof *c);
+
+    if (!c)
+        return NULL;
+    c->url = strdup(url);
+    if (!c->url) {
+        free(c);
+        return NULL;
+    }
+    c->method = method;
+    c->upload_fd = -1;
+    c->timeout_ms = timeout_ms;
+    c->max_response = max_response;
+    buf_init(&c->response, max_response);
+    return c;
+}
+
+int upstream_call_header(struct upstream_call *c, const char *line)
+{
+    struct curl_slist *n = curl_slist_append(c->headers, line);
+    if (!n)
+        return ERR_NOMEM;
+    c->headers = n;
+    return 0;
+}
+
+void upstream_call_body(struct upstream_call *c, char *body, size_t len)
+{
+    free(c->body);
+    c->body = body;
+    c->body_len = len;
+}
+
+void upstream_call_free(struct upstream_call *c)
+{
+    if (!c)
+        return;
+    if (c->easy)
+        curl_easy_cleanup(c->easy);
+    curl_slist_free_all(c->headers);
+    free(c->body);
+    free(c->url);
+    buf_free(&c->response);
+    free(c);
+}
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
+{
+    struct upstream_call *c = userp;
+    size_t n = size * nmemb;
+
+    if (buf_append(&c->response, data, n)) {
+        c->result = ERR_TOO_LARGE;
+        return 0; /* makes curl fail the transfer */
+    }
+    return n;
+}
+
+static size_t on_read(char *dst, size_t size, size_t nmemb, void *userp)
+{
+    struct upstream_call *c = userp;
+    ssize_t n = read(c->upload_fd, dst, size * nmemb);
+    return n < 0 ? CURL_READFUNC_ABORT : (size_t)n;
+}
+
+/* Configure c->easy from the call. 0 or ERR_NOMEM. */
+static int call_prepare(struct upstream_call *c)
+{
+    CURL *e = curl_easy_init();
+
+    if (!e)
+        return ERR_NOMEM;
+    c->easy = e;
+    curl_easy_setopt(e, CURLOPT_URL, c->url);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->timeout_ms < 10000 ? c->timeout_ms : 10000L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->error);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, c);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "product-photo-api/1.0");
+    if (c->headers)
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
+    if (strcmp(c->method, "POST") == 0) {
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body ? c->body : "");
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
+    } else if (strcmp(c->method, "PUT") == 0) {
+        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(e, CURLOPT_READDATA, c);
+        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, c->upload_size);
+    } else if (strcmp(c->method, "HEAD") == 0) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else if (strcmp(c->method, "GET") != 0) {
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, c->method);
+    }
+    return 0;
+}
+
+static void call_finish(struct upstream_call *c, CURLcode code)
+{
+    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->http_status);
+    if (code == CURLE_OK) {
+        c->result = 0;
+    } else if (c->result == ERR_TOO_LARGE) {
+        snprintf(c->error, sizeof c->error, "answer larger than %zu bytes", c->max_response);
+    } else if (code == CURLE_OPERATION_TIMEDOUT) {
+        c->result = ERR_TIMEOUT;
+    } else {
+        c->result = ERR_UPSTREAM;
+        if (!c->error[0])
+            snprintf(c->error, sizeof c->error, "%s", curl_easy_strerror(code));
+    }
+}
+
+void upstream_perform_sync(struct upstream_call *c)
+{
+    CURLcode code;
+
+    if (call_prepare(c)) {
+        c->result = ERR_NOMEM;
+        snprintf(c->error, sizeof c->error, "out of memory");
+        return;
+    }
+    code = curl_easy_perform(c->easy);
+    call_finish(c, code);
+}
+
+static void complete(struct upstream *u, struct upstream_call *c)
+{
+    atomic_fetch_sub(&u->inflight, 1);
+    c->done(c, c->arg);
+}
+
+static void active_unlink(struct upstream *u, struct upstream_call *c)
+{
+    for (struct upstream_call **pp = &u->active; *pp; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            c->next = NULL;
+            return;
+        }
+    }
+}
+
+static void *io_thread(void *arg)
+{
+    struct upstream *u = arg;
+    int stopping = 0;
+
+    while (!stopping) {
+        struct upstream_call *batch;
+        CURLMsg *msg;
+        int running = 0;
+        int left = 0;
+
+        pthread_mutex_lock(&u->lock);
+        batch = u->queue_head;
+        u->queue_head = u->queue_tail = NULL;
+        stopping = u->stopping;
+        pthread_mutex_unlock(&u->lock);
+
+        while (batch) {
+            struct upstream_call *c = batch;
+            batch = c->next;
+            c->next = NULL;
+            if (stopping || call_prepare(c) || curl_multi_add_handle(u->multi, c->easy) != CURLM_OK) {
+                c->result = ERR_UPSTREAM;
+                snprintf(c->error, sizeof c->error, "%s", stopping ? "server shutting down" : "out of memory");
+                complete(u, c);
+                continue;
+            }
+            c->next = u->active;
+            u->active = c;
+        }
+        if (stopping)
+            break;
+        curl_multi_perform(u->multi, &running);
+        while ((msg = curl_multi_info_read(u->multi, &left))) {
+            struct upstream_call *c = NULL;
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+            curl_multi_remove_handle(u->multi, msg->easy_handle);
+            active_unlink(u, c);
+            call_finish(c, msg->data.result);
+            curl_easy_cleanup(c->easy);
+            c->easy = NULL;
+            complete(u, c);
+        }
+        curl_multi_poll(u->multi, NULL, 0, 1000, NULL);
+    }
+
+    /* shutting down: fail whatever is still running */
+    while (u->active) {
+        struct upstream_call *c = u->active;
+        u->active = c->next;
+        c->next = NULL;
+        curl_multi_remove_handle(u->multi, c->easy);
+        curl_easy_cleanup(c->easy);
+        c->easy = NULL;
+        c->result = ERR_UPSTREAM;
+        snprintf(c->error, sizeof c->error, "server shutting down");
+        complete(u, c);
+    }
+    return NULL;
+}
+
+struct upstream *upstream_start(long max_connections)
+{
+    struct upstream *u = calloc(1, sizeof *u);
+
+    if (!u)
+        return NULL;
+    u->multi = curl_multi_init();
+    if (!u->multi) {
+        free(u);
+        return NULL;
+    }
+    curl_multi_setopt(u->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_connections);
+    curl_multi_setopt(u->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_connections);
+    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, max_connections);
+    pthread_mutex_init(&u->lock, NULL);
+    atomic_init(&u->inflight, 0);
+    if (pthread_create(&u->thread, NULL, io_thread, u)) {
+        curl_multi_cleanup(u->multi);
+        pthread_mutex_destroy(&u->lock);
+        free(u);
+        return NULL;
+    }
+    return u;
+}
+
+int upstream_submit(struct upstream *u, struct upstream_call *c)
+{
+    pthread_mutex_lock(&u->lock);
+    if (u->stopping) {
+        pthread_mutex_unlock(&u->lock);
+        return ERR_INVALID;
+    }
+    c->next = NULL;
+    if (u->queue_tail)
+        u->queue_tail->next = c;
+    else
+        u->queue_head = c;
+    u->queue_tail = c;
+    atomic_fetch_add(&u->inflight, 1);
+    pthread_mutex_unlock(&u->lock);
+    curl_multi_wakeup(u->multi);
+    return 0;
+}
+
+long upstream_inflight(struct upstream *u)
+{
+    return atomic_load(&u->inflight);
+}
+
+void upstream_stop(struct upstream *u)
+{
+    if (!u)
+        return;
+    pthread_mutex_lock(&u->lock);
+    u->stopping = 1;
+    pthread_mutex_unlock(&u->lock);
+    curl_multi_wakeup(u->multi);
+    pthread_join(u->thread, NULL);
+    /* calls submitted after the thread's last look at the queue */
+    while (u->queue_head) {
+        struct upstream_call *c = u->queue_head;
+        u->queue_head = c->next;
+        c->result = ERR_UPSTREAM;
+        snprintf(c->error, sizeof c->error, "server shutting down");
+        complete(u, c);
+    }
+    curl_multi_cleanup(u->multi);
+    pthread_mutex_destroy(&u->lock);
+    free(u);
+}

@@ -1,0 +1,278 @@
+/* validate.c - see validate.h. */
+#include "validate.h"
+#include "err.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdint.h>
+#include <string.h>
+#include <strings.h>
+
+const char *const ASPECT_RATIOS[] = {"1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "auto"};
+const char *const RESOLUTIONS[] = {"1K", "2K"};
+
+enum image_type image_detect(const unsigned char *p, size_t len)
+{
+    static const unsigned char png[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
+
+    if (len >= 3 && p[0] == 0xff && p[1] == 0xd8 && p[2] == 0xff)
+        return IMAGE_JPEG;
+    if (len >= 8 && memcmp(p, png, 8) == 0)
+        return IMAGE_PNG;
+    if (len >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WEBP", 4) == 0)
+        return IMAGE_WEBP;
+    return IMAGE_UNKNOWN;
+}
+
+const char *image_mime(enum image_type t)
+{
+    switch (t) {
+    case IMAGE_JPEG: return "image/jpeg";
+    case IMAGE_PNG: return "image/png";
+    case IMAGE_WEBP: return "image/webp";
+    default: return NULL;
+    }
+}
+
+const char *image_ext(enum image_type t)
+{
+    switch (t) {
+    case IMAGE_JPEG: return "jpg";
+    case IMAGE_PNG: return "png";
+    case IMAGE_WEBP: return "webp";
+    default: return NULL;
+    }
+}
+
+enum image_type image_from_mime(const char *mime)
+{
+    if (!mime)
+        return IMAGE_UNKNOWN;
+    if (strcmp(mime, "image/jpeg") == 0)
+        return IMAGE_JPEG;
+    if (strcmp(mime, "image/png") == 0)
+        return IMAGE_PNG;
+    if (strcmp(mime, "image/webp") == 0)
+        return IMAGE_WEBP;
+    return IMAGE_UNKNOWN;
+}
+
+enum image_type stored_name_check(const char *name)
+{
+    static const int dash_at[] = {8, 13, 18, 23};
+    const char *ext;
+    size_t d = 0;
+
+    if (!name || strnlen(name, 48) < 36 + 4)
+        return IMAGE_UNKNOWN;
+    for (size_t i = 0; i < 36; i++) {
+        char c = name[i];
+        if (d < 4 && (int)i == dash_at[d]) {
+            if (c != '-')
+                return IMAGE_UNKNOWN;
+            d++;
+            continue;
+        }
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return IMAGE_UNKNOWN;
+    }
+    if (name[36] != '.')
+        return IMAGE_UNKNOWN;
+    ext = name + 37;
+    if (strcmp(ext, "jpg") == 0)
+        return IMAGE_JPEG;
+    if (strcmp(ext, "png") == 0)
+        return IMAGE_PNG;
+    if (strcmp(ext, "webp") == 0)
+        return IMAGE_WEBP;
+    return IMAGE_UNKNOWN;
+}
+
+int url_parse(const char *url, struct url_parts *out)
+{
+    const char *p;
+    const char *host_end;
+    const char *auth_end;
+    size_t hl;
+
+    memset(out, 0, sizeof *out);
+    if (!url || strnlen(url, 2049) > 2048)
+        return ERR_INVALID;
+    for (p = url; *p; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == '\\')
+            return ERR_INVALID;
+    if (strncasecmp(url, "http://", 7) == 0) {
+        memcpy(out->scheme, "http", 5);
+        p = url + 7;
+    } else if (strncasecmp(url, "https://", 8) == 0) {
+        memcpy(out->scheme, "https", 6);
+        p = url + 8;
+    } else {
+        return ERR_INVALID;
+    }
+    auth_end = p + strcspn(p, "/?#");
+    if (memchr(p, '@', (size_t)(auth_end - p)))
+        return ERR_INVALID; /* no userinfo: it only serves to disguise hosts */
+    if (*p == '[') {
+        host_end = memchr(p, ']', (size_t)(auth_end - p));
+        if (!host_end)
+            return ERR_INVALID;
+        hl = (size_t)(host_end - p - 1);
+        if (hl == 0 || hl >= sizeof out->host)
+            return ERR_INVALID;
+        memcpy(out->host, p + 1, hl);
+        p = host_end + 1;
+    } else {
+        host_end = p + strcspn(p, ":/?#");
+        hl = (size_t)(host_end - p);
+        if (hl == 0 || hl >= sizeof out->host)
+            return ERR_INVALID;
+        memcpy(out->host, p, hl);
+        p = host_end;
+    }
+    out->host[hl] = '\0';
+    for (size_t i = 0; i < hl; i++) {
+        char c = out->host[i];
+        out->host[i] = (char)tolower((unsigned char)c);
+        if (!(isalnum((unsigned char)c) || c == '-' || c == '.' || c == ':' || c == '_' || c == '%'))
+            return ERR_INVALID;
+    }
+    if (*p == ':') {
+        unsigned long port = 0;
+        p++;
+        if (!isdigit((unsigned char)*p))
+            return ERR_INVALID;
+        while (isdigit((unsigned char)*p)) {
+            port = port * 10 + (unsigned long)(*p - '0');
+            if (port > 65535)
+                return ERR_INVALID;
+            p++;
+        }
+        if (port == 0)
+            return ERR_INVALID;
+        out->port = (unsigned)port;
+    }
+    if (*p && *p != '/' && *p != '?' && *p != '#')
+        return ERR_INVALID;
+    out->path_and_query = p;
+    return 0;
+}
+
+static int ipv4_private(uint32_t a)
+{
+    uint8_t b0 = (uint8_t)(a >> 24);
+    uint8_t b1 = (uint8_t)(a >> 16);
+
+    return b0 == 0 || b0 == 10 || b0 == 127 || (b0 == 169 && b1 == 254) ||
+           (b0 == 172 && (b1 & 0xf0) == 16) || (b0 == 192 && b1 == 168) ||
+           (b0 == 100 && (b1 & 0xc0) == 64) || b0 >= 224;
+}
+
+/* Legacy IPv4 forms that inet_pton refuses but resolvers accept ("127.1",
+ * "2130706433", "0x7f.0.0.1"): anything all digits/dots/x is treated as an
+ * address we cannot vouch for. */
+static int looks_numeric(const char *h)
+{
+    int any_digit = 0;
+    for (; *h; h++) {
+        if (isdigit((unsigned char)*h))
+            any_digit = 1;
+        else if (*h != '.' && *h != 'x' && *h != 'X' && !isxdigit((unsigned char)*h))
+            return 0;
+    }
+    return any_digit;
+}
+
+int url_host_is_private(const char *host)
+{
+    struct in_addr v4;
+    struct in6_addr v6;
+    size_t hl = strlen(host);
+
+    while (hl > 0 && host[hl - 1] == '.')
+        hl--; /* "localhost." */
+    if (hl == 0)
+        return 1;
+    if (inet_pton(AF_INET, host, &v4) == 1)
+        return ipv4_private(ntohl(v4.s_addr));
+    if (inet_pton(AF_INET6, host, &v6) == 1) {
+        const uint8_t *b = v6.s6_addr;
+        static const uint8_t zero[16];
+        if (IN6_IS_ADDR_V4MAPPED(&v6))
+            return ipv4_private(((uint32_t)b[12] << 24) | ((uint32_t)b[13] << 16) |
+                                ((uint32_t)b[14] << 8) | b[15]);
+        if (memcmp(b, zero, 15) == 0 && (b[15] == 0 || b[15] == 1))
+            return 1; /* :: and ::1 */
+        if ((b[0] & 0xfe) == 0xfc || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) || b[0] == 0xff)
+            return 1; /* ULA, link-local, multicast */
+        return 0;
+    }
+    if (strchr(host, ':'))
+        return 1; /* unparseable IPv6-ish */
+    if (!memchr(host, '.', hl))
+        return 1; /* single label: "localhost", "api", "minio" */
+    if (looks_numeric(host))
+        return 1;
+    if ((hl >= 10 && strncasecmp(host + hl - 10, ".localhost", 10) == 0) ||
+        (hl >= 6 && strncasecmp(host + hl - 6, ".local", 6) == 0) ||
+        (hl >= 9 && strncasecmp(host + hl - 9, ".internal", 9) == 0))
+        return 1;
+    return 0;
+}
+
+long utf8_length(const char *s)
+{
+    long n = 0;
+    const unsigned char *p = (const unsigned char *)s;
+
+    while (*p) {
+        int extra;
+        if (*p < 0x80)
+            extra = 0;
+        else if ((*p & 0xe0) == 0xc0 && *p >= 0xc2)
+            extra = 1;
+        else if ((*p & 0xf0) == 0xe0)
+            extra = 2;
+        else if ((*p & 0xf8) == 0xf0 && *p <= 0xf4)
+            extra = 3;
+        else
+            return -1;
+        p++;
+        for (int i = 0; i < extra; i++, p++)
+            if ((*p & 0xc0) != 0x80)
+                return -1;
+        n++;
+    }
+    return n;
+}
+
+static int one_of(const char *s, const char *const *set, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(s, set[i]) == 0)
+            return 1;
+    return 0;
+}
+
+int aspect_ratio_valid(const char *s)
+{
+    return s && one_of(s, ASPECT_RATIOS, N_ASPECT_RATIOS);
+}
+
+int resolution_valid(const char *s)
+{
+    return s && one_of(s, RESOLUTIONS, N_RESOLUTIONS);
+}
+
+int task_id_valid(const char *s)
+{
+    size_t n = 0;
+    if (!s)
+        return 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n >= 128 || !(isalnum((unsigned char)c) || c == '_' || c == '-' || c == '.'))
+            return 0;
+    }
+    return n > 0;
+}
