@@ -1,0 +1,93 @@
+/* test_misc.c - buf at its cap, rate limiter buckets, retention sweeper. */
+#include "buf.h"
+#include "err.h"
+#include "ratelimit.h"
+#include "sweeper.h"
+#include "test.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static void touch(const char *dir, const char *name, time_t mtime)
+{
+    char path[512];
+    struct timespec ts[2];
+    int fd;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    fd = open(path, O_CREAT | O_WRONLY, 0644);
+    ts[0].tv_sec = ts[1].tv_sec = mtime;
+    ts[0].tv_nsec = ts[1].tv_nsec = 0;
+    futimens(fd, ts);
+    close(fd);
+}
+
+static int exists(const char *dir, const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+int main(void)
+{
+    struct buf b;
+    struct ratelimit *rl;
+    char dir[] = "/tmp/ppa-sweep-XXXXXX";
+    time_t now = time(NULL);
+    char *taken;
+
+    buf_init(&b, 8);
+    TEST_ASSERT(buf_append(&b, "1234", 4) == 0, "append");
+    TEST_ASSERT(buf_append(&b, "5678", 4) == 0, "append to cap");
+    TEST_ASSERT(buf_append(&b, "9", 1) == ERR_TOO_LARGE, "past cap");
+    TEST_STR_EQ(buf_str(&b), "12345678", "content unchanged after refusal");
+    TEST_ASSERT(b.len == 8, "len");
+    buf_reset(&b);
+    TEST_ASSERT(buf_appendf(&b, "%d-%s", 42, "x") == 0, "appendf");
+    TEST_STR_EQ(buf_str(&b), "42-x", "appendf text");
+    TEST_ASSERT(buf_appendf(&b, "%s", "much too long for it") == ERR_TOO_LARGE, "appendf cap");
+    taken = buf_take(&b);
+    TEST_STR_EQ(taken, "42-x", "take");
+    free(taken);
+    TEST_STR_EQ(buf_str(&b), "", "empty after take");
+    buf_free(&b);
+
+    TEST_ASSERT(ratelimit_new(0) == NULL && ratelimit_take(NULL, "x", 0) == 0, "0 = no limit");
+    rl = ratelimit_new(3);
+    TEST_ASSERT(ratelimit_take(rl, "1.2.3.4", 100.0) == 0, "1");
+    TEST_ASSERT(ratelimit_take(rl, "1.2.3.4", 100.0) == 0, "2");
+    TEST_ASSERT(ratelimit_take(rl, "1.2.3.4", 100.0) == 0, "3");
+    TEST_ASSERT(ratelimit_take(rl, "1.2.3.4", 100.0) == 20, "4th waits 20 s at 3/min");
+    TEST_ASSERT(ratelimit_take(rl, "5.6.7.8", 100.0) == 0, "other client unaffected");
+    TEST_ASSERT(ratelimit_take(rl, "1.2.3.4", 120.5) == 0, "refilled");
+    for (int i = 0; i < 20000; i++) { /* many clients: bounded table, no crash */
+        char ip[32];
+        snprintf(ip, sizeof ip, "10.%d.%d.%d", i >> 16, (i >> 8) & 255, i & 255);
+        (void)ratelimit_take(rl, ip, 200.0);
+    }
+    ratelimit_free(rl);
+
+    TEST_ASSERT(mkdtemp(dir) != NULL, "tmpdir");
+    touch(dir, "0f8fad5b-d9cb-469f-a165-70867728950e.png", now - 3 * 3600);
+    touch(dir, "1f8fad5b-d9cb-469f-a165-70867728950e.jpg", now - 60);
+    touch(dir, ".upload-abc123", now - 2 * 3600);
+    touch(dir, ".upload-def456", now - 60);
+    touch(dir, "keep-me.txt", now - 30 * 24 * 3600);
+    TEST_ASSERT(sweeper_run(dir, 2 * 3600, now) == 2, "two removed");
+    TEST_ASSERT(!exists(dir, "0f8fad5b-d9cb-469f-a165-70867728950e.png"), "old upload removed");
+    TEST_ASSERT(exists(dir, "1f8fad5b-d9cb-469f-a165-70867728950e.jpg"), "young upload kept");
+    TEST_ASSERT(!exists(dir, ".upload-abc123"), "stale spool removed");
+    TEST_ASSERT(exists(dir, ".upload-def456"), "live spool kept");
+    TEST_ASSERT(exists(dir, "keep-me.txt"), "foreign file never touched");
+    TEST_ASSERT(sweeper_run("/nonexistent-dir-ppa", 1, now) < 0, "missing dir is an error");
+    {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        (void)!system(cmd);
+    }
+    return test_report();
+}
