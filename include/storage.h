@@ -46,6 +46,7 @@ struct storage_file {
 struct storage_ops {
     const char *name; /* "local" or "s3" */
     int async_commit; /* commit may return STORAGE_PENDING */
+    int keeps_spool;  /* commit renames the spool file into place */
     const char *(*spool_dir)(struct storage *s);
     int (*commit)(struct storage *s, struct storage_put *p);
     /* 0, ERR_NOT_FOUND, ERR_IO. `name` is already validated. */

@@ -39,7 +39,8 @@ static enum MHD_Result upload_reply(struct req *r)
 
     if (p->http_status)
         return http_error(r, (unsigned)p->http_status, p->error_code, "%s", p->error_msg);
-    upload_mark_committed(r->upload);
+    if (store->ops->keeps_spool)
+        upload_mark_committed(r->upload); /* renamed into place: not ours to remove */
     if (store->ops->file_url(store, p->name, r->app->cfg->s3_presign_ttl, url, sizeof url, &expires))
         return http_error(r, 500, "internal_error", "Could not build the file URL.");
     j = cJSON_CreateObject();

@@ -3,6 +3,7 @@
 #include "app.h"
 #include "config.h"
 #include "err.h"
+#include "generate.h"
 #include "handlers.h"
 #include "http.h"
 #include "kie.h"
@@ -185,93 +186,33 @@ enum MHD_Result h_generate(struct req *r)
 {
     const struct config *cfg = r->app->cfg;
     enum MHD_Result answered = MHD_NO;
-    cJSON *body = NULL;
-    cJSON *v;
-    const char *raw[MAX_INPUT_URLS];
+    struct generate_request g;
     char urls[MAX_INPUT_URLS][2048];
     const char *url_ptrs[MAX_INPUT_URLS];
-    size_t n = 0;
+    char code[48];
+    char msg[512];
     struct kie_input in;
-    const char *prompt;
-    const char *aspect = "auto";
-    const char *resolution = "1K";
     char *text = NULL;
     struct upstream_call *c;
     char endpoint[1024];
-    long plen;
 
     if (!cfg->kie_api_key)
         return need_key(r);
-    body = cJSON_ParseWithLength(buf_str(&r->body), r->body.len);
-    if (!cJSON_IsObject(body)) {
-        answered = http_error(r, 400, "invalid_json",
-                              "The body must be a JSON object: {\"input_url\":...,\"prompt\":...,"
-                              "\"aspect_ratio\":...,\"resolution\":...}.");
-        goto out;
-    }
-    v = cJSON_GetObjectItemCaseSensitive(body, "input_urls");
-    if (v) {
-        cJSON *item;
-        if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) < 1 || cJSON_GetArraySize(v) > MAX_INPUT_URLS) {
-            answered = http_error(r, 400, "invalid_input_urls", "input_urls must be an array of 1 to %d URLs.",
-                                  MAX_INPUT_URLS);
-            goto out;
-        }
-        cJSON_ArrayForEach(item, v)
-        {
-            if (!cJSON_IsString(item)) {
-                answered = http_error(r, 400, "invalid_input_urls", "input_urls must contain only strings.");
-                goto out;
-            }
-            raw[n++] = item->valuestring;
-        }
-    } else {
-        v = cJSON_GetObjectItemCaseSensitive(body, "input_url");
-        if (!cJSON_IsString(v) || !v->valuestring[0]) {
-            answered = http_error(r, 400, "invalid_input_url",
-                                  "input_url is required: the URL (or /files/<name> path) that /upload returned.");
-            goto out;
-        }
-        raw[n++] = v->valuestring;
-    }
-    v = cJSON_GetObjectItemCaseSensitive(body, "prompt");
-    plen = cJSON_IsString(v) ? utf8_length(v->valuestring) : -1;
-    if (plen < PROMPT_MIN_CHARS || plen > PROMPT_MAX_CHARS) {
-        answered = http_error(r, 400, "invalid_prompt", "prompt must be text of %d to %d characters.",
-                              PROMPT_MIN_CHARS, PROMPT_MAX_CHARS);
-        goto out;
-    }
-    prompt = v->valuestring;
-    v = cJSON_GetObjectItemCaseSensitive(body, "aspect_ratio");
-    if (v && !cJSON_IsNull(v)) {
-        if (!cJSON_IsString(v) || !aspect_ratio_valid(v->valuestring)) {
-            answered = http_error(r, 400, "invalid_aspect_ratio",
-                                  "aspect_ratio must be one of 1:1, 4:3, 3:4, 16:9, 9:16, 3:2, 2:3, auto.");
-            goto out;
-        }
-        aspect = v->valuestring;
-    }
-    v = cJSON_GetObjectItemCaseSensitive(body, "resolution");
-    if (v && !cJSON_IsNull(v)) {
-        if (!cJSON_IsString(v) || !resolution_valid(v->valuestring)) {
-            answered = http_error(r, 400, "invalid_resolution", "resolution must be 1K or 2K.");
-            goto out;
-        }
-        resolution = v->valuestring;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (resolve_input(r, raw[i], n > 1 ? "an input_urls entry" : "input_url", urls[i], sizeof urls[i],
-                          &answered))
+    if (generate_parse(buf_str(&r->body), r->body.len, &g, code, sizeof code, msg, sizeof msg))
+        return http_error(r, 400, code, "%s", msg);
+    for (size_t i = 0; i < g.n_input_urls; i++) {
+        if (resolve_input(r, g.input_urls[i], g.n_input_urls > 1 ? "an input_urls entry" : "input_url", urls[i],
+                          sizeof urls[i], &answered))
             goto out;
         url_ptrs[i] = urls[i];
     }
     memset(&in, 0, sizeof in);
     in.model = cfg->kie_model;
     in.input_urls = url_ptrs;
-    in.n_input_urls = n;
-    in.prompt = prompt;
-    in.aspect_ratio = aspect;
-    in.resolution = resolution;
+    in.n_input_urls = g.n_input_urls;
+    in.prompt = g.prompt;
+    in.aspect_ratio = g.aspect_ratio;
+    in.resolution = g.resolution;
     text = kie_create_body(&in);
     if (!text) {
         answered = MHD_NO;
@@ -288,7 +229,7 @@ enum MHD_Result h_generate(struct req *r)
     answered = kie_call(r, c, 0);
 out:
     free(text);
-    cJSON_Delete(body);
+    generate_request_free(&g);
     return answered;
 }
 

@@ -89,6 +89,7 @@ static void local_destroy(struct storage *s)
 
 const struct storage_ops storage_local_ops = {
     .name = "local",
+    .keeps_spool = 1,
     .spool_dir = local_spool_dir,
     .commit = local_commit,
     .open_file = local_open_file,

@@ -170,6 +170,17 @@ void upload_feed(struct upload *u, const char *data, size_t len)
         fail(u, ERR_INVALID, 400, "invalid_multipart", "The multipart/form-data body could not be parsed.");
 }
 
+/* Remove the spool file now, so it is gone before the error answer leaves. */
+static void discard(struct upload *u)
+{
+    if (u->fd >= 0) {
+        close(u->fd);
+        u->fd = -1;
+        if (!u->committed)
+            unlink(u->spool_path);
+    }
+}
+
 int upload_finish(struct upload *u)
 {
     if (u->pp) {
@@ -180,7 +191,7 @@ int upload_finish(struct upload *u)
                  "The multipart/form-data body is incomplete (truncated upload?).");
     }
     if (u->err)
-        return u->err;
+        goto out;
     if (!u->have_file) {
         fail(u, ERR_INVALID, 400, "missing_file",
              "No file received: send the image as multipart/form-data in a field named \"file\".");
@@ -192,6 +203,9 @@ int upload_finish(struct upload *u)
             fail(u, ERR_UNSUPPORTED, 415, "unsupported_media_type",
                  "The file is not a JPEG, PNG or WEBP image (checked from its content, not its name).");
     }
+out:
+    if (u->err)
+        discard(u);
     return u->err;
 }
 
@@ -214,9 +228,6 @@ void upload_free(struct upload *u)
         return;
     if (u->pp)
         MHD_destroy_post_processor(u->pp);
-    if (u->fd >= 0)
-        close(u->fd);
-    if (u->spool_path[0] && !u->committed && u->fd >= 0)
-        unlink(u->spool_path);
+    discard(u);
     free(u);
 }
