@@ -75,7 +75,7 @@ extern const struct storage_ops storage_s3_ops;
 struct storage *storage_open(const struct config *cfg, struct upstream *up, char *err, size_t cap);
 void storage_close(struct storage *s);
 
-/* Local-only helpers (also used by the retention sweeper). */
 struct storage *storage_local_open(const char *dir, char *err, size_t cap);
+struct storage *storage_s3_open(const struct config *cfg, struct upstream *up, char *err, size_t cap);
 
 #endif

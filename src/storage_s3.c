@@ -1,0 +1,348 @@
+/* storage_s3.c - uploads as S3 objects, signed with our own SigV4 (s3.h).
+ *
+ * The validated spool file (in TMPDIR) is PUT with a signed payload hash on
+ * the upstream I/O thread while the client's connection is suspended; only a
+ * 200 from S3 counts as stored. Files are handed out as presigned GET URLs
+ * (or public object URLs with S3_PUBLIC=1); GET /files/<name> redirects to a
+ * fresh presigned URL so old links keep working. */
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "s3.h"
+#include "storage.h"
+#include "upstream.h"
+
+#include <cjson/cJSON.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define S3_TIMEOUT_MS 60000
+#define S3_MAX_ERROR_BODY (64 * 1024)
+
+struct s3store {
+    struct s3_target t;
+    char *bucket, *region, *endpoint, *ak, *sk, *token, *prefix;
+    long ttl;
+    int public_urls;
+    struct upstream *up;
+    char spool[512];
+};
+
+struct s3_put_ctx {
+    struct s3store *s;
+    struct storage_put *p;
+};
+
+static const char *s3_spool_dir(struct storage *s)
+{
+    return ((struct s3store *)s->priv)->spool;
+}
+
+static int make_key(struct s3store *s, const char *name, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%s%s", s->prefix, name);
+    return n < 0 || (size_t)n >= cap ? ERR_TOO_LARGE : 0;
+}
+
+/* SHA-256 of the whole file as hex; the fd is left at offset 0. */
+static int file_sha256_hex(int fd, char out[65])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    char chunk[65536];
+    ssize_t n;
+    int rc = ERR_IO;
+
+    if (!ctx || lseek(fd, 0, SEEK_SET) != 0 || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+        goto out;
+    while ((n = read(fd, chunk, sizeof chunk)) > 0)
+        if (EVP_DigestUpdate(ctx, chunk, (size_t)n) != 1)
+            goto out;
+    if (n < 0 || EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || lseek(fd, 0, SEEK_SET) != 0)
+        goto out;
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    rc = 0;
+out:
+    EVP_MD_CTX_free(ctx);
+    return rc;
+}
+
+static void put_fail(struct storage_put *p, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#include <stdarg.h>
+static void put_fail(struct storage_put *p, int status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    p->http_status = status;
+    snprintf(p->error_code, sizeof p->error_code, "%s", code);
+    va_start(ap, fmt);
+    vsnprintf(p->error_msg, sizeof p->error_msg, fmt, ap);
+    va_end(ap);
+}
+
+static void on_put_done(struct upstream_call *c, void *arg)
+{
+    struct s3_put_ctx *ctx = arg;
+    struct storage_put *p = ctx->p;
+    const char *bucket = ctx->s->bucket;
+
+    if (c->result == ERR_TIMEOUT) {
+        put_fail(p, 504, "s3_timeout", "S3 did not answer within %d s while storing into bucket %s.",
+                 S3_TIMEOUT_MS / 1000, bucket);
+    } else if (c->result && c->http_status == 0) {
+        put_fail(p, 502, "s3_unreachable", "Could not reach S3 (bucket %s): %s.", bucket, c->error);
+    } else if (c->http_status != 200) {
+        char code[128];
+        char msg[256];
+        if (s3_parse_error(c->response.data ? c->response.data : "", c->response.len, code, sizeof code, msg,
+                           sizeof msg) != 0) {
+            snprintf(code, sizeof code, "HTTP %ld", c->http_status);
+            msg[0] = '\0';
+        }
+        put_fail(p, 502, "s3_error", "S3 refused to store the file in bucket %s: %s%s%s", bucket, code,
+                 msg[0] ? " - " : "", msg);
+    }
+    if (p->http_status)
+        log_error("s3: PUT %s failed: %s", p->name, p->error_msg);
+    upstream_call_free(c);
+    free(ctx);
+    p->done(p, p->arg);
+}
+
+static int s3_commit(struct storage *st, struct storage_put *p)
+{
+    struct s3store *s = st->priv;
+    struct s3_request *rq = NULL;
+    struct upstream_call *c = NULL;
+    struct s3_put_ctx *ctx = NULL;
+    char key[S3_KEY_MAX + 1];
+    char hash[65];
+    int rc = ERR_NOMEM;
+
+    if (make_key(s, p->name, key, sizeof key) || file_sha256_hex(p->fd, hash)) {
+        put_fail(p, 500, "storage_error", "Could not prepare the upload for S3.");
+        return ERR_IO;
+    }
+    rq = malloc(sizeof *rq);
+    ctx = calloc(1, sizeof *ctx);
+    if (!rq || !ctx)
+        goto fail;
+    if (s3_sign_put(&s->t, key, image_mime(p->type), (unsigned long long)p->size, hash, time(NULL), rq)) {
+        put_fail(p, 500, "storage_error", "Could not sign the S3 upload (check S3_BUCKET and S3_ENDPOINT).");
+        rc = ERR_INVALID;
+        goto fail;
+    }
+    c = upstream_call_new("PUT", rq->url, S3_TIMEOUT_MS, S3_MAX_ERROR_BODY);
+    if (!c)
+        goto fail;
+    for (size_t i = 0; i < rq->nheaders; i++)
+        if (upstream_call_header(c, rq->headers[i]))
+            goto fail;
+    if (upstream_call_header(c, "Expect:"))
+        goto fail;
+    c->upload_fd = p->fd;
+    c->upload_size = (curl_off_t)p->size;
+    ctx->s = s;
+    ctx->p = p;
+    c->done = on_put_done;
+    c->arg = ctx;
+    free(rq);
+    if (upstream_submit(s->up, c)) {
+        put_fail(p, 503, "shutting_down", "The server is shutting down; retry the upload.");
+        upstream_call_free(c);
+        free(ctx);
+        return ERR_INVALID;
+    }
+    return STORAGE_PENDING;
+fail:
+    if (!p->http_status)
+        put_fail(p, 500, "internal_error", "Out of memory.");
+    free(rq);
+    free(ctx);
+    upstream_call_free(c);
+    return rc;
+}
+
+static int s3_file_url(struct storage *st, const char *name, long ttl, char *out, size_t cap, time_t *expires_at)
+{
+    struct s3store *s = st->priv;
+    struct s3_request *rq;
+    char key[S3_KEY_MAX + 1];
+    time_t now = time(NULL);
+    int rc;
+
+    if (ttl < s->ttl)
+        ttl = s->ttl;
+    if (make_key(s, name, key, sizeof key))
+        return ERR_TOO_LARGE;
+    if (s->public_urls) {
+        if (expires_at)
+            *expires_at = 0;
+        return s3_object_url(&s->t, key, out, cap) ? ERR_INVALID : 0;
+    }
+    rq = malloc(sizeof *rq);
+    if (!rq)
+        return ERR_NOMEM;
+    rc = s3_presign_get(&s->t, key, (unsigned)ttl, now, rq);
+    if (rc == 0 && (size_t)snprintf(out, cap, "%s", rq->url) >= cap)
+        rc = ERR_TOO_LARGE;
+    free(rq);
+    if (expires_at)
+        *expires_at = now + ttl;
+    return rc ? ERR_INVALID : 0;
+}
+
+static int s3_open_file(struct storage *st, const char *name, struct storage_file *out)
+{
+    out->fd = -1;
+    out->size = 0;
+    out->mtime = 0;
+    return s3_file_url(st, name, 0, out->redirect, sizeof out->redirect, NULL);
+}
+
+static int s3_presign_put_json(struct storage *st, const char *name, const char *content_type, long long size,
+                               cJSON *out)
+{
+    struct s3store *s = st->priv;
+    struct s3_request *rq = malloc(sizeof *rq);
+    char key[S3_KEY_MAX + 1];
+    char get_url[S3_URL_MAX];
+    char when[32];
+    time_t now = time(NULL);
+    time_t expires = 0;
+    struct tm tm;
+    cJSON *headers;
+    int rc = ERR_INVALID;
+
+    if (!rq)
+        return ERR_NOMEM;
+    if (make_key(s, name, key, sizeof key) || s3_presign_put(&s->t, key, content_type, (unsigned)s->ttl, now, rq))
+        goto out;
+    cJSON_AddStringToObject(out, "upload_url", rq->url);
+    cJSON_AddStringToObject(out, "method", "PUT");
+    headers = cJSON_AddObjectToObject(out, "headers");
+    for (size_t i = 0; i < rq->nheaders; i++) {
+        char line[S3_HEADER_MAX];
+        char *colon;
+        snprintf(line, sizeof line, "%s", rq->headers[i]);
+        colon = strchr(line, ':');
+        if (!colon)
+            continue;
+        *colon = '\0';
+        cJSON_AddStringToObject(headers, line, colon[1] == ' ' ? colon + 2 : colon + 1);
+    }
+    if (s3_file_url(st, name, 0, get_url, sizeof get_url, &expires))
+        goto out;
+    cJSON_AddStringToObject(out, "url", get_url);
+    cJSON_AddStringToObject(out, "filename", name);
+    cJSON_AddStringToObject(out, "key", key);
+    if (size >= 0)
+        cJSON_AddNumberToObject(out, "size", (double)size);
+    now += s->ttl;
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    cJSON_AddStringToObject(out, "expires_at", when);
+    rc = 0;
+out:
+    free(rq);
+    return rc;
+}
+
+static void s3_destroy(struct storage *st)
+{
+    struct s3store *s = st->priv;
+    if (s) {
+        free(s->bucket);
+        free(s->region);
+        free(s->endpoint);
+        free(s->ak);
+        free(s->sk);
+        free(s->token);
+        free(s->prefix);
+        free(s);
+    }
+    free(st);
+}
+
+const struct storage_ops storage_s3_ops = {
+    .name = "s3",
+    .async_commit = 1,
+    .keeps_spool = 0,
+    .spool_dir = s3_spool_dir,
+    .commit = s3_commit,
+    .open_file = s3_open_file,
+    .file_url = s3_file_url,
+    .presign_put = s3_presign_put_json,
+    .destroy = s3_destroy,
+};
+
+static char *dup_or_null(const char *s, int *oom)
+{
+    char *d;
+    if (!s)
+        return NULL;
+    d = strdup(s);
+    if (!d)
+        *oom = 1;
+    return d;
+}
+
+struct storage *storage_s3_open(const struct config *cfg, struct upstream *up, char *err, size_t cap)
+{
+    struct storage *st = calloc(1, sizeof *st);
+    struct s3store *s = calloc(1, sizeof *s);
+    const char *tmp = getenv("TMPDIR");
+    struct s3_request *probe = NULL;
+    int oom = 0;
+
+    if (!st || !s) {
+        free(st);
+        free(s);
+        snprintf(err, cap, "out of memory");
+        return NULL;
+    }
+    st->ops = &storage_s3_ops;
+    st->priv = s;
+    s->bucket = dup_or_null(cfg->s3_bucket, &oom);
+    s->region = dup_or_null(cfg->aws_region, &oom);
+    s->endpoint = dup_or_null(cfg->s3_endpoint, &oom);
+    s->ak = dup_or_null(cfg->aws_access_key_id, &oom);
+    s->sk = dup_or_null(cfg->aws_secret_access_key, &oom);
+    s->token = dup_or_null(cfg->aws_session_token, &oom);
+    s->prefix = dup_or_null(cfg->s3_prefix ? cfg->s3_prefix : "", &oom);
+    if (oom) {
+        snprintf(err, cap, "out of memory");
+        goto fail;
+    }
+    s->t.endpoint = s->endpoint;
+    s->t.path_style = cfg->s3_force_path_style;
+    s->t.bucket = s->bucket;
+    s->t.region = s->region;
+    s->t.creds.access_key = s->ak;
+    s->t.creds.secret_key = s->sk;
+    s->t.creds.session_token = s->token;
+    s->ttl = cfg->s3_presign_ttl;
+    s->public_urls = cfg->s3_public;
+    s->up = up;
+    snprintf(s->spool, sizeof s->spool, "%s", tmp && *tmp ? tmp : "/tmp");
+    /* validate bucket/endpoint/region once, now, rather than on every upload */
+    probe = malloc(sizeof *probe);
+    if (!probe || s3_presign_get(&s->t, "probe", 60, time(NULL), probe)) {
+        snprintf(err, cap,
+                 "S3 settings are invalid: check S3_BUCKET (3-63 of a-z 0-9 . -), AWS_REGION and S3_ENDPOINT "
+                 "(scheme://host[:port])");
+        goto fail;
+    }
+    free(probe);
+    return st;
+fail:
+    free(probe);
+    s3_destroy(st);
+    return NULL;
+}
