@@ -54,7 +54,7 @@ WEB_FILES := $(wildcard web/index.html web/app.js web/app.css docs/openapi.json)
 
 PYTHON := /usr/bin/python3
 
-.PHONY: all run sim test test-unit test-e2e test-sim test-s3 test-browser test-infra test-asan test-valgrind \
+.PHONY: check fuzz-ci all run sim test test-unit test-e2e test-sim test-s3 test-browser test-infra test-asan test-valgrind \
         bench fuzz deps deps-build lint clean format-check
 
 all: $(BIN)/product-photo-api $(BIN)/kie-sim
@@ -131,7 +131,11 @@ test-infra: all
 	PPA_BIN=$(BIN)/product-photo-api bash tests/infra/run.sh
 
 test-asan:
-	$(MAKE) BUILD=asan test-unit test-e2e test-sim test-s3
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(MAKE) BUILD=asan test-unit test-e2e test-sim test-s3
+
+# Everything CI runs (the README's test command is `make deps && make check`).
+check: lint test test-asan test-valgrind fuzz-ci
 
 VALGRIND_CMD := valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
   --show-leak-kinds=definite --track-fds=no
@@ -145,6 +149,11 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	bash tests/fuzz/run.sh $(FUZZ_SECONDS)
 
+# CI: replay the kept crashing inputs, then fuzz each target for 60 s.
+fuzz-ci:
+	bash tests/fuzz/regress.sh
+	bash tests/fuzz/run.sh 60
+
 # ---- dependencies (Debian 12) -------------------------------------------------
 
 BUILD_DEPS := build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev uuid-dev \
@@ -152,15 +161,18 @@ BUILD_DEPS := build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev 
 TEST_DEPS := curl ca-certificates python3 python3-pytest valgrind clang libclang-rt-14-dev awscli \
   chromium nginx-light wrk python3-fastapi python3-uvicorn python3-multipart python3-httpx
 
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+
 deps-build:
-	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(BUILD_DEPS)
+	$(APT) update
+	$(APT) install -y --no-install-recommends $(BUILD_DEPS)
 
 deps:
-	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(BUILD_DEPS) $(TEST_DEPS)
+	$(APT) update
+	$(APT) install -y --no-install-recommends $(BUILD_DEPS) $(TEST_DEPS)
 	command -v node >/dev/null && command -v npm >/dev/null || \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm
+	  $(APT) install -y --no-install-recommends nodejs npm
 
 lint:
 	@! grep -nE '\b(sprintf|strcpy|strcat|atoi|atol|gets|strtok|system)\(' src/*.c tools/kie-sim/*.c \

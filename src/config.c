@@ -210,6 +210,8 @@ static int dotenv_parse(struct dotenv *d, char *text, const char *path, char *er
         if (vl >= 2 && (val[0] == '"' || val[0] == '\'') && val[vl - 1] == val[0]) {
             val[vl - 1] = '\0';
             val++;
+        } else if (val[0] == '#') {
+            val[0] = '\0'; /* KEY=   # only a comment */
         } else {
             /* an unquoted value ends at " #" (inline comment) */
             char *hash = strstr(val, " #");

@@ -499,3 +499,36 @@ def test_sigterm_lets_inflight_requests_finish(sim, server_factory):
     assert srv.proc.returncode == 0
     assert result["r"].status == 422  # the simulator's "recordInfo is null", delivered after SIGTERM
     assert "stopped" in srv.log()
+
+
+# ---- documentation stays true --------------------------------------------------------
+
+def config_var_names():
+    import re
+    import subprocess
+    from conftest import PPA_BIN
+    out = subprocess.run([PPA_BIN, "--help"], capture_output=True, text=True, check=True).stdout
+    return set(re.findall(r"^  ([A-Z][A-Z0-9_]+) ", out, re.M))
+
+
+def test_every_variable_is_documented():
+    from conftest import ROOT
+    names = config_var_names()
+    assert len(names) > 30
+    example = open(os.path.join(ROOT, ".env.example")).read()
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    for n in names:
+        assert f"\n{n}=" in example, f"{n} missing from .env.example"
+        assert f"`{n}`" in readme, f"{n} missing from README.md"
+
+
+def test_env_example_is_a_valid_configuration(tmp_path):
+    from conftest import ROOT
+    (tmp_path / ".env").write_text(open(os.path.join(ROOT, ".env.example")).read())
+    srv = start_server({}, cwd=str(tmp_path))
+    try:
+        c = request(srv.port, "GET", "/config").json()
+        assert c["storage"] == "local" and c["public_base_url"] is None
+        assert c["max_upload_bytes"] == 10485760
+    finally:
+        srv.stop()

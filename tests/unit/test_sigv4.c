@@ -594,7 +594,7 @@ static size_t list_dirs(const char *root, char names[][128], size_t max)
     if (path_join(path, sizeof(path), root, e->d_name, NULL) < 0 || stat(path, &st) < 0 ||
         !S_ISDIR(st.st_mode))
       continue;
-    snprintf(names[n++], 128, "%s", e->d_name);
+    memcpy(names[n++], e->d_name, strlen(e->d_name) + 1); /* length checked above */
   }
   closedir(d);
   qsort(names, n, sizeof(names[0]), cmp_name128);
