@@ -11,6 +11,7 @@ struct config;
 struct storage;
 struct upstream;
 struct ratelimit;
+struct taskcache;
 struct MHD_Daemon;
 
 struct app {
@@ -20,6 +21,8 @@ struct app {
     struct MHD_Daemon *daemon;
     struct ratelimit *rl_generate;
     struct ratelimit *rl_upload;
+    struct taskcache *tasks;       /* finished tasks, kept results */
+    char callback_secret[65];      /* token in KIE's callBackUrl */
     unsigned port;                 /* the bound port */
     time_t started;
     atomic_long active_requests;   /* between first callback and completion */

@@ -18,5 +18,7 @@ enum MHD_Result h_upload_url(struct req *r);
 enum MHD_Result h_files(struct req *r);
 enum MHD_Result h_generate(struct req *r);
 enum MHD_Result h_status(struct req *r);
+enum MHD_Result h_results(struct req *r);
+enum MHD_Result h_callback(struct req *r);
 
 #endif

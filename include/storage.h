@@ -24,7 +24,7 @@ struct storage;
 struct storage_put {
     int fd;                 /* spool file, positioned anywhere; not owned */
     const char *spool_path; /* removed by the caller after done */
-    char name[64];          /* "<uuid>.<ext>" */
+    char name[200];         /* "<uuid>.<ext>" or "results/<task id>.<ext>" */
     enum image_type type;
     off_t size;
     /* result (set before done / on synchronous return) */

@@ -27,6 +27,10 @@ struct upstream_call {
     curl_off_t upload_size;
     long timeout_ms;
     size_t max_response;         /* bytes of answer kept; more fails the call */
+    int follow_redirects;        /* follow up to 3 http(s) redirects */
+    int download_fd;             /* when >= 0 the answer body is written here (not owned),
+                                    still capped at max_response; -1 = keep it in `response` */
+    size_t downloaded;
     /* --- result: valid in `done` --- */
     int result;                  /* 0, ERR_TIMEOUT, ERR_UPSTREAM, ERR_TOO_LARGE */
     long http_status;            /* 0 when no HTTP answer */

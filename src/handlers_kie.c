@@ -8,7 +8,9 @@
 #include "http.h"
 #include "kie.h"
 #include "log.h"
+#include "results.h"
 #include "storage.h"
+#include "taskcache.h"
 #include "upstream.h"
 #include "validate.h"
 
@@ -23,6 +25,7 @@ struct kie_state {
     struct req *r;
     struct upstream_call *call;
     int is_status;
+    int keep_result;
 };
 
 static void kie_state_free(void *p)
@@ -54,6 +57,13 @@ static enum MHD_Result kie_reply(struct req *r)
     kie_map(t, c->error, r->app->cfg->kie_timeout_seconds, c->http_status, c->response.data, c->response.len,
             st->is_status, st->is_status ? "recordInfo" : "createTask", &o);
     if (o.status == 200) {
+        if (st->is_status) {
+            results_note_answer(r->app, o.json);
+        } else if (st->keep_result) {
+            cJSON *id = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o.json, "data"), "taskId");
+            if (cJSON_IsString(id) && task_id_valid(id->valuestring))
+                taskcache_set_keep(r->app->tasks, id->valuestring);
+        }
         ret = http_json(r, 200, o.json);
         o.json = NULL;
     } else {
@@ -74,7 +84,7 @@ static enum MHD_Result kie_reply(struct req *r)
 }
 
 /* Start the KIE call described by `c` (ownership taken). */
-static enum MHD_Result kie_call(struct req *r, struct upstream_call *c, int is_status)
+static enum MHD_Result kie_call(struct req *r, struct upstream_call *c, int is_status, int keep_result)
 {
     struct kie_state *st = calloc(1, sizeof *st);
     char auth[1100];
@@ -86,6 +96,7 @@ static enum MHD_Result kie_call(struct req *r, struct upstream_call *c, int is_s
     st->r = r;
     st->call = c;
     st->is_status = is_status;
+    st->keep_result = keep_result;
     r->state = st;
     r->state_free = kie_state_free;
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", r->app->cfg->kie_api_key);
@@ -195,6 +206,8 @@ enum MHD_Result h_generate(struct req *r)
     char *text = NULL;
     struct upstream_call *c;
     char endpoint[1024];
+    char base[512];
+    char callback[800];
 
     if (!cfg->kie_api_key)
         return need_key(r);
@@ -213,6 +226,12 @@ enum MHD_Result h_generate(struct req *r)
     in.prompt = g.prompt;
     in.aspect_ratio = g.aspect_ratio;
     in.resolution = g.resolution;
+    /* KIE calls us back when it knows where we are; polling keeps working */
+    http_public_base(r, base, sizeof base);
+    if (base[0]) {
+        snprintf(callback, sizeof callback, "%s/kie/callback?token=%s", base, r->app->callback_secret);
+        in.callback_url = callback;
+    }
     text = kie_create_body(&in);
     if (!text) {
         answered = MHD_NO;
@@ -226,7 +245,7 @@ enum MHD_Result h_generate(struct req *r)
     }
     upstream_call_body(c, text, strlen(text));
     text = NULL;
-    answered = kie_call(r, c, 0);
+    answered = kie_call(r, c, 0, g.keep_result);
 out:
     free(text);
     generate_request_free(&g);
@@ -246,11 +265,22 @@ enum MHD_Result h_status(struct req *r)
         return http_error(r, 400, "missing_task_id", "Pass the task id: /status?task_id=<taskId from /generate>.");
     if (!task_id_valid(id))
         return http_error(r, 400, "invalid_task_id", "task_id must be 1-128 letters, digits, '_', '-' or '.'.");
+    {
+        /* a finished task (seen by polling or by KIE's callback) is answered
+         * from memory without calling KIE again */
+        char *cached = taskcache_get_final(r->app->tasks, id);
+        cJSON *j = cached ? cJSON_Parse(cached) : NULL;
+        free(cached);
+        if (j) {
+            results_note_answer(r->app, j);
+            return http_json(r, 200, j);
+        }
+    }
     if (!cfg->kie_api_key)
         return need_key(r);
     snprintf(endpoint, sizeof endpoint, "%s/api/v1/jobs/recordInfo?taskId=%s", cfg->kie_base_url, id);
     c = upstream_call_new("GET", endpoint, cfg->kie_timeout_seconds * 1000, MAX_UPSTREAM_RESPONSE);
     if (!c)
         return MHD_NO;
-    return kie_call(r, c, 1);
+    return kie_call(r, c, 1, 0);
 }

@@ -140,8 +140,8 @@ void kie_map(enum kie_transport transport, const char *transport_error, long tim
         msg = cJSON_GetObjectItemCaseSensitive(json, "message");
     if (cJSON_IsString(msg))
         snprintf(out->kie_msg, sizeof out->kie_msg, "%s", msg->valuestring);
-    if (cJSON_IsNumber(code))
-        out->kie_code = (long)code->valuedouble;
+    if (cJSON_IsNumber(code)) /* out-of-range doubles cannot be cast to long (UB): map them to -1 */
+        out->kie_code = code->valuedouble >= -1e9 && code->valuedouble <= 1e9 ? (long)code->valuedouble : -1;
     if (http_status >= 500 && out->kie_code == 0) {
         cJSON_Delete(json);
         set_error(out, 502, "upstream_error", "KIE answered %s with HTTP %ld.", what, http_status);

@@ -13,9 +13,12 @@
 #include "ratelimit.h"
 #include "storage.h"
 #include "sweeper.h"
+#include "taskcache.h"
 #include "upstream.h"
 
+#include <cjson/cJSON.h>
 #include <curl/curl.h>
+#include <openssl/rand.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,6 +29,8 @@
 
 #define VERSION "1.0.0"
 #define SWEEP_INTERVAL 600
+#define TASK_CACHE_SIZE 4096
+#define TUNNEL_RETRY_SECONDS 2
 
 static const char *env_lookup(const char *name)
 {
@@ -102,6 +107,54 @@ static int cmd_healthcheck(void)
     return ok ? 0 : 1;
 }
 
+/* PUBLIC_BASE_URL=auto: ask cloudflared's metrics server for the quick
+ * tunnel's hostname (GET /quicktunnel -> {"hostname":"..."}; empty until the
+ * tunnel is up). Runs on the main thread, which otherwise only waits for
+ * signals. Returns 1 once the URL is known. */
+static int discover_tunnel(struct app *app)
+{
+    struct upstream_call *c;
+    char url[600];
+    int found = 0;
+
+    snprintf(url, sizeof url, "%s/quicktunnel", app->cfg->cloudflared_metrics_url);
+    c = upstream_call_new("GET", url, 2000, 16384);
+    if (!c)
+        return 0;
+    upstream_perform_sync(c);
+    if (c->result == 0 && c->http_status == 200) {
+        cJSON *j = cJSON_ParseWithLength(buf_str(&c->response), c->response.len);
+        cJSON *h = cJSON_GetObjectItemCaseSensitive(j, "hostname");
+        if (cJSON_IsString(h) && h->valuestring[0] && strlen(h->valuestring) < 256 &&
+            strspn(h->valuestring, "abcdefghijklmnopqrstuvwxyz0123456789-.") == strlen(h->valuestring)) {
+            char base[300];
+            snprintf(base, sizeof base, "https://%s", h->valuestring);
+            app_set_public_base_url(app, base);
+            log_info("tunnel: public base URL is %s (from cloudflared)", base);
+            found = 1;
+        }
+        cJSON_Delete(j);
+    }
+    if (!found)
+        log_debug("tunnel: %s has no hostname yet (%s)", url, c->result ? c->error : "empty");
+    upstream_call_free(c);
+    return found;
+}
+
+static int make_callback_secret(struct app *app)
+{
+    unsigned char raw[24];
+    if (app->cfg->callback_secret) {
+        snprintf(app->callback_secret, sizeof app->callback_secret, "%s", app->cfg->callback_secret);
+        return 0;
+    }
+    if (RAND_bytes(raw, sizeof raw) != 1)
+        return ERR_IO;
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(app->callback_secret + 2 * i, 3, "%02x", raw[i]);
+    return 0;
+}
+
 static int cmd_serve(void)
 {
     struct config cfg;
@@ -111,6 +164,8 @@ static int cmd_serve(void)
     int rc = 1;
     MHD_socket ls = MHD_INVALID_SOCKET;
     time_t last_sweep = 0;
+    time_t next_tunnel_try = 0;
+    int tunnel_pending = 0;
     enum log_level lvl = LOG_INFO;
 
     memset(&app, 0, sizeof app);
@@ -145,6 +200,11 @@ static int cmd_serve(void)
         fprintf(stderr, "product-photo-api: %s\n", err);
         goto out;
     }
+    app.tasks = taskcache_new(TASK_CACHE_SIZE);
+    if (!app.tasks || make_callback_secret(&app)) {
+        log_error("out of memory or no randomness");
+        goto out;
+    }
     app.rl_generate = ratelimit_new(cfg.rate_limit_generate);
     app.rl_upload = ratelimit_new(cfg.rate_limit_upload);
     if (cfg.public_base_url && strcmp(cfg.public_base_url, "auto") != 0)
@@ -165,9 +225,17 @@ static int cmd_serve(void)
         log_warn("PUBLIC_BASE_URL is not set: KIE cannot fetch /files/... from this machine; start a tunnel and "
                  "set PUBLIC_BASE_URL, or use USE_S3=1");
 
+    tunnel_pending = cfg.public_base_url && strcmp(cfg.public_base_url, "auto") == 0;
+    if (tunnel_pending)
+        log_info("PUBLIC_BASE_URL=auto: waiting for cloudflared at %s", cfg.cloudflared_metrics_url);
     for (;;) {
-        struct timespec wait = {.tv_sec = 60, .tv_nsec = 0};
-        int sig = sigtimedwait(&sigs, NULL, &wait);
+        struct timespec wait = {.tv_sec = tunnel_pending ? 1 : 60, .tv_nsec = 0};
+        int sig;
+        if (tunnel_pending && time(NULL) >= next_tunnel_try) {
+            tunnel_pending = !discover_tunnel(&app);
+            next_tunnel_try = time(NULL) + TUNNEL_RETRY_SECONDS;
+        }
+        sig = sigtimedwait(&sigs, NULL, &wait);
         if (sig == SIGINT || sig == SIGTERM) {
             log_info("signal %d: stopping (finishing in-flight requests)", sig);
             break;
@@ -188,6 +256,7 @@ out:
     storage_close(app.store);
     ratelimit_free(app.rl_generate);
     ratelimit_free(app.rl_upload);
+    taskcache_free(app.tasks);
     curl_global_cleanup();
     config_free(&cfg);
     pthread_mutex_destroy(&app.public_lock);

@@ -17,5 +17,7 @@ const struct route ROUTES[] = {
     {"POST", "/generate", h_generate, ROUTE_JSON_BODY | ROUTE_AUTH | ROUTE_RL_GENERATE,
      "create a KIE image-to-image task"},
     {"GET", "/status", h_status, ROUTE_AUTH, "a KIE task's state and results"},
+    {"GET", "/results/{task_id}", h_results, 0, "our stable copy of a finished task's result image"},
+    {"POST", "/kie/callback", h_callback, ROUTE_JSON_BODY, "KIE's task-finished callback (token in the URL)"},
     {NULL, NULL, NULL, 0, NULL},
 };

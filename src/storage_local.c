@@ -116,6 +116,10 @@ struct storage *storage_local_open(const char *dir, char *err, size_t cap)
         snprintf(err, cap, "UPLOAD_DIR %s cannot be opened: %s", dir, strerror(errno));
         goto fail;
     }
+    if (mkdirat(l->dirfd, "results", 0755) != 0 && errno != EEXIST) {
+        snprintf(err, cap, "UPLOAD_DIR %s: cannot create results/: %s", dir, strerror(errno));
+        goto fail;
+    }
     if (faccessat(l->dirfd, ".", W_OK, AT_EACCESS) != 0) {
         snprintf(err, cap, "UPLOAD_DIR %s is not writable", dir);
         goto fail;

@@ -34,6 +34,7 @@ struct upstream_call *upstream_call_new(const char *method, const char *url, lon
     }
     c->method = method;
     c->upload_fd = -1;
+    c->download_fd = -1;
     c->timeout_ms = timeout_ms;
     c->max_response = max_response;
     buf_init(&c->response, max_response);
@@ -74,6 +75,21 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
     struct upstream_call *c = userp;
     size_t n = size * nmemb;
 
+    if (c->download_fd >= 0) {
+        size_t off = 0;
+        if (n > c->max_response - c->downloaded) {
+            c->result = ERR_TOO_LARGE;
+            return 0;
+        }
+        while (off < n) {
+            ssize_t w = write(c->download_fd, data + off, n - off);
+            if (w <= 0)
+                return 0; /* curl reports a write error */
+            off += (size_t)w;
+        }
+        c->downloaded += n;
+        return n;
+    }
     if (buf_append(&c->response, data, n)) {
         c->result = ERR_TOO_LARGE;
         return 0; /* makes curl fail the transfer */
@@ -109,6 +125,11 @@ static int call_prepare(struct upstream_call *c)
     curl_easy_setopt(e, CURLOPT_USERAGENT, "product-photo-api/1.0");
     if (c->headers)
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
+    if (c->follow_redirects) {
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(e, CURLOPT_MAXREDIRS, 3L);
+        curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    }
     if (strcmp(c->method, "POST") == 0) {
         curl_easy_setopt(e, CURLOPT_POST, 1L);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body ? c->body : "");

@@ -237,6 +237,11 @@ long utf8_length(const char *s)
             extra = 3;
         else
             return -1;
+        /* RFC 3629: no overlong 3/4-byte forms, no surrogates, nothing above U+10FFFF
+         * (p[1] is at worst the terminating NUL) */
+        if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] > 0x9f) || (p[0] == 0xf0 && p[1] < 0x90) ||
+            (p[0] == 0xf4 && p[1] > 0x8f))
+            return -1;
         p++;
         for (int i = 0; i < extra; i++, p++)
             if ((*p & 0xc0) != 0x80)

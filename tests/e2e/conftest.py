@@ -261,7 +261,8 @@ def wait_for(fn, timeout=10, interval=0.05):
 
 
 def list_uploads(srv):
-    return sorted(os.listdir(srv.upload_dir))
+    """Files (stored or spooled) in UPLOAD_DIR; the results/ directory is not an upload."""
+    return sorted(f for f in os.listdir(srv.upload_dir) if os.path.isfile(os.path.join(srv.upload_dir, f)))
 
 
 def urlquote(s):

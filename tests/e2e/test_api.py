@@ -508,6 +508,7 @@ def config_var_names():
     import subprocess
     from conftest import PPA_BIN
     out = subprocess.run([PPA_BIN, "--help"], capture_output=True, text=True, check=True).stdout
+    out = out.split("Routes:")[0]
     return set(re.findall(r"^  ([A-Z][A-Z0-9_]+) ", out, re.M))
 
 

@@ -1,0 +1,30 @@
+/* taskcache.h - a bounded, thread-safe memory of KIE tasks: the final
+ * (success/fail) recordInfo answer, whether the result should be kept, and
+ * the name of our stable copy of the result. When full, the least recently
+ * touched entry is forgotten (polling KIE still works for it). */
+#ifndef PPA_TASKCACHE_H
+#define PPA_TASKCACHE_H
+
+#include <stddef.h>
+
+struct taskcache;
+
+struct taskcache *taskcache_new(size_t capacity);
+void taskcache_free(struct taskcache *tc);
+
+/* Remember the final answer (JSON text, copied) of a finished task. */
+void taskcache_put_final(struct taskcache *tc, const char *task_id, const char *json_text);
+/* A malloc'd copy of the final answer, or NULL. Caller frees. */
+char *taskcache_get_final(struct taskcache *tc, const char *task_id);
+
+/* keep_result was asked for this task. */
+void taskcache_set_keep(struct taskcache *tc, const char *task_id);
+/* Claim the right to start copying the result: 1 when the caller should
+ * start (keep asked, no copy yet, none running), else 0. */
+int taskcache_claim_copy(struct taskcache *tc, const char *task_id, int force);
+/* The copy finished: `stable_name` ("results/<id>.png") or NULL on failure. */
+void taskcache_copy_done(struct taskcache *tc, const char *task_id, const char *stable_name);
+/* 1 and the stable name when our copy exists. */
+int taskcache_get_stable(struct taskcache *tc, const char *task_id, char *out, size_t cap);
+
+#endif

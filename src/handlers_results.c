@@ -1,0 +1,243 @@
+/* handlers_results.c - POST /kie/callback (KIE tells us a task finished) and
+ * GET /results/<task id> (our stable copy of a result, made on first use). */
+#include "app.h"
+#include "config.h"
+#include "err.h"
+#include "handlers.h"
+#include "http.h"
+#include "kie.h"
+#include "log.h"
+#include "results.h"
+#include "storage.h"
+#include "taskcache.h"
+#include "upstream.h"
+#include "validate.h"
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum MHD_Result h_callback(struct req *r)
+{
+    const char *token = http_query(r, "token");
+    unsigned char want[SHA256_DIGEST_LENGTH];
+    unsigned char got[SHA256_DIGEST_LENGTH];
+    cJSON *body;
+    cJSON *data;
+    cJSON *id;
+    cJSON *answer;
+
+    SHA256((const unsigned char *)r->app->callback_secret, strlen(r->app->callback_secret), want);
+    SHA256((const unsigned char *)(token ? token : ""), token ? strlen(token) : 0, got);
+    if (!token || CRYPTO_memcmp(want, got, sizeof want) != 0) {
+        log_warn("request %s: KIE callback with a wrong token from %s", r->id, r->client_ip);
+        return http_error(r, 403, "forbidden", "Wrong or missing callback token.");
+    }
+    body = cJSON_ParseWithLength(buf_str(&r->body), r->body.len);
+    data = cJSON_GetObjectItemCaseSensitive(body, "data");
+    id = cJSON_GetObjectItemCaseSensitive(data, "taskId");
+    if (!cJSON_IsString(id))
+        id = cJSON_GetObjectItemCaseSensitive(data, "task_id"); /* KIE's CN sample uses this */
+    if (!cJSON_IsObject(data) || !cJSON_IsString(id) || !task_id_valid(id->valuestring)) {
+        cJSON_Delete(body);
+        return http_error(r, 400, "invalid_callback", "Expected KIE's callback JSON with data.taskId.");
+    }
+    if (!cJSON_GetObjectItemCaseSensitive(data, "taskId"))
+        cJSON_AddStringToObject(data, "taskId", id->valuestring);
+    (void)kie_add_result_urls(data);
+    /* keep it in recordInfo's shape, so /status answers the same either way */
+    answer = cJSON_CreateObject();
+    cJSON_AddNumberToObject(answer, "code", 200);
+    cJSON_AddStringToObject(answer, "message", "success");
+    cJSON_AddItemToObject(answer, "data", cJSON_DetachItemFromObjectCaseSensitive(body, "data"));
+    results_note_answer(r->app, answer);
+    log_info("request %s: KIE callback for task %s", r->id, id->valuestring);
+    cJSON_Delete(answer);
+    cJSON_Delete(body);
+    answer = cJSON_CreateObject();
+    cJSON_AddStringToObject(answer, "status", "received");
+    return http_json(r, 200, answer);
+}
+
+/* ---- GET /results/<task id> --------------------------------------------- */
+
+struct result_state {
+    struct req *r;
+    struct upstream_call *call;
+    struct keep_outcome out;
+};
+
+static void result_state_free(void *p)
+{
+    struct result_state *st = p;
+    if (st) {
+        upstream_call_free(st->call);
+        free(st);
+    }
+}
+
+static enum MHD_Result serve_stable(struct req *r, const char *stable)
+{
+    struct storage *store = r->app->store;
+    struct storage_file f;
+    struct MHD_Response *resp;
+    const char *ext = strrchr(stable, '.');
+    enum image_type type = !ext ? IMAGE_UNKNOWN
+                           : strcmp(ext, ".png") == 0 ? IMAGE_PNG
+                           : strcmp(ext, ".jpg") == 0 ? IMAGE_JPEG
+                                                      : IMAGE_WEBP;
+
+    if (store->ops->open_file(store, stable, &f))
+        return http_error(r, 404, "not_found", "The kept result is gone.");
+    if (f.fd < 0)
+        return http_redirect(r, f.redirect);
+    resp = MHD_create_response_from_fd64((uint64_t)f.size, f.fd);
+    if (!resp) {
+        close(f.fd);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", image_mime(type));
+    MHD_add_response_header(resp, "Cache-Control", "public, max-age=31536000, immutable");
+    MHD_add_response_header(resp, "Content-Disposition", "inline");
+    return http_send(r, 200, resp, (unsigned long long)f.size);
+}
+
+static enum MHD_Result result_reply(struct req *r)
+{
+    struct result_state *st = r->state;
+    if (!st->out.ok)
+        return http_error(r, st->out.status ? st->out.status : 502, st->out.code, "%s", st->out.message);
+    return serve_stable(r, st->out.stable_name);
+}
+
+static void on_kept(const struct keep_outcome *o, void *arg)
+{
+    struct result_state *st = arg;
+    st->out = *o;
+    http_resume(st->r);
+}
+
+/* Start copying from the finished task's `answer`; else fill st->out. */
+static void keep_from_answer(struct result_state *st, cJSON *answer)
+{
+    struct req *r = st->r;
+    cJSON *data = cJSON_GetObjectItemCaseSensitive(answer, "data");
+    cJSON *state = cJSON_GetObjectItemCaseSensitive(data, "state");
+    const char *url = results_first_url(data);
+
+    if (cJSON_IsString(state) && strcmp(state->valuestring, "success") == 0 && url) {
+        if (taskcache_claim_copy(r->app->tasks, r->param, 1)) {
+            results_keep(r->app, r->param, url, on_kept, st);
+            return;
+        }
+        st->out.status = 409;
+        snprintf(st->out.code, sizeof st->out.code, "copy_in_progress");
+        snprintf(st->out.message, sizeof st->out.message, "The result is being copied right now; retry in a moment.");
+    } else if (cJSON_IsString(state) && strcmp(state->valuestring, "fail") == 0) {
+        cJSON *msg = cJSON_GetObjectItemCaseSensitive(data, "failMsg");
+        st->out.status = 409;
+        snprintf(st->out.code, sizeof st->out.code, "task_failed");
+        snprintf(st->out.message, sizeof st->out.message, "The task failed: %s",
+                 cJSON_IsString(msg) ? msg->valuestring : "no reason given");
+    } else {
+        st->out.status = 409;
+        snprintf(st->out.code, sizeof st->out.code, "task_not_finished");
+        snprintf(st->out.message, sizeof st->out.message, "The task is still %s; poll /status until it succeeds.",
+                 cJSON_IsString(state) ? state->valuestring : "running");
+    }
+    http_resume(r);
+}
+
+static void on_record(struct upstream_call *c, void *arg)
+{
+    struct result_state *st = arg;
+    struct kie_outcome o;
+    enum kie_transport t = c->result == 0 ? KIE_OK : c->result == ERR_TIMEOUT ? KIE_TIMEOUT : KIE_UNREACHABLE;
+
+    kie_map(t, c->error, st->r->app->cfg->kie_timeout_seconds, c->http_status, c->response.data, c->response.len, 1,
+            "recordInfo", &o);
+    if (o.status != 200) {
+        st->out.status = o.status;
+        snprintf(st->out.code, sizeof st->out.code, "%s", o.code);
+        snprintf(st->out.message, sizeof st->out.message, "%s", o.message);
+        kie_outcome_free(&o);
+        http_resume(st->r);
+        return;
+    }
+    results_note_answer(st->r->app, o.json);
+    keep_from_answer(st, o.json);
+    kie_outcome_free(&o);
+}
+
+enum MHD_Result h_results(struct req *r)
+{
+    const struct config *cfg = r->app->cfg;
+    struct result_state *st;
+    char stable[300];
+    char *cached;
+    char endpoint[1024];
+    char auth[1100];
+
+    if (!task_id_valid(r->param))
+        return http_error(r, 404, "not_found", "There is no such task.");
+    if (taskcache_get_stable(r->app->tasks, r->param, stable, sizeof stable))
+        return serve_stable(r, stable);
+    if (!r->app->store->ops->async_commit) { /* local: a copy made before a restart */
+        static const char *const exts[] = {"png", "jpg", "webp"};
+        for (size_t i = 0; i < 3; i++) {
+            struct storage_file f;
+            snprintf(stable, sizeof stable, "results/%s.%s", r->param, exts[i]);
+            if (r->app->store->ops->open_file(r->app->store, stable, &f) == 0) {
+                close(f.fd);
+                taskcache_copy_done(r->app->tasks, r->param, stable);
+                return serve_stable(r, stable);
+            }
+        }
+    }
+    st = calloc(1, sizeof *st);
+    if (!st)
+        return MHD_NO;
+    st->r = r;
+    r->state = st;
+    r->state_free = result_state_free;
+    http_suspend(r, result_reply);
+    cached = taskcache_get_final(r->app->tasks, r->param);
+    if (cached) {
+        cJSON *j = cJSON_Parse(cached);
+        free(cached);
+        if (j) {
+            keep_from_answer(st, j);
+            cJSON_Delete(j);
+            return MHD_YES;
+        }
+    }
+    if (!cfg->kie_api_key) {
+        st->out.status = 503;
+        snprintf(st->out.code, sizeof st->out.code, "kie_not_configured");
+        snprintf(st->out.message, sizeof st->out.message, "KIE_API_KEY is not set on the server.");
+        http_resume(r);
+        return MHD_YES;
+    }
+    snprintf(endpoint, sizeof endpoint, "%s/api/v1/jobs/recordInfo?taskId=%s", cfg->kie_base_url, r->param);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->kie_api_key);
+    st->call = upstream_call_new("GET", endpoint, cfg->kie_timeout_seconds * 1000, MAX_UPSTREAM_RESPONSE);
+    if (!st->call || upstream_call_header(st->call, auth)) {
+        st->out.status = 500;
+        snprintf(st->out.code, sizeof st->out.code, "internal_error");
+        snprintf(st->out.message, sizeof st->out.message, "Out of memory.");
+        http_resume(r);
+        return MHD_YES;
+    }
+    st->call->done = on_record;
+    st->call->arg = st;
+    if (upstream_submit(r->app->up, st->call)) {
+        st->out.status = 503;
+        snprintf(st->out.code, sizeof st->out.code, "shutting_down");
+        snprintf(st->out.message, sizeof st->out.message, "The server is shutting down.");
+        http_resume(r);
+    }
+    return MHD_YES;
+}

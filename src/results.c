@@ -1,0 +1,206 @@
+/* results.c - see results.h. */
+#include "results.h"
+#include "app.h"
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "storage.h"
+#include "taskcache.h"
+#include "upstream.h"
+#include "validate.h"
+
+#include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define RESULT_TIMEOUT_MS 120000
+
+struct keep_job {
+    struct app *app;
+    char task_id[129];
+    int fd;
+    char spool[4096];
+    struct storage_put put;
+    struct keep_outcome out;
+    void (*done)(const struct keep_outcome *o, void *arg);
+    void *arg;
+};
+
+static void job_fail(struct keep_job *j, unsigned status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void job_fail(struct keep_job *j, unsigned status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    j->out.ok = 0;
+    j->out.status = status;
+    snprintf(j->out.code, sizeof j->out.code, "%s", code);
+    va_start(ap, fmt);
+    vsnprintf(j->out.message, sizeof j->out.message, fmt, ap);
+    va_end(ap);
+}
+
+static void job_finish(struct keep_job *j)
+{
+    struct storage *store = j->app->store;
+
+    if (j->fd >= 0)
+        close(j->fd);
+    if (j->spool[0] && !(j->out.ok && store->ops->keeps_spool))
+        unlink(j->spool);
+    taskcache_copy_done(j->app->tasks, j->task_id, j->out.ok ? j->out.stable_name : NULL);
+    if (j->out.ok)
+        log_info("results: kept task %s as %s", j->task_id, j->out.stable_name);
+    else
+        log_warn("results: could not keep task %s: %s", j->task_id, j->out.message);
+    if (j->done)
+        j->done(&j->out, j->arg);
+    free(j);
+}
+
+static void on_committed(struct storage_put *p, void *arg)
+{
+    struct keep_job *j = arg;
+    if (p->http_status)
+        job_fail(j, (unsigned)p->http_status, p->error_code, "%s", p->error_msg);
+    else
+        j->out.ok = 1;
+    job_finish(j);
+}
+
+static void on_downloaded(struct upstream_call *c, void *arg)
+{
+    struct keep_job *j = arg;
+    struct storage *store = j->app->store;
+    unsigned char magic[IMAGE_MAGIC_LEN];
+    enum image_type type;
+    ssize_t n;
+    int rc;
+
+    if (c->result == ERR_TOO_LARGE) {
+        job_fail(j, 502, "result_too_large", "KIE's result image is larger than %ld bytes.", MAX_RESULT_BYTES);
+    } else if (c->result == ERR_TIMEOUT) {
+        job_fail(j, 504, "upstream_timeout", "Downloading KIE's result timed out.");
+    } else if (c->result || c->http_status != 200) {
+        job_fail(j, 502, "result_unavailable", "KIE's result could not be downloaded (%s%ld); it may have expired.",
+                 c->result ? "error, HTTP " : "HTTP ", c->http_status);
+    }
+    upstream_call_free(c);
+    if (j->out.status)
+        goto finish;
+    n = pread(j->fd, magic, sizeof magic, 0);
+    type = n > 0 ? image_detect(magic, (size_t)n) : IMAGE_UNKNOWN;
+    if (type == IMAGE_UNKNOWN) {
+        job_fail(j, 502, "result_not_image", "KIE's result is not a JPEG, PNG or WEBP image.");
+        goto finish;
+    }
+    snprintf(j->put.name, sizeof j->put.name, "results/%s.%s", j->task_id, image_ext(type));
+    snprintf(j->out.stable_name, sizeof j->out.stable_name, "%s", j->put.name);
+    j->put.fd = j->fd;
+    j->put.spool_path = j->spool;
+    j->put.type = type;
+    j->put.size = lseek(j->fd, 0, SEEK_END);
+    j->put.done = on_committed;
+    j->put.arg = j;
+    rc = store->ops->commit(store, &j->put);
+    if (rc == STORAGE_PENDING)
+        return; /* on_committed follows */
+    if (rc) {
+        job_fail(j, j->put.http_status ? (unsigned)j->put.http_status : 500,
+                 j->put.error_code[0] ? j->put.error_code : "storage_error", "%s",
+                 j->put.error_msg[0] ? j->put.error_msg : "Could not store the result.");
+    } else {
+        j->out.ok = 1;
+    }
+finish:
+    job_finish(j);
+}
+
+void results_keep(struct app *app, const char *task_id, const char *result_url,
+                  void (*done)(const struct keep_outcome *o, void *arg), void *arg)
+{
+    struct keep_job *j = calloc(1, sizeof *j);
+    struct upstream_call *c = NULL;
+    const char *dir;
+    int n;
+
+    if (!j) {
+        struct keep_outcome o = {.ok = 0, .status = 500};
+        snprintf(o.code, sizeof o.code, "internal_error");
+        snprintf(o.message, sizeof o.message, "Out of memory.");
+        taskcache_copy_done(app->tasks, task_id, NULL);
+        if (done)
+            done(&o, arg);
+        return;
+    }
+    j->app = app;
+    j->fd = -1;
+    j->done = done;
+    j->arg = arg;
+    snprintf(j->task_id, sizeof j->task_id, "%s", task_id);
+    dir = app->store->ops->spool_dir(app->store);
+    n = snprintf(j->spool, sizeof j->spool, "%s/.upload-XXXXXX", dir);
+    if (n < 0 || (size_t)n >= sizeof j->spool || (j->fd = mkostemp(j->spool, O_CLOEXEC)) < 0) {
+        j->spool[0] = '\0';
+        job_fail(j, 500, "storage_error", "Could not create a temporary file for the result.");
+        job_finish(j);
+        return;
+    }
+    c = upstream_call_new("GET", result_url, RESULT_TIMEOUT_MS, (size_t)MAX_RESULT_BYTES);
+    if (!c) {
+        job_fail(j, 500, "internal_error", "Out of memory.");
+        job_finish(j);
+        return;
+    }
+    c->download_fd = j->fd;
+    c->follow_redirects = 1;
+    c->done = on_downloaded;
+    c->arg = j;
+    if (upstream_submit(app->up, c)) {
+        upstream_call_free(c);
+        job_fail(j, 503, "shutting_down", "The server is shutting down.");
+        job_finish(j);
+    }
+}
+
+const char *results_first_url(cJSON *data)
+{
+    cJSON *urls = cJSON_GetObjectItemCaseSensitive(data, "resultUrls");
+    cJSON *first = cJSON_IsArray(urls) ? cJSON_GetArrayItem(urls, 0) : NULL;
+    return cJSON_IsString(first) && first->valuestring[0] ? first->valuestring : NULL;
+}
+
+void results_note_answer(struct app *app, cJSON *answer)
+{
+    cJSON *data = cJSON_GetObjectItemCaseSensitive(answer, "data");
+    cJSON *id = cJSON_GetObjectItemCaseSensitive(data, "taskId");
+    cJSON *state = cJSON_GetObjectItemCaseSensitive(data, "state");
+    char stable[200];
+
+    if (!cJSON_IsString(id) || !task_id_valid(id->valuestring) || !cJSON_IsString(state))
+        return;
+    if (strcmp(state->valuestring, "success") == 0 || strcmp(state->valuestring, "fail") == 0) {
+        char *text = cJSON_PrintUnformatted(answer);
+        if (text) {
+            taskcache_put_final(app->tasks, id->valuestring, text);
+            cJSON_free(text);
+        }
+    }
+    if (strcmp(state->valuestring, "success") == 0) {
+        const char *url = results_first_url(data);
+        if (url && taskcache_claim_copy(app->tasks, id->valuestring, 0))
+            results_keep(app, id->valuestring, url, NULL, NULL);
+    }
+    if (taskcache_get_stable(app->tasks, id->valuestring, stable, sizeof stable)) {
+        char base[512];
+        char url[1024];
+        app_public_base_url(app, base, sizeof base);
+        snprintf(url, sizeof url, "%s/results/%s", base, id->valuestring);
+        cJSON_DeleteItemFromObjectCaseSensitive(data, "stable_url");
+        cJSON_AddStringToObject(data, "stable_url", url);
+    }
+}

@@ -1,0 +1,153 @@
+/* taskcache.c - see taskcache.h. A fixed array scanned linearly: with a
+ * capacity of a few thousand this is microseconds and needs no rehashing. */
+#include "taskcache.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct entry {
+    char id[129];
+    char *final_json;
+    char stable[200];
+    int keep;
+    int copying;
+    unsigned long long touched;
+};
+
+struct taskcache {
+    pthread_mutex_t lock;
+    struct entry *e;
+    size_t cap;
+    unsigned long long clock;
+};
+
+struct taskcache *taskcache_new(size_t capacity)
+{
+    struct taskcache *tc = calloc(1, sizeof *tc);
+    if (!tc)
+        return NULL;
+    tc->e = calloc(capacity, sizeof *tc->e);
+    if (!tc->e) {
+        free(tc);
+        return NULL;
+    }
+    tc->cap = capacity;
+    pthread_mutex_init(&tc->lock, NULL);
+    return tc;
+}
+
+void taskcache_free(struct taskcache *tc)
+{
+    if (!tc)
+        return;
+    for (size_t i = 0; i < tc->cap; i++)
+        free(tc->e[i].final_json);
+    free(tc->e);
+    pthread_mutex_destroy(&tc->lock);
+    free(tc);
+}
+
+/* Find or (create) the entry; lock held. NULL only when !create and absent. */
+static struct entry *lookup(struct taskcache *tc, const char *id, int create)
+{
+    struct entry *oldest = NULL;
+
+    for (size_t i = 0; i < tc->cap; i++) {
+        struct entry *e = &tc->e[i];
+        if (e->id[0] && strcmp(e->id, id) == 0) {
+            e->touched = ++tc->clock;
+            return e;
+        }
+        if (!oldest || e->touched < oldest->touched)
+            oldest = e;
+    }
+    if (!create || strlen(id) >= sizeof oldest->id)
+        return NULL;
+    free(oldest->final_json);
+    memset(oldest, 0, sizeof *oldest);
+    snprintf(oldest->id, sizeof oldest->id, "%s", id);
+    oldest->touched = ++tc->clock;
+    return oldest;
+}
+
+void taskcache_put_final(struct taskcache *tc, const char *task_id, const char *json_text)
+{
+    struct entry *e;
+    char *copy = strdup(json_text);
+    if (!copy)
+        return;
+    pthread_mutex_lock(&tc->lock);
+    e = lookup(tc, task_id, 1);
+    if (e) {
+        free(e->final_json);
+        e->final_json = copy;
+        copy = NULL;
+    }
+    pthread_mutex_unlock(&tc->lock);
+    free(copy);
+}
+
+char *taskcache_get_final(struct taskcache *tc, const char *task_id)
+{
+    struct entry *e;
+    char *copy = NULL;
+    pthread_mutex_lock(&tc->lock);
+    e = lookup(tc, task_id, 0);
+    if (e && e->final_json)
+        copy = strdup(e->final_json);
+    pthread_mutex_unlock(&tc->lock);
+    return copy;
+}
+
+void taskcache_set_keep(struct taskcache *tc, const char *task_id)
+{
+    struct entry *e;
+    pthread_mutex_lock(&tc->lock);
+    e = lookup(tc, task_id, 1);
+    if (e)
+        e->keep = 1;
+    pthread_mutex_unlock(&tc->lock);
+}
+
+int taskcache_claim_copy(struct taskcache *tc, const char *task_id, int force)
+{
+    struct entry *e;
+    int go = 0;
+    pthread_mutex_lock(&tc->lock);
+    e = lookup(tc, task_id, force);
+    if (e && (e->keep || force) && !e->stable[0] && !e->copying) {
+        e->copying = 1;
+        go = 1;
+    }
+    pthread_mutex_unlock(&tc->lock);
+    return go;
+}
+
+void taskcache_copy_done(struct taskcache *tc, const char *task_id, const char *stable_name)
+{
+    struct entry *e;
+    pthread_mutex_lock(&tc->lock);
+    e = lookup(tc, task_id, stable_name != NULL);
+    if (e) {
+        e->copying = 0;
+        if (stable_name)
+            snprintf(e->stable, sizeof e->stable, "%s", stable_name);
+    }
+    pthread_mutex_unlock(&tc->lock);
+}
+
+int taskcache_get_stable(struct taskcache *tc, const char *task_id, char *out, size_t cap)
+{
+    struct entry *e;
+    int found = 0;
+    pthread_mutex_lock(&tc->lock);
+    e = lookup(tc, task_id, 0);
+    if (e && e->stable[0]) {
+        snprintf(out, cap, "%s", e->stable);
+        found = 1;
+    }
+    pthread_mutex_unlock(&tc->lock);
+    return found;
+}
