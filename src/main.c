@@ -6,6 +6,7 @@
  *   product-photo-api --help | --version
  */
 #include "app.h"
+#include "cli.h"
 #include "config.h"
 #include "err.h"
 #include "http.h"
@@ -46,6 +47,8 @@ static void usage(FILE *out)
             "product-photo-api %s - turn a product photo into a studio shot with KIE (flux-2 image-to-image)\n\n"
             "Usage:\n"
             "  product-photo-api [serve]      run the HTTP API server (default)\n"
+            "  product-photo-api generate PHOTO --prompt TEXT [-o OUT] [--server URL] ...\n"
+            "                                 photo to result in one command (see below)\n"
             "  product-photo-api routes       print the route table, one 'METHOD PATH' per line\n"
             "  product-photo-api healthcheck  GET http://127.0.0.1:$PORT/healthz; exit 0 when healthy\n"
             "  product-photo-api --help       this text\n"
@@ -56,6 +59,8 @@ static void usage(FILE *out)
     for (size_t i = 0; i < n; i++)
         fprintf(out, "  %-26s %s%s%s%s\n", vars[i].name, vars[i].help, vars[i].def ? " [default: " : "",
                 vars[i].def ? vars[i].def : "", vars[i].def ? "]" : "");
+    fprintf(out, "\n");
+    cli_usage(out);
     fprintf(out, "\nRoutes:\n");
     for (const struct route *rt = ROUTES; rt->method; rt++)
         fprintf(out, "  %-5s %-18s %s\n", rt->method, rt->pattern, rt->summary);
@@ -283,6 +288,8 @@ int main(int argc, char **argv)
         return cmd_healthcheck();
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve();
+    if (strcmp(cmd, "generate") == 0)
+        return cli_generate(argc - 1, argv + 1);
     fprintf(stderr, "product-photo-api: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;
