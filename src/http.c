@@ -243,7 +243,7 @@ static const struct route *route_find(const char *method, const char *path, char
     *path_known = 0;
     allow[0] = '\0';
     for (const struct route *rt = ROUTES; rt->method; rt++) {
-        char tmp[256];
+        char tmp[256] = "";
         if (!route_match(rt->pattern, path, tmp, sizeof tmp))
             continue;
         *path_known = 1;
