@@ -119,7 +119,7 @@ test-e2e: all
 	  $(PYTHON) -m pytest -q tests/e2e
 
 test-sim: all
-	KIE_SIM_BIN=$(BIN)/kie-sim bash tests/sim/test_kie_sim.sh
+	KIE_SIM=$(BIN)/kie-sim bash tests/sim/test_kie_sim.sh
 
 test-s3: all
 	PPA_BIN=$(BIN)/product-photo-api KIE_SIM_BIN=$(BIN)/kie-sim bash tests/s3/run.sh
