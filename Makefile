@@ -115,20 +115,20 @@ test-unit: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $(VALGRIND) $$t; done
 
 test-e2e: all
-	PPA_BIN=$(BIN)/product-photo-api KIE_SIM_BIN=$(BIN)/kie-sim PPA_VALGRIND="$(VALGRIND)" \
+	PPA_BIN=$(abspath $(BIN))/product-photo-api KIE_SIM_BIN=$(abspath $(BIN))/kie-sim PPA_VALGRIND="$(VALGRIND)" \
 	  $(PYTHON) -m pytest -q tests/e2e
 
 test-sim: all
-	KIE_SIM=$(BIN)/kie-sim bash tests/sim/test_kie_sim.sh
+	KIE_SIM=$(abspath $(BIN))/kie-sim bash tests/sim/test_kie_sim.sh
 
 test-s3: all
-	PPA_BIN=$(BIN)/product-photo-api KIE_SIM_BIN=$(BIN)/kie-sim bash tests/s3/run.sh
+	PPA_BIN=$(abspath $(BIN))/product-photo-api KIE_SIM_BIN=$(abspath $(BIN))/kie-sim bash tests/s3/run.sh
 
 test-browser: all
-	PPA_BIN=$(BIN)/product-photo-api KIE_SIM_BIN=$(BIN)/kie-sim bash tests/browser/run.sh
+	PPA_BIN=$(abspath $(BIN))/product-photo-api KIE_SIM_BIN=$(abspath $(BIN))/kie-sim bash tests/browser/run.sh
 
 test-infra: all
-	PPA_BIN=$(BIN)/product-photo-api bash tests/infra/run.sh
+	PPA_BIN=$(abspath $(BIN))/product-photo-api bash tests/infra/run.sh
 
 test-asan:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \

@@ -366,7 +366,8 @@ int config_load(struct config *c, const char *dotenv_path, const char *(*lookup_
                 goto out;
             }
         }
-        if (lwa && *lwa && !lookup_env("PORT") && config_parse_long(lwa, 1, 65535, &c->port))
+        /* the Lambda Web Adapter forwards to AWS_LWA_PORT first, then PORT */
+        if (lwa && *lwa && config_parse_long(lwa, 1, 65535, &c->port))
             ADD_ERR("AWS_LWA_PORT must be a port number\n");
     }
     if (!c->aws_region) {

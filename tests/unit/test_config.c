@@ -95,7 +95,8 @@ int main(void)
     /* Lambda: uploads default to /tmp, AWS_LWA_PORT honoured */
     n_fake = 0;
     set_env("AWS_LAMBDA_FUNCTION_NAME", "fn");
-    set_env("AWS_LWA_PORT", "8080");
+    set_env("PORT", "8000");
+    set_env("AWS_LWA_PORT", "8080"); /* wins, as it does for the adapter */
     TEST_ASSERT(config_load(&c, NULL, lookup, errors, sizeof errors) == 0, "lambda load: %s", errors);
     TEST_STR_EQ(c.upload_dir, "/tmp/uploads", "lambda upload dir");
     TEST_ASSERT(c.port == 8080 && c.on_lambda, "lambda port");

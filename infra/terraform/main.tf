@@ -1,0 +1,212 @@
+# product-photo-api on AWS: ECR image -> Lambda (with the Lambda Web Adapter baked into the image)
+# behind an API Gateway HTTP API, uploads/results in a private S3 bucket reached via presigned URLs.
+
+locals {
+  bucket_name = var.bucket_name != "" ? var.bucket_name : "${var.name}-uploads-${var.account_id}-${var.aws_region}"
+  image_uri   = var.image_uri != "" ? var.image_uri : "${aws_ecr_repository.api.repository_url}:latest"
+
+  # Every route the server has (`build/product-photo-api routes`); tests/infra/run.sh fails if this
+  # list, the SAM events in template.yaml and the binary disagree. HEAD is not routed (API Gateway
+  # matches methods exactly); OPTIONS preflights are answered by the API's CORS configuration.
+  api_routes = [
+    "GET /",
+    "GET /static/{name}",
+    "GET /healthz",
+    "GET /config",
+    "GET /openapi.json",
+    "POST /upload",
+    "POST /upload-url",
+    "GET /files/{name}",
+    "POST /generate",
+    "GET /status",
+    "GET /results/{task_id}",
+    "POST /kie/callback",
+  ]
+}
+
+# ---------------------------------------------------------------- ECR
+
+resource "aws_ecr_repository" "api" {
+  name                 = var.ecr_repository_name
+  image_tag_mutability = "MUTABLE"
+
+  image_scanning_configuration {
+    scan_on_push = true
+  }
+}
+
+# ---------------------------------------------------------------- S3
+
+resource "aws_s3_bucket" "files" {
+  bucket = local.bucket_name
+}
+
+resource "aws_s3_bucket_public_access_block" "files" {
+  bucket = aws_s3_bucket.files.id
+
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "files" {
+  bucket = aws_s3_bucket.files.id
+
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "files" {
+  bucket = aws_s3_bucket.files.id
+
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
+# Browsers PUT straight to presigned URLs (POST /upload-url) and GET results from them.
+resource "aws_s3_bucket_cors_configuration" "files" {
+  bucket = aws_s3_bucket.files.id
+
+  cors_rule {
+    allowed_methods = ["PUT", "GET", "HEAD"]
+    allowed_origins = var.cors_origins
+    allowed_headers = ["*"]
+    expose_headers  = ["ETag"]
+    max_age_seconds = 3000
+  }
+}
+
+# ---------------------------------------------------------------- IAM (least privilege)
+
+data "aws_iam_policy_document" "assume_lambda" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "lambda" {
+  name               = "${var.name}-lambda"
+  assume_role_policy = data.aws_iam_policy_document.assume_lambda.json
+}
+
+resource "aws_cloudwatch_log_group" "lambda" {
+  # Pre-created so the role needs no logs:CreateLogGroup.
+  name              = "/aws/lambda/${var.name}"
+  retention_in_days = var.log_retention_days
+}
+
+data "aws_iam_policy_document" "lambda" {
+  statement {
+    sid       = "ObjectsReadWrite"
+    actions   = ["s3:PutObject", "s3:GetObject"]
+    resources = ["${aws_s3_bucket.files.arn}/*"]
+  }
+
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.lambda.arn}:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "lambda" {
+  name   = "${var.name}-lambda"
+  role   = aws_iam_role.lambda.id
+  policy = data.aws_iam_policy_document.lambda.json
+}
+
+# ---------------------------------------------------------------- Lambda
+
+resource "aws_lambda_function" "api" {
+  function_name = var.name
+  role          = aws_iam_role.lambda.arn
+  package_type  = "Image"
+  image_uri     = local.image_uri
+  architectures = [var.architecture]
+  memory_size   = var.memory_size
+  timeout       = var.timeout
+
+  environment {
+    # AWS_REGION is reserved: Lambda sets it (to var.aws_region) and rejects it here.
+    # PORT=8000 and AWS_LWA_READINESS_CHECK_PATH=/healthz come from the image (Dockerfile).
+    # Empty values (API_TOKEN, CALLBACK_SECRET) mean "unset" to the server.
+    variables = {
+      KIE_API_KEY     = var.kie_api_key
+      KIE_BASE_URL    = var.kie_base_url
+      KIE_MODEL       = var.kie_model
+      USE_S3          = "1"
+      S3_BUCKET       = aws_s3_bucket.files.bucket
+      S3_PRESIGN_TTL  = tostring(var.s3_presign_ttl)
+      CORS_ORIGINS    = join(",", var.cors_origins)
+      API_TOKEN       = var.api_token
+      CALLBACK_SECRET = var.callback_secret
+      LOG_FORMAT      = "json"
+    }
+  }
+
+  depends_on = [
+    aws_iam_role_policy.lambda,
+    aws_cloudwatch_log_group.lambda,
+  ]
+}
+
+# ---------------------------------------------------------------- API Gateway (HTTP API)
+
+resource "aws_apigatewayv2_api" "http" {
+  name          = var.name
+  protocol_type = "HTTP"
+
+  # API Gateway answers OPTIONS preflights itself and replaces the Lambda's CORS headers.
+  cors_configuration {
+    allow_origins = var.cors_origins
+    allow_methods = ["GET", "POST", "HEAD", "OPTIONS"]
+    allow_headers = ["content-type", "authorization"]
+    max_age       = 3600
+  }
+}
+
+resource "aws_apigatewayv2_integration" "lambda" {
+  api_id                 = aws_apigatewayv2_api.http.id
+  integration_type       = "AWS_PROXY"
+  integration_method     = "POST"
+  integration_uri        = aws_lambda_function.api.invoke_arn
+  payload_format_version = "2.0"
+  timeout_milliseconds   = 30000
+}
+
+resource "aws_apigatewayv2_route" "api" {
+  for_each = toset(local.api_routes)
+
+  api_id    = aws_apigatewayv2_api.http.id
+  route_key = each.value
+  target    = "integrations/${aws_apigatewayv2_integration.lambda.id}"
+}
+
+resource "aws_apigatewayv2_stage" "default" {
+  api_id      = aws_apigatewayv2_api.http.id
+  name        = "$default"
+  auto_deploy = true
+
+  default_route_settings {
+    throttling_burst_limit = 50
+    throttling_rate_limit  = 20
+  }
+}
+
+resource "aws_lambda_permission" "apigw" {
+  statement_id  = "AllowHttpApiInvoke"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.api.function_name
+  principal     = "apigateway.amazonaws.com"
+  source_arn    = "${aws_apigatewayv2_api.http.execution_arn}/*/*"
+}

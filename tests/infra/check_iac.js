@@ -1,0 +1,285 @@
+'use strict';
+// (2) Terraform parses as HCL, template.yaml parses as CloudFormation YAML, docker-compose.yml and
+// docs/aws-deploy.md agree with them; structural assertions on the security-relevant parts.
+const fs = require('fs');
+const path = require('path');
+const L = require('./lib');
+
+const LEAST_PRIVILEGE = ['logs:CreateLogStream', 'logs:PutLogEvents', 's3:GetObject', 's3:PutObject'];
+// Lambda rejects these in Environment.Variables (reserved) or they would shadow the runtime's values.
+const RESERVED_ENV = /^(AWS_REGION|AWS_DEFAULT_REGION|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|AWS_LAMBDA_.*|AWS_EXECUTION_ENV|_HANDLER|_X_AMZN_TRACE_ID|LAMBDA_TASK_ROOT|LAMBDA_RUNTIME_DIR|AWS_XRAY_.*)$/;
+const REQUIRED_ENV = ['KIE_API_KEY', 'KIE_BASE_URL', 'KIE_MODEL', 'USE_S3', 'S3_BUCKET'];
+
+function one(obj, what) {
+  const keys = Object.keys(obj || {});
+  L.assert(keys.length === 1, `expected exactly one ${what}, found ${keys.length}: ${keys.join(', ')}`);
+  return obj[keys[0]];
+}
+
+// "${var.x}" -> default of variable x (for numbers/strings with defaults), literal -> itself.
+function tfValue(v, tf) {
+  const m = /^\$\{var\.([A-Za-z0-9_]+)\}$/.exec(String(v));
+  if (!m) return v;
+  const decl = tf.variable[m[1]];
+  L.assert(decl && 'default' in decl, `var.${m[1]} has no default to check`);
+  return decl.default;
+}
+
+(async () => {
+  let tf = null;
+  let sam = null;
+
+  // ------------------------------------------------------------ Terraform
+  await L.check('terraform: every .tf parses as HCL2', async () => {
+    tf = await L.loadTerraform();
+    return `${Object.keys(tf.files).length} files, ${Object.values(tf.resource).reduce((n, t) => n + Object.keys(t).length, 0)} resources`;
+  });
+
+  await L.check('terraform: HCL parser rejects broken syntax (self-test)', async () => {
+    const { parse } = require('@cdktf/hcl2json');
+    let threw = false;
+    try {
+      await parse('broken.tf', 'resource "aws_s3_bucket" "x" {\n  bucket = "a"\n');
+    } catch (e) {
+      threw = true;
+    }
+    L.assert(threw, 'unterminated block parsed without error');
+  });
+
+  await L.check('terraform: variables, sensitive KIE key, outputs', async () => {
+    L.assert(tf, 'Terraform failed to parse');
+    for (const v of ['aws_region', 'account_id', 'image_uri', 'kie_api_key', 'cors_origins', 'name']) {
+      L.assert(tf.variable[v], `variable "${v}" missing`);
+    }
+    L.assertEq(tf.variable.kie_api_key.sensitive, true, 'variable kie_api_key.sensitive');
+    L.assert(!('default' in tf.variable.kie_api_key), 'kie_api_key must not have a default (no secret in the repo)');
+    for (const o of ['api_endpoint', 'ecr_repository_url', 'bucket_name']) L.assert(tf.output[o], `output "${o}" missing`);
+    L.assert(/aws_apigatewayv2_stage\.\w+\.invoke_url/.test(tf.output.api_endpoint.value), 'api_endpoint should be the stage invoke_url');
+  });
+
+  await L.check('terraform: S3 bucket private (public access block) + CORS for presigned PUT', async () => {
+    const pab = one(tf.resource.aws_s3_bucket_public_access_block, 'aws_s3_bucket_public_access_block');
+    for (const f of ['block_public_acls', 'block_public_policy', 'ignore_public_acls', 'restrict_public_buckets']) {
+      L.assertEq(pab[f], true, `public access block ${f}`);
+    }
+    L.assert(!tf.resource.aws_s3_bucket_policy && !tf.resource.aws_s3_bucket_acl, 'no bucket policy/ACL expected (objects are reached via presigned URLs)');
+    const cors = one(tf.resource.aws_s3_bucket_cors_configuration, 'aws_s3_bucket_cors_configuration').cors_rule[0];
+    L.assert(cors.allowed_methods.includes('PUT'), 'bucket CORS must allow PUT');
+    L.assertEq(cors.allowed_origins, '${var.cors_origins}', 'bucket CORS allowed_origins');
+  });
+
+  await L.check('terraform: IAM role has exactly the least-privilege actions', async () => {
+    const role = one(tf.resource.aws_iam_role, 'aws_iam_role');
+    const trust = /data\.aws_iam_policy_document\.(\w+)\.json/.exec(role.assume_role_policy);
+    L.assert(trust, 'assume_role_policy should come from an aws_iam_policy_document');
+    const tdoc = tf.data.aws_iam_policy_document[trust[1]];
+    L.assertEq(tdoc.statement[0].principals[0].identifiers, ['lambda.amazonaws.com'], 'trust principal');
+    L.assert(!tf.resource.aws_iam_role_policy_attachment && !role.managed_policy_arns, 'no managed policy attachments (they exceed least privilege)');
+    const actions = new Set();
+    for (const [name, rp] of Object.entries(tf.resource.aws_iam_role_policy || {})) {
+      const m = /^\$\{data\.aws_iam_policy_document\.(\w+)\.json\}$/.exec(rp.policy);
+      L.assert(m, `aws_iam_role_policy.${name}.policy must reference an aws_iam_policy_document`);
+      for (const st of tf.data.aws_iam_policy_document[m[1]].statement) {
+        L.assert(!st.effect || st.effect === 'Allow', 'only Allow statements expected');
+        for (const a of st.actions) actions.add(a);
+        if (st.actions.some((a) => a.startsWith('s3:'))) {
+          L.assert(st.resources.length === 1 && /^\$\{aws_s3_bucket\.\w+\.arn\}\/\*$/.test(st.resources[0]), `S3 actions must be scoped to bucket/*: ${st.resources}`);
+        }
+        L.assert(!st.resources.includes('*'), `statement with Resource "*": ${st.actions}`);
+      }
+    }
+    L.assertEq([...actions].sort(), LEAST_PRIVILEGE, 'IAM actions');
+    return [...actions].sort().join(' ');
+  });
+
+  await L.check('terraform: Lambda function from image, 1024 MB, 60 s, env', async () => {
+    const fn = one(tf.resource.aws_lambda_function, 'aws_lambda_function');
+    L.assertEq(fn.package_type, 'Image', 'package_type');
+    L.assert(!fn.handler && !fn.runtime, 'image functions have no handler/runtime');
+    L.assertEq(tfValue(fn.memory_size, tf), 1024, 'memory_size');
+    L.assertEq(tfValue(fn.timeout, tf), 60, 'timeout');
+    const env = fn.environment[0].variables;
+    for (const k of REQUIRED_ENV) L.assert(k in env, `env ${k} missing`);
+    L.assertEq(env.KIE_API_KEY, '${var.kie_api_key}', 'KIE_API_KEY');
+    L.assertEq(env.USE_S3, '1', 'USE_S3');
+    L.assert(/aws_s3_bucket\.\w+\.(bucket|id)/.test(env.S3_BUCKET), 'S3_BUCKET must reference the bucket');
+    const reserved = Object.keys(env).filter((k) => RESERVED_ENV.test(k));
+    L.assertEq(reserved, [], 'reserved Lambda env keys (Lambda sets AWS_REGION itself)');
+  });
+
+  await L.check('terraform: HTTP API, proxy integration 2.0, $default auto-deploy stage, invoke permission', async () => {
+    const api = one(tf.resource.aws_apigatewayv2_api, 'aws_apigatewayv2_api');
+    L.assertEq(api.protocol_type, 'HTTP', 'protocol_type');
+    L.assertEq(api.cors_configuration[0].allow_origins, '${var.cors_origins}', 'API CORS allow_origins');
+    const integ = one(tf.resource.aws_apigatewayv2_integration, 'aws_apigatewayv2_integration');
+    L.assertEq([integ.integration_type, integ.integration_method, integ.payload_format_version], ['AWS_PROXY', 'POST', '2.0'], 'integration');
+    L.assert(/aws_lambda_function\.\w+\.invoke_arn/.test(integ.integration_uri), 'integration_uri must be the function invoke_arn');
+    for (const [n, r] of Object.entries(tf.resource.aws_apigatewayv2_route)) {
+      L.assert(/^integrations\/\$\{aws_apigatewayv2_integration\.\w+\.id\}$/.test(r.target), `route ${n} target`);
+    }
+    const stage = one(tf.resource.aws_apigatewayv2_stage, 'aws_apigatewayv2_stage');
+    L.assertEq([stage.name, stage.auto_deploy], ['$default', true], 'stage name/auto_deploy');
+    const perm = one(tf.resource.aws_lambda_permission, 'aws_lambda_permission');
+    L.assertEq(perm.principal, 'apigateway.amazonaws.com', 'permission principal');
+    L.assert(/execution_arn\}\/\*\/\*$/.test(perm.source_arn), `permission source_arn ${perm.source_arn}`);
+  });
+
+  await L.check('terraform: terraform.tfvars.example parses and names only declared variables', async () => {
+    const { parse } = require('@cdktf/hcl2json');
+    const text = fs.readFileSync(path.join(L.TF_DIR, 'terraform.tfvars.example'), 'utf8');
+    const vars = await parse('terraform.tfvars', text);
+    const unknown = Object.keys(vars).filter((k) => !tf.variable[k]);
+    L.assertEq(unknown, [], 'unknown variables in tfvars example');
+    const required = Object.entries(tf.variable).filter(([, v]) => !('default' in v)).map(([k]) => k).sort();
+    const missing = required.filter((k) => !(k in vars));
+    L.assertEq(missing, [], 'required variables missing from tfvars example');
+    return `sets ${Object.keys(vars).join(', ')}`;
+  });
+
+  // ------------------------------------------------------------ SAM
+  await L.check('sam: template.yaml parses as CloudFormation YAML (!Ref/!Sub/!GetAtt)', async () => {
+    sam = L.loadSam();
+    L.assertEq(sam.Transform, 'AWS::Serverless-2016-10-31', 'Transform');
+    return `${Object.keys(sam.Resources).length} resources`;
+  });
+
+  await L.check('sam: CloudFormation parser rejects an unknown tag (self-test)', async () => {
+    const { yamlParse } = require('yaml-cfn');
+    let threw = false;
+    try {
+      yamlParse('A: !NoSuchFunction x\n');
+    } catch (e) {
+      threw = true;
+    }
+    L.assert(threw, 'unknown tag accepted');
+  });
+
+  function samByType(type) {
+    return Object.entries(sam.Resources).filter(([, r]) => r.Type === type);
+  }
+
+  await L.check('sam: image function, NoEcho KIE key, env matches Terraform', async () => {
+    L.assert(sam, 'template.yaml failed to parse');
+    const fns = samByType('AWS::Serverless::Function');
+    L.assert(fns.length === 1, `expected one function, got ${fns.length}`);
+    const [, fn] = fns[0];
+    const p = fn.Properties;
+    const g = (sam.Globals && sam.Globals.Function) || {};
+    L.assertEq(p.PackageType, 'Image', 'PackageType');
+    L.assertEq(p.MemorySize || g.MemorySize, 1024, 'MemorySize');
+    L.assertEq(p.Timeout || g.Timeout, 60, 'Timeout');
+    L.assert(fn.Metadata && fn.Metadata.Dockerfile && fs.existsSync(path.join(L.REPO, fn.Metadata.DockerContext || '.', fn.Metadata.Dockerfile)),
+      'Metadata.Dockerfile/DockerContext must point at the repo Dockerfile (needed by sam build)');
+    const key = sam.Parameters.KieApiKey;
+    L.assert(key, 'parameter KieApiKey missing');
+    L.assertEq(key.NoEcho, true, 'KieApiKey.NoEcho');
+    L.assert(!('Default' in key), 'KieApiKey must not have a Default');
+    const env = p.Environment.Variables;
+    L.assertEq(env.KIE_API_KEY, { Ref: 'KieApiKey' }, 'KIE_API_KEY');
+    L.assertEq(env.USE_S3, '1', 'USE_S3');
+    L.assertEq(Object.keys(env).filter((k) => RESERVED_ENV.test(k)), [], 'reserved Lambda env keys');
+    if (tf) {
+      const tfEnv = one(tf.resource.aws_lambda_function, 'aws_lambda_function').environment[0].variables;
+      L.assertEq(Object.keys(env).sort(), Object.keys(tfEnv).sort(), 'SAM env keys vs Terraform env keys');
+    }
+    for (const [n, ev] of Object.entries(p.Events)) {
+      L.assertEq([ev.Type, ev.Properties.PayloadFormatVersion], ['HttpApi', '2.0'], `event ${n}`);
+      L.assertEq(ev.Properties.ApiId, { Ref: 'HttpApi' }, `event ${n} ApiId`);
+    }
+  });
+
+  await L.check('sam: bucket private + CORS PUT, HTTP API CORS from parameter', async () => {
+    const buckets = samByType('AWS::S3::Bucket');
+    L.assert(buckets.length === 1, `expected one bucket, got ${buckets.length}`);
+    const bp = buckets[0][1].Properties;
+    const pab = bp.PublicAccessBlockConfiguration;
+    for (const f of ['BlockPublicAcls', 'BlockPublicPolicy', 'IgnorePublicAcls', 'RestrictPublicBuckets']) L.assertEq(pab[f], true, f);
+    L.assert(samByType('AWS::S3::BucketPolicy').length === 0, 'no bucket policy expected');
+    const rule = bp.CorsConfiguration.CorsRules[0];
+    L.assert(rule.AllowedMethods.includes('PUT'), 'bucket CORS must allow PUT');
+    L.assertEq(rule.AllowedOrigins, { Ref: 'CorsOrigins' }, 'bucket CORS origins');
+    const apis = samByType('AWS::Serverless::HttpApi');
+    L.assert(apis.length === 1, 'one AWS::Serverless::HttpApi expected');
+    L.assertEq(apis[0][1].Properties.CorsConfiguration.AllowOrigins, { Ref: 'CorsOrigins' }, 'HttpApi CORS origins');
+    L.assert(/execute-api/.test(JSON.stringify(sam.Outputs.ApiUrl.Value)), 'Outputs.ApiUrl must be the execute-api URL');
+  });
+
+  await L.check('sam: IAM role has exactly the least-privilege actions', async () => {
+    const [, fn] = samByType('AWS::Serverless::Function')[0];
+    L.assert(!fn.Properties.Policies, 'function Policies would add AWSLambdaBasicExecutionRole; use the explicit Role');
+    const roleRef = fn.Properties.Role;
+    L.assert(roleRef && roleRef['Fn::GetAtt'], 'function Role must be !GetAtt <Role>.Arn');
+    const role = sam.Resources[roleRef['Fn::GetAtt'][0]];
+    L.assertEq(role.Type, 'AWS::IAM::Role', 'role type');
+    L.assertEq(role.Properties.AssumeRolePolicyDocument.Statement[0].Principal.Service, 'lambda.amazonaws.com', 'trust principal');
+    L.assert(!role.Properties.ManagedPolicyArns, 'no managed policies');
+    const actions = new Set();
+    for (const pol of role.Properties.Policies) {
+      for (const st of pol.PolicyDocument.Statement) {
+        L.assertEq(st.Effect, 'Allow', 'Effect');
+        const acts = [].concat(st.Action);
+        acts.forEach((a) => actions.add(a));
+        L.assert(st.Resource !== '*', `Resource "*" for ${acts}`);
+        if (acts.some((a) => a.startsWith('s3:'))) L.assertEq(st.Resource, { 'Fn::Sub': '${FilesBucket.Arn}/*' }, 'S3 resource');
+      }
+    }
+    L.assertEq([...actions].sort(), LEAST_PRIVILEGE, 'IAM actions');
+  });
+
+  // ------------------------------------------------------------ docker-compose.yml
+  await L.check('compose: api on 8000 with optional .env + uploads volume, tunnel profile', async () => {
+    const { yamlParse } = require('yaml-cfn');
+    const c = yamlParse(fs.readFileSync(L.COMPOSE_FILE, 'utf8'));
+    const api = c.services.api;
+    L.assert(api.ports.includes('8000:8000'), 'api must publish 8000:8000');
+    L.assertEq(api.env_file, [{ path: '.env', required: false }], 'api env_file');
+    const df = L.loadDockerfile();
+    const vol = api.volumes.map((v) => String(v).split(':')[1]);
+    L.assert(df.runtimeCfg.volumes.every((v) => vol.includes(v)), `compose volumes ${vol} must cover Dockerfile VOLUME ${df.runtimeCfg.volumes}`);
+    L.assertEq(api.environment.HOST, '0.0.0.0', 'api HOST (published ports need 0.0.0.0)');
+    for (const k of ['PUBLIC_BASE_URL', 'CLOUDFLARED_METRICS_URL']) L.assert(k in api.environment, `api environment must pass ${k}`);
+    const t = c.services.tunnel;
+    L.assertEq(t.profiles, ['tunnel'], 'tunnel profiles');
+    L.assert(/^cloudflare\/cloudflared(:|$)/.test(t.image), 'tunnel image');
+    L.assertEq(t.command, 'tunnel --no-autoupdate --metrics 0.0.0.0:2000 --url http://api:8000', 'tunnel command');
+    const doc = fs.readFileSync(L.COMPOSE_FILE, 'utf8');
+    L.assert(doc.includes('PUBLIC_BASE_URL=auto') && doc.includes('CLOUDFLARED_METRICS_URL=http://tunnel:2000'), 'compose file must document the tunnel variables');
+  });
+
+  // ------------------------------------------------------------ docs/aws-deploy.md
+  await L.check('docs: aws-deploy.md names only real outputs, variables, parameters and routes', async () => {
+    const doc = fs.readFileSync(path.join(L.REPO, 'docs', 'aws-deploy.md'), 'utf8');
+    const errs = [];
+    const tfOuts = [...doc.matchAll(/terraform output(?: -raw)? (\w+)/g)].map((m) => m[1]);
+    for (const o of tfOuts) if (!tf.output[o]) errs.push(`terraform output ${o} does not exist`);
+    for (const m of doc.matchAll(/-var[ =]"?(\w+)=/g)) if (!tf.variable[m[1]]) errs.push(`-var ${m[1]} is not a variable`);
+    for (const m of doc.matchAll(/-target=([\w.]+)/g)) {
+      const [type, name] = m[1].split('.');
+      if (!(tf.resource[type] && tf.resource[type][name])) errs.push(`-target ${m[1]} does not exist`);
+    }
+    const samOuts = [...doc.matchAll(/OutputKey=='(\w+)'/g)].map((m) => m[1]);
+    for (const o of samOuts) if (!sam.Outputs[o]) errs.push(`SAM output ${o} does not exist`);
+    // --parameter-overrides Name=value ... (continued lines ending in a backslash)
+    for (const m of doc.matchAll(/--parameter-overrides((?:[^\n]*\\\n)*[^\n]*)/g)) {
+      for (const p of m[1].matchAll(/(?:^|\s)(\w+)=/g)) if (!sam.Parameters[p[1]]) errs.push(`SAM parameter ${p[1]} does not exist`);
+    }
+    for (const m of doc.matchAll(/Parameter `(\w+)`|`(\w+)`: your/g)) {
+      const p = m[1] || m[2];
+      if (!sam.Parameters[p]) errs.push(`SAM parameter ${p} (guided answers) does not exist`);
+    }
+    const routePaths = new Set(L.routesFromTerraform(tf).map((r) => r.split(' ')[1]));
+    const curled = new Set();
+    for (const line of doc.split('\n')) {
+      for (const m of line.matchAll(/\$API(\/[\w\-.\/]*)/g)) {
+        if (!routePaths.has(m[1])) errs.push(`path ${m[1]} used with $API is not a route`);
+        if (/curl/.test(line)) curled.add(m[1]);
+      }
+    }
+    for (const p of ['/upload', '/generate', '/status']) if (!curled.has(p)) errs.push(`docs never curl $API${p}`);
+    L.assert(tfOuts.length >= 3 && samOuts.length >= 1, `docs should read outputs (found terraform: ${tfOuts}, sam: ${samOuts})`);
+    if (errs.length) throw new Error(errs.join('\n'));
+    return `${tfOuts.length} terraform outputs, ${samOuts.length} SAM outputs, curls: ${[...curled].join(' ')}`;
+  });
+
+  L.finish();
+})();
