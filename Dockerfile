@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # product-photo-api — one image for local Docker and for AWS Lambda (container image + Lambda Web Adapter).
 #   local:  docker build -t product-photo-api . && docker run --rm -p 8000:8000 --env-file .env product-photo-api
-#   lambda: see docs/aws-deploy.md (build with --platform linux/amd64 --provenance=false, push to ECR)
+#   lambda: see the README, "Deploy to AWS" (build with --platform linux/amd64 --provenance=false, push to ECR)
 
 # ---------------------------------------------------------------- build stage
 FROM debian:bookworm AS build

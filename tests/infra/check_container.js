@@ -12,7 +12,7 @@ const { spawn, spawnSync } = require('child_process');
 const L = require('./lib');
 
 const TEST_PORT = 8080;
-// The exact line from the Lambda Web Adapter README (pinned tag; see docs/aws-deploy.md).
+// The exact line from the Lambda Web Adapter README (pinned tag; see the README, "Deploy to AWS").
 const LWA_LINE = 'COPY --from=public.ecr.aws/awsguru/aws-lambda-adapter:1.0.0-rc1 /lambda-adapter /opt/extensions/lambda-adapter';
 const RUNTIME_LIBS = ['libmicrohttpd12', 'libcurl4', 'libcjson1', 'libuuid1', 'libssl3', 'zlib1g', 'ca-certificates'];
 const BASE_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/tmp' };

@@ -1,6 +1,6 @@
 'use strict';
 // (2) Terraform parses as HCL, template.yaml parses as CloudFormation YAML, docker-compose.yml and
-// docs/aws-deploy.md agree with them; structural assertions on the security-relevant parts.
+// the README's AWS section agree with them; structural assertions on the security-relevant parts.
 const fs = require('fs');
 const path = require('path');
 const L = require('./lib');
@@ -246,9 +246,13 @@ function tfValue(v, tf) {
     L.assert(doc.includes('PUBLIC_BASE_URL=auto') && doc.includes('CLOUDFLARED_METRICS_URL=http://tunnel:2000'), 'compose file must document the tunnel variables');
   });
 
-  // ------------------------------------------------------------ docs/aws-deploy.md
-  await L.check('docs: aws-deploy.md names only real outputs, variables, parameters and routes', async () => {
-    const doc = fs.readFileSync(path.join(L.REPO, 'docs', 'aws-deploy.md'), 'utf8');
+  // ------------------------------------------------------------ README: Deploy to AWS
+  await L.check("docs: README's AWS section names only real outputs, variables, parameters and routes", async () => {
+    const readme = fs.readFileSync(path.join(L.REPO, 'README.md'), 'utf8');
+    const start = readme.indexOf('\n## Deploy to AWS');
+    if (start < 0) throw new Error('README.md has no "## Deploy to AWS" section');
+    const next = readme.indexOf('\n## ', start + 1);
+    const doc = readme.slice(start, next < 0 ? undefined : next);
     const errs = [];
     const tfOuts = [...doc.matchAll(/terraform output(?: -raw)? (\w+)/g)].map((m) => m[1]);
     for (const o of tfOuts) if (!tf.output[o]) errs.push(`terraform output ${o} does not exist`);
