@@ -158,7 +158,7 @@ fuzz-ci:
 
 BUILD_DEPS := build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev uuid-dev \
   libssl-dev zlib1g-dev
-TEST_DEPS := curl ca-certificates python3 python3-pytest valgrind clang libclang-rt-14-dev awscli \
+TEST_DEPS := curl ca-certificates python3 python3-pytest valgrind clang libclang-rt-14-dev awscli fonts-liberation \
   chromium nginx-light wrk python3-fastapi python3-uvicorn python3-multipart python3-httpx
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -74,7 +74,8 @@ static enum MHD_Result serve_asset(struct req *r, const char *name)
     if (!resp)
         return http_error(r, 404, "not_found", "There is no such file.");
     MHD_add_response_header(resp, "Content-Type", content_type_for(name));
-    MHD_add_response_header(resp, "Cache-Control", dir ? "no-cache" : "public, max-age=300");
+    /* small, and must change together after an upgrade: revalidate every time */
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
     if (strcmp(name, "index.html") == 0) {
         MHD_add_response_header(resp, "Content-Security-Policy", PAGE_CSP);
         MHD_add_response_header(resp, "X-Frame-Options", "DENY");

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Browser end-to-end tests: starts kie-sim and two product-photo-api instances on 127.0.0.1, runs the
+# node:test suites in headless Debian Chromium (playwright-core, no browser download), stops everything.
+# Usage: bash tests/browser/run.sh        (env: BUILD_DIR=build, CHROMIUM_PATH=/usr/bin/chromium,
+#        WEB_DIR=web to serve the page from disk instead of the embedded copy)
+# Output: TAP on stdout; screenshots build/browser-result.png and build/browser-result-phone.png.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+build="${BUILD_DIR:-$root/build}"
+case "$build" in /*) ;; *) build="$root/$build" ;; esac
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+
+for bin in "$build/kie-sim" "$build/product-photo-api"; do
+  [ -x "$bin" ] || { echo "run.sh: $bin not built (run make first)" >&2; exit 2; }
+done
+[ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || {
+  echo "run.sh: chromium missing: apt-get install -y --no-install-recommends chromium fonts-liberation" >&2; exit 2; }
+command -v node >/dev/null || { echo "run.sh: node missing" >&2; exit 2; }
+if [ ! -d "$here/node_modules/playwright-core" ]; then
+  (cd "$here" && npm ci --no-audit --no-fund)
+fi
+
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/ppa-browser.XXXXXX")"
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 1 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# wait_port FILE REGEX: prints the port once a line matching REGEX (with the port as last number) appears.
+wait_port() {
+  local file="$1" re="$2" pid="$3" port=""
+  for _ in $(seq 1 100); do
+    port="$(grep -Eo "$re" "$file" 2>/dev/null | grep -Eo '[0-9]+$' | head -n1 || true)"
+    [ -n "$port" ] && { echo "$port"; return 0; }
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "run.sh: no '$re' from pid $pid; its output:" >&2
+  cat "$file" "$file.err" >&2 2>/dev/null || true
+  return 1
+}
+wait_healthy() {
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null --max-time 1 "$1/healthz" && return 0
+    sleep 0.1
+  done
+  echo "run.sh: $1/healthz never answered 200" >&2
+  return 1
+}
+free_port() {
+  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+"$build/kie-sim" --port 0 >"$tmp/sim.out" 2>"$tmp/sim.out.err" &
+pids+=($!)
+sim_port="$(wait_port "$tmp/sim.out" 'kie-sim listening on port [0-9]+' "${pids[-1]}")"
+sim="http://127.0.0.1:$sim_port"
+
+common=(HOST=127.0.0.1 KIE_BASE_URL="$sim" KIE_API_KEY=test-key ALLOW_PRIVATE_INPUT_URLS=1)
+# Servers run from $tmp so that a developer's ./.env (PUBLIC_BASE_URL, API_TOKEN...) cannot leak in;
+# variables the tests depend on are removed from the inherited environment.
+clean=(-u PUBLIC_BASE_URL -u API_TOKEN -u USE_S3 -u MAX_UPLOAD_BYTES -u RATE_LIMIT_UPLOAD -u RATE_LIMIT_GENERATE)
+# start_api NAME VAR=VALUE...: starts one server, sets $api_port.
+start_api() {
+  local name="$1"; shift
+  mkdir -p "$tmp/up-$name"
+  (cd "$tmp" && exec env "${clean[@]}" "${common[@]}" UPLOAD_DIR="$tmp/up-$name" "$@" \
+      "$build/product-photo-api" >"$tmp/$name.out" 2>"$tmp/$name.out.err") &
+  pids+=($!)
+  api_port="$(wait_port "$tmp/$name.out" 'listening on port [0-9]+' "${pids[-1]}")"
+  wait_healthy "http://127.0.0.1:$api_port"
+}
+
+# 1) flow server: a free port picked up front so PUBLIC_BASE_URL can point at the server itself
+flow_port="$(free_port)"
+start_api flow PORT="$flow_port" PUBLIC_BASE_URL="http://127.0.0.1:$flow_port"
+[ "$api_port" = "$flow_port" ] || { echo "run.sh: flow server took port $api_port, not $flow_port" >&2; exit 1; }
+# 2) no PUBLIC_BASE_URL (the "KIE cannot download from localhost" case), ephemeral port
+start_api nopublic PORT=0
+nopublic_port="$api_port"
+# 3) API_TOKEN set: the page must ask for the token
+start_api auth PORT=0 API_TOKEN=e2e-secret-token
+auth_port="$api_port"
+
+mkdir -p "$build"
+export E2E_SIM_BASE="$sim"
+export E2E_FLOW_BASE="http://127.0.0.1:$flow_port"
+export E2E_NOPUBLIC_BASE="http://127.0.0.1:$nopublic_port"
+export E2E_AUTH_BASE="http://127.0.0.1:$auth_port" E2E_AUTH_TOKEN=e2e-secret-token
+export E2E_OUT_DIR="$build"
+echo "# kie-sim $E2E_SIM_BASE, servers: flow $E2E_FLOW_BASE, no-public $E2E_NOPUBLIC_BASE, auth $E2E_AUTH_BASE"
+
+rc=0
+(cd "$here" && node --test --test-concurrency=1 ./*.test.mjs) || rc=$?
+if [ "$rc" -ne 0 ]; then
+  mkdir -p "$build/browser-logs"
+  cp "$tmp"/*.out "$tmp"/*.out.err "$build/browser-logs/" 2>/dev/null || true
+  echo "run.sh: server logs kept in $build/browser-logs/" >&2
+  for f in sim flow nopublic auth; do
+    echo "---- $f stderr (last 40 lines) ----" >&2
+    tail -n 40 "$tmp/$f.out.err" >&2 || true
+  done
+fi
+exit "$rc"

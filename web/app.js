@@ -1,0 +1,649 @@
+/* Product Photo Studio: upload -> generate -> poll -> result. Plain JS, no build step, CSP-safe
+ * (no inline code, no eval, no style attributes; styles are set through the CSSOM only). */
+'use strict';
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const STORE_KEY = 'ppa.tasks.v1';
+  const TOKEN_KEY = 'ppa.token';
+  const MAX_TASKS = 20;
+  const POLL_FIRST_MS = 2000;
+  const POLL_MAX_MS = 10000;
+  const POLL_FACTOR = 1.5;
+  const POLL_LIMIT_MS = 15 * 60 * 1000;
+  const PROMPT_MIN = 3;
+  const PROMPT_MAX = 5000;
+  const ALLOWED_TYPES = ['image/jpeg', 'image/png', 'image/webp'];
+  const FINAL = new Set(['success', 'fail', 'timeout']);
+  const STATE_LABEL = {
+    waiting: 'waiting', queuing: 'queuing', generating: 'generating',
+    success: 'success', fail: 'fail', timeout: 'timed out', unknown: 'checking',
+  };
+
+  const cfg = { max_upload_bytes: 10 * 1024 * 1024, auth_required: false, public_url_ok: true };
+  const defaultPrompt = $('prompt').value;
+  let tasks = loadTasks();
+  let upload = null;        /* server answer of the last successful upload */
+  let uploadXhr = null;     /* in-flight upload */
+  let previewObjectUrl = null;
+  let pendingFile = null;   /* a file picked while the token was missing */
+  let generating = false;
+  let currentId = null;
+  const pollers = new Map(); /* task id -> timeout handle */
+
+  /* ---------- small helpers ---------- */
+  function h(tag, props, ...kids) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === 'class') el.className = v;
+      else if (k === 'text') el.textContent = v;
+      else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+      else el.setAttribute(k, v === true ? '' : String(v));
+    }
+    for (const kid of kids) if (kid !== null && kid !== undefined && kid !== false) el.append(kid);
+    return el;
+  }
+  function fmtBytes(n) {
+    if (!Number.isFinite(n)) return '?';
+    if (n >= 1024 * 1024) return (n / 1048576).toFixed(n % 1048576 === 0 ? 0 : 1) + ' MB';
+    if (n >= 1024) return Math.round(n / 1024) + ' KB';
+    return n + ' bytes';
+  }
+  function fmtElapsed(ms) {
+    const s = Math.max(0, Math.floor(ms / 1000));
+    const m = Math.floor(s / 60);
+    return m + ':' + String(s % 60).padStart(2, '0');
+  }
+  function fmtWhen(ts) {
+    const d = new Date(ts);
+    const sameDay = d.toDateString() === new Date().toDateString();
+    return sameDay ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+      : d.toLocaleString([], { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+  }
+  /* Only http(s)/blob and same-origin relative URLs may reach src/href. */
+  function safeUrl(u) {
+    if (typeof u !== 'string' || !u) return '';
+    try {
+      const url = new URL(u, location.href);
+      return ['http:', 'https:', 'blob:'].includes(url.protocol) ? url.href : '';
+    } catch (e) { return ''; }
+  }
+  function token() {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (e) { return ''; }
+  }
+  function setToken(t) {
+    try { if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* private mode */ }
+  }
+
+  /* ---------- API ---------- */
+  class ApiError extends Error {
+    constructor(status, code, message, requestId) {
+      super(message || ('HTTP ' + status));
+      this.status = status; this.code = code || ''; this.requestId = requestId || '';
+    }
+  }
+  function parseJson(text) { try { return text ? JSON.parse(text) : null; } catch (e) { return null; } }
+  function errorFrom(status, body, text) {
+    const e = body && typeof body.error === 'object' && body.error ? body.error : null;
+    const msg = (e && e.message) || (body && (body.msg || body.message)) ||
+      (text && !body ? String(text).slice(0, 300) : '') || ('HTTP ' + status);
+    if (status === 401) onUnauthorized();
+    return new ApiError(status, e && e.code, msg, e && e.request_id);
+  }
+  async function api(path, opts) {
+    const o = Object.assign({ cache: 'no-store' }, opts || {});
+    o.headers = Object.assign({}, o.headers || {});
+    const t = token();
+    if (t) o.headers.Authorization = 'Bearer ' + t;
+    let res;
+    try { res = await fetch(path, o); } catch (e) {
+      throw new ApiError(0, 'network', 'The server could not be reached.');
+    }
+    const text = await res.text().catch(() => '');
+    const body = parseJson(text);
+    if (!res.ok) throw errorFrom(res.status, body, text);
+    return body;
+  }
+  /* Turns an ApiError into {lead, detail, rid}: a human sentence plus the server's own words. */
+  function describe(err, what) {
+    const s = err.status;
+    let lead;
+    switch (s) {
+      case 0: lead = what === 'upload'
+        ? 'The upload failed before the server answered: the file may be too large for the server or a proxy, or the network connection dropped.'
+        : 'Network error: the server could not be reached. Check your connection and try again.'; break;
+      case 400: lead = err.code === 'input_url_not_public'
+        ? 'KIE cannot download the photo: the server has no public address for it (see the notice at the top).'
+        : 'The request was rejected.'; break;
+      case 401: lead = 'The API token is missing or was rejected. Enter it again above.'; break;
+      case 402: lead = 'KIE reports insufficient credits on the account.'; break;
+      case 404: lead = 'Not found.'; break;
+      case 413: lead = 'The file is too large for the server (limit ' + fmtBytes(cfg.max_upload_bytes) + ').'; break;
+      case 415: lead = 'Unsupported file: the server accepts only real JPEG, PNG or WEBP images.'; break;
+      case 429: lead = 'Too many requests: please wait a moment and try again.'; break;
+      case 503: lead = 'The service is temporarily unavailable. Try again in a little while.'; break;
+      case 507: lead = 'The server has run out of storage space for uploads.'; break;
+      default: lead = s >= 500 ? 'Server error (HTTP ' + s + ').' : 'The request failed (HTTP ' + s + ').';
+    }
+    const detail = s !== 0 && err.message && err.message !== lead ? err.message : '';
+    return { lead, detail, rid: err.requestId };
+  }
+  function showError(id, info) {
+    const el = $(id);
+    el.replaceChildren(h('strong', { text: info.lead }));
+    if (info.detail) el.append(' ', h('span', { class: 'detail', text: info.detail }));
+    if (info.rid) el.append(' ', h('span', { class: 'rid', text: '(request ' + info.rid + ')' }));
+    el.hidden = false;
+  }
+  function clearError(id) { const el = $(id); el.hidden = true; el.replaceChildren(); }
+
+  /* ---------- config and notices ---------- */
+  function notice(kind, title, ...body) {
+    const box = h('div', { class: 'notice ' + kind, role: kind === 'info' ? 'note' : 'alert' },
+      h('strong', { class: 'notice-title', text: title }), ...body);
+    $('notices').append(box);
+    return box;
+  }
+  function code(text) { return h('code', { text }); }
+
+  async function loadConfig() {
+    const pill = $('server-state');
+    let c;
+    try {
+      c = await api('/config');
+    } catch (e) {
+      pill.textContent = 'Server unreachable';
+      pill.className = 'pill bad';
+      const d = describe(e, 'config');
+      notice('error', 'Could not load the server configuration.', h('p', { text: d.lead + (d.detail ? ' ' + d.detail : '') }));
+      return;
+    }
+    if (!c || typeof c !== 'object') c = {};
+    Object.assign(cfg, c);
+    if (!(Number(cfg.max_upload_bytes) > 0)) cfg.max_upload_bytes = 10 * 1024 * 1024;
+    $('max-size').textContent = fmtBytes(cfg.max_upload_bytes);
+    if (typeof c.default_prompt === 'string' && c.default_prompt.trim().length >= PROMPT_MIN &&
+        $('prompt').value === defaultPrompt) {
+      $('prompt').value = c.default_prompt;
+      $('prompt').dataset.default = c.default_prompt;
+    }
+    pill.textContent = 'Ready · ' + (c.storage === 's3' ? 'S3 storage' : 'local storage');
+    pill.className = 'pill ok';
+
+    if (c.public_url_ok === false) {
+      const where = c.public_base_url ? 'PUBLIC_BASE_URL is ' : 'PUBLIC_BASE_URL is not set';
+      notice('warn', 'KIE cannot download files from this server yet.',
+        h('p', {},
+          'Uploaded photos are stored on this machine, and KIE fetches the input image from the internet. ' +
+          'It cannot download from localhost, 127.0.0.1 or private addresses (' + where,
+          c.public_base_url ? code(c.public_base_url) : '', '), so generation would fail.'),
+        h('p', { text: 'Fix it in one of these ways, then reload this page:' }),
+        h('ol', {},
+          h('li', {}, 'Start the tunnel with ', code('docker compose --profile tunnel up'),
+            ' and set ', code('PUBLIC_BASE_URL'), ' to the https tunnel URL it prints (e.g. ',
+            code('https://…trycloudflare.com'), '), then restart the server.'),
+          h('li', {}, 'Or set ', code('PUBLIC_BASE_URL'), ' to any public HTTPS address that forwards to this server.'),
+          h('li', {}, 'Or use S3 storage (', code('USE_S3=1'), ' with ', code('S3_BUCKET'),
+            '), so uploads get presigned S3 URLs that KIE can fetch.')));
+    }
+    if (c.kie_configured === false) {
+      notice('error', 'KIE is not configured.',
+        h('p', {}, 'The server has no ', code('KIE_API_KEY'), '. Uploads work, but generation will fail until it is set.'));
+    }
+    if (Array.isArray(c.warnings)) {
+      for (const w of c.warnings) if (typeof w === 'string' && w) notice('info', 'Server note', h('p', { text: w }));
+    }
+    if (cfg.auth_required && !token()) askToken('This server requires an API token.');
+  }
+
+  /* ---------- auth ---------- */
+  function askToken(msg) {
+    $('auth-msg').textContent = msg + ' It is kept only for this browser tab (sessionStorage).';
+    $('auth-form').hidden = false;
+    $('auth-token').value = '';
+    $('auth-token').focus();
+    updateGenerate();
+  }
+  function onUnauthorized() {
+    setToken('');
+    cfg.auth_required = true;
+    askToken('The API token was missing or rejected.');
+  }
+  function saveToken(ev) {
+    ev.preventDefault();
+    const t = $('auth-token').value.trim();
+    if (!t) { $('auth-token').focus(); return; }
+    setToken(t);
+    $('auth-form').hidden = true;
+    updateGenerate();
+    resumePolling();
+    if (pendingFile) { const f = pendingFile; pendingFile = null; pickFile(f); }
+  }
+
+  /* ---------- file selection and upload ---------- */
+  function typeOk(f) {
+    if (f.type) return ALLOWED_TYPES.includes(f.type);
+    return /\.(jpe?g|png|webp)$/i.test(f.name || '');
+  }
+  function setPreview(url) {
+    const img = $('preview');
+    if (url) { img.src = url; img.hidden = false; $('drop-empty').hidden = true; $('drop').classList.add('has-image'); }
+    else { img.removeAttribute('src'); img.hidden = true; $('drop-empty').hidden = false; $('drop').classList.remove('has-image'); }
+  }
+  function setProgress(frac, text) {
+    const pct = Math.max(0, Math.min(100, Math.round(frac * 100)));
+    $('upload-progress').value = pct;
+    $('upload-pct').textContent = pct + '%';
+    if (text !== undefined) $('upload-status').textContent = text;
+  }
+  function pickFile(file) {
+    clearError('upload-error');
+    clearError('gen-error');
+    if (!file) return;
+    if (!typeOk(file)) {
+      showError('upload-error', { lead: '“' + file.name + '” is not a JPEG, PNG or WEBP image.', detail: 'Choose a photo in one of those formats.' });
+      return;
+    }
+    if (file.size > cfg.max_upload_bytes) {
+      showError('upload-error', {
+        lead: '“' + file.name + '” is too large: ' + fmtBytes(file.size) + ', the limit is ' + fmtBytes(cfg.max_upload_bytes) + '.',
+        detail: 'Resize or compress the photo and try again. Nothing was uploaded.',
+      });
+      return;
+    }
+    if (file.size === 0) { showError('upload-error', { lead: '“' + file.name + '” is empty.' }); return; }
+    if (cfg.auth_required && !token()) { pendingFile = file; askToken('Enter the API token to upload.'); return; }
+    if (previewObjectUrl) URL.revokeObjectURL(previewObjectUrl);
+    previewObjectUrl = URL.createObjectURL(file);
+    setPreview(previewObjectUrl);
+    startUpload(file);
+  }
+  function uploadFailed() {
+    $('upload-box').className = 'upload failed';
+    $('upload-status').textContent = 'Upload failed.';
+    setPreview(null);
+    if (previewObjectUrl) { URL.revokeObjectURL(previewObjectUrl); previewObjectUrl = null; }
+  }
+  function startUpload(file) {
+    if (uploadXhr) uploadXhr.abort();
+    upload = null;
+    updateGenerate();
+    const box = $('upload-box');
+    box.hidden = false;
+    box.className = 'upload busy';
+    $('file-name').textContent = file.name + ' · ' + fmtBytes(file.size);
+    setProgress(0, 'Uploading…');
+
+    const xhr = new XMLHttpRequest();
+    uploadXhr = xhr;
+    xhr.open('POST', '/upload');
+    const t = token();
+    if (t) xhr.setRequestHeader('Authorization', 'Bearer ' + t);
+    xhr.upload.onprogress = (e) => { if (e.lengthComputable && e.total > 0) setProgress(e.loaded / e.total, 'Uploading…'); };
+    xhr.upload.onload = () => setProgress(1, 'Sent, waiting for the server…');
+    xhr.onload = () => {
+      if (uploadXhr !== xhr) return;
+      uploadXhr = null;
+      const body = parseJson(xhr.responseText);
+      if (xhr.status >= 200 && xhr.status < 300 && body && typeof body.url === 'string') {
+        upload = body;
+        setProgress(1, 'Uploaded ✓ Ready to generate.');
+        box.className = 'upload done';
+        updateGenerate();
+        return;
+      }
+      uploadFailed();
+      if (xhr.status === 401) pendingFile = file;   /* retried once a token is entered */
+      const err = xhr.status >= 200 && xhr.status < 300
+        ? new ApiError(xhr.status, 'bad_response', 'The server answered without a file URL.')
+        : errorFrom(xhr.status, body, xhr.responseText);
+      showError('upload-error', describe(err, 'upload'));
+    };
+    xhr.onerror = () => {
+      if (uploadXhr !== xhr) return;
+      uploadXhr = null;
+      uploadFailed();
+      showError('upload-error', describe(new ApiError(0, 'network', ''), 'upload'));
+    };
+    const fd = new FormData();
+    fd.append('file', file, file.name);
+    xhr.send(fd);
+  }
+
+  /* ---------- prompt and generate ---------- */
+  function promptState() {
+    const v = $('prompt').value.trim();
+    return { v, ok: v.length >= PROMPT_MIN && v.length <= PROMPT_MAX };
+  }
+  function updatePromptMeta() {
+    const { v, ok } = promptState();
+    const c = $('prompt-count');
+    c.textContent = v.length + ' / ' + PROMPT_MAX + (v.length < PROMPT_MIN ? ' · at least ' + PROMPT_MIN + ' characters' : '');
+    c.classList.toggle('bad', !ok);
+    $('prompt').setAttribute('aria-invalid', ok ? 'false' : 'true');
+    updateGenerate();
+  }
+  function updateGenerate() {
+    const btn = $('generate');
+    const authMissing = cfg.auth_required && !token();
+    btn.disabled = generating || !upload || !promptState().ok || authMissing;
+    btn.textContent = generating ? 'Starting…' : (upload ? 'Generate studio shot' : 'Upload a photo to start');
+  }
+  async function generate(ev) {
+    ev.preventDefault();
+    clearError('gen-error');
+    const { v, ok } = promptState();
+    if (!ok) { showError('gen-error', { lead: 'The prompt must be ' + PROMPT_MIN + '–' + PROMPT_MAX + ' characters long.' }); $('prompt').focus(); return; }
+    if (!upload) { showError('gen-error', { lead: 'Upload a product photo first.' }); return; }
+    generating = true;
+    updateGenerate();
+    const req = {
+      input_url: upload.public_url || upload.url,
+      prompt: v,
+      aspect_ratio: $('aspect').value,
+      resolution: $('resolution').value,
+    };
+    try {
+      const body = await api('/generate', {
+        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(req),
+      });
+      if (body && body.code !== undefined && Number(body.code) !== 200) {
+        throw new ApiError(Number(body.code) || 502, 'kie_error', body.msg || body.message || 'KIE refused the task.');
+      }
+      const id = body && body.data && body.data.taskId;
+      if (typeof id !== 'string' || !id) throw new ApiError(502, 'bad_response', 'The server answered without a task id.');
+      const now = Date.now();
+      const task = {
+        id, input: upload.url, prompt: v, aspect: req.aspect_ratio, resolution: req.resolution,
+        state: 'waiting', created: now, updated: now, results: [], failMsg: '', note: '',
+      };
+      tasks = [task].concat(tasks.filter((t) => t.id !== id)).slice(0, MAX_TASKS);
+      saveTasks();
+      showTask(id, true);
+      renderRecent();
+      startPolling(id, POLL_FIRST_MS);
+    } catch (e) {
+      showError('gen-error', describe(e, 'generate'));
+    } finally {
+      generating = false;
+      updateGenerate();
+    }
+  }
+
+  /* ---------- task store ---------- */
+  function loadTasks() {
+    try {
+      const a = JSON.parse(localStorage.getItem(STORE_KEY) || '[]');
+      return Array.isArray(a) ? a.filter((t) => t && typeof t.id === 'string' && t.id).slice(0, MAX_TASKS) : [];
+    } catch (e) { return []; }
+  }
+  function saveTasks() {
+    try { localStorage.setItem(STORE_KEY, JSON.stringify(tasks.slice(0, MAX_TASKS))); } catch (e) { /* quota / private mode */ }
+  }
+  function getTask(id) { return tasks.find((t) => t.id === id) || null; }
+  function updateTask(id, patch) {
+    const t = getTask(id);
+    if (!t) return null;
+    Object.assign(t, patch, { updated: Date.now() });
+    saveTasks();
+    if (id === currentId) renderTask();
+    renderRecent();
+    return t;
+  }
+
+  /* ---------- polling ---------- */
+  function normState(s) {
+    const v = String(s || '').toLowerCase();
+    if (v === 'failed' || v === 'failure' || v === 'error') return 'fail';
+    return ['waiting', 'queuing', 'generating', 'success', 'fail'].includes(v) ? v : 'unknown';
+  }
+  function resultUrls(d) {
+    let list = Array.isArray(d.resultUrls) ? d.resultUrls : null;
+    if (!list && d.resultJson) {
+      try {
+        const r = typeof d.resultJson === 'string' ? JSON.parse(d.resultJson) : d.resultJson;
+        if (r && Array.isArray(r.resultUrls)) list = r.resultUrls;
+      } catch (e) { /* ignore */ }
+    }
+    return (list || []).map(safeUrl).filter(Boolean);
+  }
+  function startPolling(id, delay) {
+    if (pollers.has(id)) return;
+    pollers.set(id, setTimeout(() => pollOnce(id, delay, false), delay));
+  }
+  function stopPolling(id) {
+    clearTimeout(pollers.get(id));
+    pollers.delete(id);
+  }
+  function resumePolling() {
+    for (const t of tasks) if (!FINAL.has(t.state)) startPolling(t.id, 0);
+  }
+  async function pollOnce(id, delay, single) {
+    if (!single) pollers.delete(id);
+    const t = getTask(id);
+    if (!t || (!single && FINAL.has(t.state))) return;
+    if (!single && Date.now() - t.created > POLL_LIMIT_MS) {
+      updateTask(id, { state: 'timeout', note: '', failMsg: 'Stopped checking after 15 minutes. The task may still finish at KIE; use “Check again”.' });
+      return;
+    }
+    if (cfg.auth_required && !token()) { updateTask(id, { note: 'Paused until the API token is entered.' }); return; }
+    const next = Math.min(POLL_MAX_MS, Math.max(POLL_FIRST_MS, Math.round(delay * POLL_FACTOR)));
+    try {
+      const body = await api('/status?task_id=' + encodeURIComponent(id));
+      const d = body && body.data && typeof body.data === 'object' ? body.data : null;
+      if (!d) {
+        /* e.g. KIE's {"code":422,"msg":"recordInfo is null"} right after creation: not ready yet */
+        updateTask(id, { note: 'Waiting for KIE to register the task…' });
+      } else {
+        const state = normState(d.state);
+        const patch = { state: state === 'unknown' ? t.state : state, note: '' };
+        if (single && !FINAL.has(patch.state)) { patch.state = 'timeout'; patch.note = 'KIE still reports: ' + (d.state || 'unknown'); }
+        if (state === 'success') { patch.results = resultUrls(d); patch.finished = Number(d.completeTime) || Date.now(); }
+        if (state === 'fail') {
+          patch.failMsg = d.failMsg || body.msg || body.message || 'Generation failed.';
+          patch.failCode = d.failCode ? String(d.failCode) : '';
+          patch.finished = Number(d.completeTime) || Date.now();
+        }
+        if (patch.finished && patch.finished < t.created) patch.finished = Date.now();
+        /* duration on KIE's own clock when it reports both ends (the browser clock may differ) */
+        const kc = Number(d.createTime);
+        const kd = Number(d.completeTime);
+        if (FINAL.has(patch.state) && kc > 0 && kd >= kc) patch.took = kd - kc;
+        updateTask(id, patch);
+      }
+    } catch (e) {
+      if (e.status === 401) { updateTask(id, { note: 'Paused until the API token is entered.' }); return; }
+      if (e.status === 400 || e.status === 404) {
+        updateTask(id, { state: 'fail', failMsg: e.message, failCode: String(e.status), finished: Date.now(), note: '' });
+        return;
+      }
+      const d = describe(e, 'status');
+      updateTask(id, { note: d.lead + (d.detail ? ' (' + d.detail + ')' : '') + ' Retrying…' });
+    }
+    const after = getTask(id);
+    if (!single && after && !FINAL.has(after.state)) startPolling(id, next);
+  }
+
+  /* ---------- rendering ---------- */
+  function stepIndex(state) {
+    return { waiting: 0, queuing: 1, generating: 2, success: 3, fail: 3, timeout: 3 }[state] ?? 0;
+  }
+  function setImg(img, url) {
+    const u = safeUrl(url);
+    if (!u) { img.removeAttribute('src'); return; }
+    if (img.getAttribute('src') !== u) img.src = u;
+  }
+  function showTask(id, focus) {
+    currentId = id;
+    renderTask();
+    renderRecent();
+    if (focus) $('task').scrollIntoView({ behavior: 'smooth', block: 'start' });
+  }
+  function renderTask() {
+    const t = getTask(currentId);
+    const sec = $('task');
+    if (!t) { sec.hidden = true; return; }
+    sec.hidden = false;
+    const badge = $('task-state');
+    badge.textContent = STATE_LABEL[t.state] || t.state;
+    badge.className = 'badge s-' + t.state;
+    const idx = stepIndex(t.state);
+    document.querySelectorAll('#task-steps li').forEach((li, i) => {
+      li.className = i < idx || (i === idx && FINAL.has(t.state)) ? 'done' : (i === idx ? 'active' : '');
+      if (i === 3) li.textContent = t.state === 'fail' ? 'Failed' : (t.state === 'timeout' ? 'Timed out' : 'Done');
+      if (t.state === 'fail' && i === 3) li.className = 'failed';
+    });
+    renderElapsed();
+    $('task-prompt').textContent = t.prompt || '';
+    $('task-info').replaceChildren(
+      'Task ', h('code', { text: t.id }), ' · ' + (t.aspect || '?') + ' · ' + (t.resolution || '?') +
+      ' · started ' + fmtWhen(t.created) + (t.note ? ' · ' + t.note : ''));
+    if (t.state === 'fail' || t.state === 'timeout') {
+      const kie = t.state === 'fail';
+      showError('task-error', {
+        lead: kie ? 'KIE could not generate this image.' : 'No result yet.',
+        detail: (kie ? 'KIE says: ' : '') + (t.failMsg || 'no reason given') + (t.failCode ? ' (code ' + t.failCode + ')' : ''),
+      });
+    } else clearError('task-error');
+    renderResult(t);
+  }
+  function renderElapsed() {
+    const t = getTask(currentId);
+    if (!t) return;
+    const done = FINAL.has(t.state);
+    const ms = done && Number.isFinite(t.took) ? t.took : (done ? (t.finished || t.updated) : Date.now()) - t.created;
+    $('task-elapsed').textContent = (done ? 'took ' : 'elapsed ') + fmtElapsed(ms);
+  }
+  function renderResult(t) {
+    const box = $('result');
+    const actions = $('result-actions');
+    if (t.state !== 'success' || !t.results || !t.results.length) {
+      actions.replaceChildren();
+      delete actions.dataset.key;
+      box.hidden = t.state !== 'timeout';
+      if (t.state === 'timeout') {
+        $('compare').hidden = true; $('side').hidden = true;
+        box.querySelector('.view-toggle').hidden = true;
+        actions.replaceChildren(h('button', { type: 'button', class: 'btn', text: 'Check again', onclick: () => recheck(t.id) }));
+      } else if (t.state === 'success') {
+        showError('task-error', { lead: 'The task succeeded but returned no image URL.' });
+      }
+      return;
+    }
+    box.hidden = false;
+    box.querySelector('.view-toggle').hidden = false;
+    applyView();
+    const main = t.results[0];
+    setImg($('result-img'), main);
+    setImg($('side-after'), main);
+    setImg($('before-img'), t.input);
+    setImg($('side-before'), t.input);
+    const links = t.results.map((u, i) => h('a', {
+      class: 'btn primary', href: u, download: 'studio-shot-' + (i + 1), target: '_blank', rel: 'noopener',
+      text: t.results.length > 1 ? 'Download result ' + (i + 1) : 'Download result',
+    }));
+    links.push(h('a', { class: 'btn', href: main, target: '_blank', rel: 'noopener', text: 'Open full size' }));
+    const keyNow = t.results.join('\n');
+    if (actions.dataset.key !== keyNow) { actions.replaceChildren(...links); actions.dataset.key = keyNow; }
+  }
+  function recheck(id) { if (getTask(id)) pollOnce(id, POLL_MAX_MS, true); }
+  let view = 'slider';
+  function applyView() {
+    $('compare').hidden = view !== 'slider';
+    $('side').hidden = view !== 'side';
+    $('view-slider').setAttribute('aria-pressed', String(view === 'slider'));
+    $('view-side').setAttribute('aria-pressed', String(view === 'side'));
+  }
+  function setSplit(v) { $('compare').style.setProperty('--pos', v + '%'); }
+
+  function renderRecent() {
+    const list = $('recent');
+    $('recent-empty').hidden = tasks.length > 0;
+    $('clear-history').hidden = tasks.length === 0;
+    const items = tasks.map((t) => {
+      const thumbUrl = safeUrl(t.input);
+      const thumb = thumbUrl ? h('img', { src: thumbUrl, alt: '', loading: 'lazy' }) : h('span', { class: 'thumb-missing' });
+      const resUrl = t.state === 'success' && t.results && t.results[0] ? safeUrl(t.results[0]) : '';
+      const btn = h('button', {
+        type: 'button', class: 'recent-item' + (t.id === currentId ? ' current' : ''),
+        'aria-current': t.id === currentId ? 'true' : null, onclick: () => showTask(t.id, true),
+      },
+      h('span', { class: 'thumbs' }, thumb, resUrl ? h('img', { src: resUrl, alt: '', loading: 'lazy' }) : null),
+      h('span', { class: 'recent-text' },
+        h('span', { class: 'recent-prompt', text: t.prompt || '(no prompt)' }),
+        h('span', { class: 'muted small', text: fmtWhen(t.created) + ' · ' + (t.aspect || '') + ' · ' + (t.resolution || '') })),
+      h('span', { class: 'badge s-' + t.state, text: STATE_LABEL[t.state] || t.state }));
+      return h('li', { 'data-task': t.id }, btn);
+    });
+    list.replaceChildren(...items);
+  }
+
+  /* ---------- wiring ---------- */
+  function wire() {
+    const drop = $('drop');
+    const input = $('file');
+    drop.addEventListener('click', () => input.click());
+    input.addEventListener('change', () => { const f = input.files && input.files[0]; input.value = ''; pickFile(f); });
+    ['dragenter', 'dragover'].forEach((type) => drop.addEventListener(type, (e) => {
+      e.preventDefault();
+      if (e.dataTransfer) e.dataTransfer.dropEffect = 'copy';
+      drop.classList.add('dragging');
+    }));
+    ['dragleave', 'dragend'].forEach((type) => drop.addEventListener(type, () => drop.classList.remove('dragging')));
+    drop.addEventListener('drop', (e) => {
+      e.preventDefault();
+      drop.classList.remove('dragging');
+      const f = e.dataTransfer && e.dataTransfer.files && e.dataTransfer.files[0];
+      if (f) pickFile(f);
+    });
+    /* a file dropped next to the zone must not navigate away from the page */
+    window.addEventListener('dragover', (e) => e.preventDefault());
+    window.addEventListener('drop', (e) => e.preventDefault());
+    document.addEventListener('paste', (e) => {
+      const items = e.clipboardData ? Array.from(e.clipboardData.files || []) : [];
+      const f = items.find((x) => ALLOWED_TYPES.includes(x.type));
+      if (f) { e.preventDefault(); pickFile(f); }
+    });
+    $('prompt').addEventListener('input', updatePromptMeta);
+    $('prompt-reset').addEventListener('click', () => {
+      $('prompt').value = $('prompt').dataset.default || defaultPrompt;
+      updatePromptMeta();
+      $('prompt').focus();
+    });
+    $('gen-form').addEventListener('submit', generate);
+    $('auth-form').addEventListener('submit', saveToken);
+    $('cmp-range').addEventListener('input', (e) => setSplit(e.target.value));
+    $('view-slider').addEventListener('click', () => { view = 'slider'; applyView(); });
+    $('view-side').addEventListener('click', () => { view = 'side'; applyView(); });
+    $('result-img').addEventListener('load', (e) => {
+      const img = e.target;
+      if (img.naturalWidth && img.naturalHeight) $('compare').style.setProperty('--ratio', img.naturalWidth + ' / ' + img.naturalHeight);
+    });
+    $('result-img').addEventListener('error', () => {
+      if ($('result-img').getAttribute('src')) {
+        showError('task-error', { lead: 'The result image could not be loaded.', detail: 'KIE result links expire after a while.' });
+      }
+    });
+    $('clear-history').addEventListener('click', () => {
+      for (const id of Array.from(pollers.keys())) stopPolling(id);
+      tasks = [];
+      currentId = null;
+      saveTasks();
+      renderTask();
+      renderRecent();
+    });
+    setSplit(50);
+    setInterval(() => { if (currentId) renderElapsed(); }, 1000);
+  }
+
+  async function init() {
+    wire();
+    updatePromptMeta();
+    renderRecent();
+    if (tasks.length) showTask(tasks[0].id, false);
+    await loadConfig();
+    updateGenerate();
+    resumePolling();
+  }
+  init();
+}());
