@@ -116,7 +116,7 @@ test-unit: $(UNIT_TESTS)
 
 test-e2e: all
 	PPA_BIN=$(abspath $(BIN))/product-photo-api KIE_SIM_BIN=$(abspath $(BIN))/kie-sim PPA_VALGRIND="$(VALGRIND)" \
-	  $(PYTHON) -m pytest -q tests/e2e
+	  $(PYTHON) -m pytest -q $(PYTEST_ARGS) tests/e2e
 
 test-sim: all
 	KIE_SIM=$(abspath $(BIN))/kie-sim bash tests/sim/test_kie_sim.sh
@@ -140,7 +140,7 @@ check: lint test test-asan test-valgrind fuzz-ci
 VALGRIND_CMD := valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
   --show-leak-kinds=definite --track-fds=no
 test-valgrind:
-	$(MAKE) BUILD=debug VALGRIND="$(VALGRIND_CMD)" test-unit test-e2e
+	$(MAKE) BUILD=debug VALGRIND="$(VALGRIND_CMD)" PYTEST_ARGS="-n 2" test-unit test-e2e
 
 bench: all
 	bash bench/run.sh
@@ -158,7 +158,7 @@ fuzz-ci:
 
 BUILD_DEPS := build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev uuid-dev \
   libssl-dev zlib1g-dev
-TEST_DEPS := curl ca-certificates python3 python3-pytest valgrind clang libclang-rt-14-dev awscli fonts-liberation \
+TEST_DEPS := curl ca-certificates python3 python3-pytest python3-pytest-xdist valgrind clang libclang-rt-14-dev awscli fonts-liberation \
   chromium nginx-light wrk python3-fastapi python3-uvicorn python3-multipart python3-httpx
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -23,6 +23,8 @@ SIM_BIN = os.path.abspath(os.environ.get("KIE_SIM_BIN", os.path.join(ROOT, "buil
 VALGRIND = shlex.split(os.environ.get("PPA_VALGRIND", "") or "")
 SLOW = 8 if VALGRIND else 1  # timeouts scale under valgrind
 KIE_KEY = "sk-test-7f3a9c1e5b2d4f6a8c0e"  # grepped for in logs: must never appear
+# Every secret any test hands the server; after the whole session no log may contain one.
+SECRETS = [KIE_KEY, "ppa-token-4c1d9e2f7a8b", "cb-secret-123", "ppaS3secretK3yZ9wrong", "ppaS3secretK3yZ9"]
 LOG_DIR = os.environ.get("PPA_TEST_LOGS") or tempfile.mkdtemp(prefix="ppa-logs-")
 
 
@@ -267,3 +269,17 @@ def list_uploads(srv):
 
 def urlquote(s):
     return urllib.parse.quote(s, safe="")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The secrets test: after the whole suite, grep every server and simulator log."""
+    leaks = []
+    for name in os.listdir(LOG_DIR):
+        with open(os.path.join(LOG_DIR, name), "rb") as f:
+            text = f.read().decode(errors="replace")
+        leaks += [(name, s) for s in SECRETS if s in text]
+    if leaks:
+        print(f"\nSECRET LEAK in logs under {LOG_DIR}: {leaks}")
+        session.exitstatus = 1
+    else:
+        print(f"\nsecrets check: {len(os.listdir(LOG_DIR))} logs, no secret found")

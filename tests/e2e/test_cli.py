@@ -166,7 +166,9 @@ def test_status_errors_are_retried(server, sim, tmp_path):
     rc, _, stderr = run_cli([str(photo(tmp_path)), "-p", PROMPT, "-o", "r.png", "--server", server_url(server)],
                             cwd=tmp_path)
     assert rc == 0, stderr
-    assert stderr.count("(retrying)") == 2, stderr
+    # two 500s are queued; KIE's callback may finish the task before the second poll
+    # reaches KIE (then /status answers from the cache), so one or two retries are seen
+    assert 1 <= stderr.count("(retrying)") <= 2, stderr
 
 
 # ---- failures -------------------------------------------------------------------

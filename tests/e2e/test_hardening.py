@@ -90,7 +90,8 @@ def test_waiting_clients_do_not_cost_threads(sim, server_factory):
     and the server's thread count stays at pool size + 4 or less."""
     pool = 2
     srv = server_factory({"KIE_API_KEY": KIE_KEY, "KIE_BASE_URL": f"http://127.0.0.1:{sim.port}",
-                          "THREAD_POOL_SIZE": str(pool), "KIE_TIMEOUT_SECONDS": "30", "KIE_MAX_CONNECTIONS": "128"})
+                          "THREAD_POOL_SIZE": str(pool), "KIE_TIMEOUT_SECONDS": "30", "KIE_MAX_CONNECTIONS": "128",
+                          "PER_IP_CONNECTIONS": "0"})
     sim_config(sim, latency_ms=2000)
     results = []
     peak = [0]
@@ -121,18 +122,55 @@ def test_waiting_clients_do_not_cost_threads(sim, server_factory):
     assert peak[0] <= pool + 4, f"{peak[0]} threads for a pool of {pool}"
 
 
-def test_idle_connections_do_not_starve_others(server_factory):
-    srv = server_factory({"CONNECTION_TIMEOUT": "2", "PER_IP_CONNECTIONS": "0", "MAX_CONNECTIONS": "2000"})
+def test_idle_and_trickling_connections_do_not_starve_others(server_factory):
+    """1000 idle or trickling connections from one client (127.0.0.2) do not stop
+    another client (127.0.0.1) from being served."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    srv = server_factory({"CONNECTION_TIMEOUT": "3", "PER_IP_CONNECTIONS": "64"})
     socks = []
+    refused = 0
     try:
-        for _ in range(300):
-            s = socket.create_connection(("127.0.0.1", srv.port))
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finishes its headers
+        for i in range(1000):
+            s = socket.socket()
+            s.bind(("127.0.0.2", 0))
+            try:
+                s.connect(("127.0.0.1", srv.port))  # from 127.0.0.2
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" if i % 2 else b"POST /upload HTTP/1.1\r\n")
+            except OSError:
+                refused += 1
             socks.append(s)
         t0 = time.time()
-        r = request(srv.port, "GET", "/healthz", timeout=10)
-        assert r.status == 200
-        assert time.time() - t0 < 5 * SLOW
+        for _ in range(5):
+            r = request(srv.port, "GET", "/healthz", timeout=10)
+            assert r.status == 200
+        assert time.time() - t0 < 3 * SLOW
+        # the attacker's connections beyond 64 were closed at once; the rest time out
+        alive = 0
+        for s in socks:
+            s.settimeout(0.01)
+            try:
+                if s.recv(1) != b"":
+                    alive += 1
+            except socket.timeout:
+                alive += 1
+            except OSError:
+                pass
+        assert alive <= 64, alive
+        time.sleep(4 * SLOW)
+        still = 0
+        for s in socks:
+            s.settimeout(0.01)
+            try:
+                if s.recv(1) != b"":
+                    still += 1
+            except socket.timeout:
+                still += 1
+            except OSError:
+                pass
+        assert still == 0, f"{still} idle connections survived CONNECTION_TIMEOUT"
     finally:
         for s in socks:
             s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

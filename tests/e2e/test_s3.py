@@ -16,12 +16,15 @@ if os.environ.get("SKIP_S3") == "1":
 
 SCRIPT = os.path.join(ROOT, "tests/s3/s3-test-server.sh")
 BUCKET = "photo-bucket"
+ACCESS_KEY = "PPATESTACCESSKEY01"
+SECRET_KEY = "ppaS3secretK3yZ9"  # distinctive, so the secrets check can find it in a log
 
 
 @pytest.fixture(scope="module")
 def s3():
     state = tempfile.mkdtemp(prefix="ppa-s3-")
-    env = dict(os.environ, S3_PORT=str(free_port()), S3_STATE=state, S3_BUCKET=BUCKET)
+    env = dict(os.environ, S3_PORT=str(free_port()), S3_STATE=state, S3_BUCKET=BUCKET,
+               S3_EXTRA_ACCESS_KEY=ACCESS_KEY, S3_EXTRA_SECRET_KEY=SECRET_KEY)
     subprocess.run(["bash", SCRIPT, "start"], env=env, check=True, timeout=180)
     try:
         yield {"endpoint": f"http://127.0.0.1:{env['S3_PORT']}", "data": os.path.join(state, "data")}
@@ -31,14 +34,14 @@ def s3():
 
 def s3_env(s3, **over):
     env = {"USE_S3": "1", "S3_BUCKET": BUCKET, "AWS_REGION": "us-east-1", "S3_ENDPOINT": s3["endpoint"],
-           "S3_FORCE_PATH_STYLE": "1", "AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER",
+           "S3_FORCE_PATH_STYLE": "1", "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
            "S3_PREFIX": "uploads/"}
     env.update(over)
     return env
 
 
 def aws_get_object(s3, key, out_path):
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="S3RVER", AWS_SECRET_ACCESS_KEY="S3RVER", AWS_DEFAULT_REGION="us-east-1",
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_DEFAULT_REGION="us-east-1",
                AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true")
     r = subprocess.run(["/usr/bin/aws", "--endpoint-url", s3["endpoint"], "s3api", "get-object", "--bucket", BUCKET,
                         "--key", key, out_path], env=env, capture_output=True, text=True, timeout=60)
@@ -137,7 +140,7 @@ def test_generate_with_s3_input_fetched_by_simulator(s3, sim, server_factory):
 
 
 def test_s3_errors_are_clear_and_nothing_is_reported_stored(s3, server_factory):
-    srv = server_factory(s3_env(s3, AWS_SECRET_ACCESS_KEY="wrong-secret"))
+    srv = server_factory(s3_env(s3, AWS_SECRET_ACCESS_KEY=SECRET_KEY + "wrong"))
     r = upload(srv.port, png_bytes())
     assert r.status == 502, r
     err = r.json()["error"]
@@ -148,7 +151,7 @@ def test_s3_errors_are_clear_and_nothing_is_reported_stored(s3, server_factory):
     srv3 = server_factory(s3_env(s3, S3_ENDPOINT=f"http://127.0.0.1:{free_port()}"))
     r = upload(srv3.port, png_bytes())
     assert r.status == 502 and r.json()["error"]["code"] == "s3_unreachable"
-    assert "wrong-secret" not in srv.log()
+    assert SECRET_KEY not in srv.log()
 
 
 def test_s3_config_errors_stop_startup(s3):
