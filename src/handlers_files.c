@@ -27,6 +27,16 @@ static void iso8601(time_t t, char *out, size_t cap)
     strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* A fresh stored name "<uuid>.<ext>" for an image of `type`. */
+static void new_name(enum image_type type, char *out, size_t cap)
+{
+    char id[37];
+    uuid_t u;
+    uuid_generate_random(u);
+    uuid_unparse_lower(u, id);
+    snprintf(out, cap, "%s.%s", id, image_ext(type));
+}
+
 static enum MHD_Result upload_reply(struct req *r)
 {
     struct upload_state *st = r->state;
@@ -85,8 +95,6 @@ enum MHD_Result h_upload(struct req *r)
     unsigned status;
     const char *code;
     const char *msg;
-    char id[37];
-    uuid_t u;
     int rc;
 
     if (upload_finish(r->upload)) {
@@ -99,9 +107,7 @@ enum MHD_Result h_upload(struct req *r)
     r->state = st;
     r->state_free = free;
     st->r = r;
-    uuid_generate_random(u);
-    uuid_unparse_lower(u, id);
-    snprintf(st->put.name, sizeof st->put.name, "%s.%s", id, image_ext(upload_type(r->upload)));
+    new_name(upload_type(r->upload), st->put.name, sizeof st->put.name);
     st->put.fd = upload_fd(r->upload);
     st->put.spool_path = upload_spool_path(r->upload);
     st->put.type = upload_type(r->upload);
@@ -175,9 +181,7 @@ enum MHD_Result h_upload_url(struct req *r)
     cJSON *out;
     enum image_type type;
     long long sz = -1;
-    char id[37];
     char name[64];
-    uuid_t u;
 
     if (!store->ops->presign_put)
         return http_error(r, 400, "s3_required",
@@ -209,9 +213,7 @@ enum MHD_Result h_upload_url(struct req *r)
         }
     }
     cJSON_Delete(body);
-    uuid_generate_random(u);
-    uuid_unparse_lower(u, id);
-    snprintf(name, sizeof name, "%s.%s", id, image_ext(type));
+    new_name(type, name, sizeof name);
     out = cJSON_CreateObject();
     if (store->ops->presign_put(store, name, image_mime(type), sz, out)) {
         cJSON_Delete(out);
