@@ -152,7 +152,7 @@ fuzz:
 # CI: replay the kept crashing inputs, then fuzz each target for 60 s.
 fuzz-ci:
 	bash tests/fuzz/regress.sh
-	bash tests/fuzz/run.sh 60
+	FUZZ_JOBS=2 bash tests/fuzz/run.sh 60
 
 # ---- dependencies (Debian 12) -------------------------------------------------
 

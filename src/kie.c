@@ -65,7 +65,8 @@ int kie_add_result_urls(cJSON *data)
             if (cJSON_IsString(u))
                 cJSON_AddItemToArray(copy, cJSON_CreateString(u->valuestring));
         }
-        cJSON_DeleteItemFromObjectCaseSensitive(data, "resultUrls");
+        while (cJSON_GetObjectItemCaseSensitive(data, "resultUrls")) /* duplicate keys: drop them all */
+            cJSON_DeleteItemFromObjectCaseSensitive(data, "resultUrls");
         cJSON_AddItemToObject(data, "resultUrls", copy);
         rc = 0;
     }

@@ -207,7 +207,7 @@ int sigv4_canonical_uri(const char *path, int normalize, char *out, size_t cap)
     goto out;
   }
   if (normalize) {
-    size_t tcap = strlen(path) + 2;
+    size_t tcap = strlen(path) + 3; /* "/" + path + "/" + NUL */
     tmp = malloc(tcap);
     if (tmp == NULL || normalize_path(path, tmp, tcap) != 0) {
       o.err = 1;

@@ -134,7 +134,8 @@ int url_parse(const char *url, struct url_parts *out)
     for (size_t i = 0; i < hl; i++) {
         char c = out->host[i];
         out->host[i] = (char)tolower((unsigned char)c);
-        if (!(isalnum((unsigned char)c) || c == '-' || c == '.' || c == ':' || c == '_' || c == '%'))
+        /* no '%': an escaped host ("127.0.0.%31") must not slip past the private check */
+        if (!(isalnum((unsigned char)c) || c == '-' || c == '.' || c == ':' || c == '_'))
             return ERR_INVALID;
     }
     if (*p == ':') {

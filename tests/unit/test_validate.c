@@ -50,6 +50,7 @@ int main(void)
     TEST_ASSERT(url_parse("http://h:/", &u) != 0, "empty port");
     TEST_ASSERT(url_parse("http://h\\@x/", &u) != 0, "backslash");
     TEST_ASSERT(url_parse("/files/x.png", &u) != 0, "relative");
+    TEST_ASSERT(url_parse("http://127.0.0.%31/x", &u) != 0, "escaped host");
 
     TEST_ASSERT(url_host_is_private("localhost"), "localhost");
     TEST_ASSERT(url_host_is_private("localhost."), "localhost.");
