@@ -10,7 +10,8 @@ WORKDIR /src
 # build/product-photo-api (web page and openapi.json are embedded into the binary) and build/kie-sim.
 # .dockerignore keeps the context to Makefile, src/, include/, tools/, web/ and docs/openapi.json.
 COPY . .
-RUN make deps-build && make \
+RUN apt-get update && apt-get install -y --no-install-recommends make \
+ && make deps-build && make \
  && ./build/product-photo-api routes > /dev/null
 
 # ---------------------------------------------------------------- runtime stage
