@@ -45,7 +45,7 @@ static const struct cfg_entry entries[] = {
      "HTTP worker threads (0 = number of CPU cores)"},
     {"MAX_CONNECTIONS", CFG_LONG, OFF(max_connections), "1000", 4, 100000, 0, "total connection limit"},
     {"PER_IP_CONNECTIONS", CFG_LONG, OFF(per_ip_connections), "64", 0, 100000, 0,
-     "open connections per client IP (0 = no limit; raise it behind a proxy that concentrates clients)"},
+     "open connections per client IP (0 = no limit; default 0 with TRUST_PROXY=1)"},
     {"CONNECTION_TIMEOUT", CFG_LONG, OFF(connection_timeout), "30", 0, 3600, 0,
      "seconds of inactivity before a connection is closed"},
     {"ALLOW_PRIVATE_INPUT_URLS", CFG_BOOL, OFF(allow_private_input_urls), "0", 0, 0, 0,
@@ -366,6 +366,10 @@ int config_load(struct config *c, const char *dotenv_path, const char *(*lookup_
                 goto out;
             }
         }
+        /* behind a proxy every client arrives from the proxy's address: a
+         * per-IP cap would cap everyone, so it is off unless set explicitly */
+        if (c->trust_proxy && !lookup_env("PER_IP_CONNECTIONS") && !dotenv_get(&d, "PER_IP_CONNECTIONS"))
+            c->per_ip_connections = 0;
         /* the Lambda Web Adapter forwards to AWS_LWA_PORT first, then PORT */
         if (lwa && *lwa && config_parse_long(lwa, 1, 65535, &c->port))
             ADD_ERR("AWS_LWA_PORT must be a port number\n");

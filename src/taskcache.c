@@ -1,5 +1,4 @@
-/* taskcache.c - see taskcache.h. A fixed array scanned linearly: with a
- * capacity of a few thousand this is microseconds and needs no rehashing. */
+/* taskcache.c - see taskcache.h. A fixed array with bounded linear probing. */
 #include "taskcache.h"
 
 #include <pthread.h>
@@ -49,13 +48,27 @@ void taskcache_free(struct taskcache *tc)
     free(tc);
 }
 
-/* Find or (create) the entry; lock held. NULL only when !create and absent. */
+/* Find or (create) the entry; lock held. NULL only when !create and absent.
+ * An id lives in one of PROBE slots after its hash, so a lookup looks at
+ * PROBE entries whatever the capacity; when all are taken, the least
+ * recently touched of them is forgotten. */
+#define PROBE 16
+
+static size_t hash_id(const char *s)
+{
+    size_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
 static struct entry *lookup(struct taskcache *tc, const char *id, int create)
 {
     struct entry *oldest = NULL;
+    size_t start = hash_id(id);
 
-    for (size_t i = 0; i < tc->cap; i++) {
-        struct entry *e = &tc->e[i];
+    for (size_t i = 0; i < PROBE && i < tc->cap; i++) {
+        struct entry *e = &tc->e[(start + i) % tc->cap];
         if (e->id[0] && strcmp(e->id, id) == 0) {
             e->touched = ++tc->clock;
             return e;

@@ -102,6 +102,20 @@ int main(void)
     TEST_ASSERT(c.port == 8080 && c.on_lambda, "lambda port");
     config_free(&c);
 
+    /* behind a proxy the per-IP cap is off unless set explicitly */
+    n_fake = 0;
+    TEST_ASSERT(config_load(&c, NULL, lookup, errors, sizeof errors) == 0 && c.per_ip_connections == 64,
+                "per-IP default 64");
+    config_free(&c);
+    set_env("TRUST_PROXY", "1");
+    TEST_ASSERT(config_load(&c, NULL, lookup, errors, sizeof errors) == 0 && c.per_ip_connections == 0,
+                "TRUST_PROXY turns the per-IP default off");
+    config_free(&c);
+    set_env("PER_IP_CONNECTIONS", "10");
+    TEST_ASSERT(config_load(&c, NULL, lookup, errors, sizeof errors) == 0 && c.per_ip_connections == 10,
+                "explicit value wins");
+    config_free(&c);
+
     /* a broken .env line is an error, not silently skipped */
     f = fopen(path, "w");
     fputs("THIS LINE IS BROKEN\n", f);

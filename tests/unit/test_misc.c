@@ -3,9 +3,11 @@
 #include "err.h"
 #include "ratelimit.h"
 #include "sweeper.h"
+#include "taskcache.h"
 #include "test.h"
 
 #include <fcntl.h>
+#include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -70,6 +72,45 @@ int main(void)
         (void)ratelimit_take(rl, ip, 200.0);
     }
     ratelimit_free(rl);
+
+    {
+        struct taskcache *tc = taskcache_new(64);
+        char out[200];
+        char *f;
+        taskcache_put_final(tc, "task_a", "{\"a\":1}");
+        f = taskcache_get_final(tc, "task_a");
+        TEST_STR_EQ(f, "{\"a\":1}", "final answer kept");
+        free(f);
+        TEST_ASSERT(taskcache_get_final(tc, "task_b") == NULL, "unknown task");
+        TEST_ASSERT(taskcache_claim_copy(tc, "task_a", 0) == 0, "no copy without keep");
+        taskcache_set_keep(tc, "task_a");
+        TEST_ASSERT(taskcache_claim_copy(tc, "task_a", 0) == 1, "claim once");
+        TEST_ASSERT(taskcache_claim_copy(tc, "task_a", 1) == 0, "not twice while copying");
+        taskcache_copy_done(tc, "task_a", "results/task_a.png");
+        TEST_ASSERT(taskcache_get_stable(tc, "task_a", out, sizeof out) && strcmp(out, "results/task_a.png") == 0,
+                    "stable name");
+        TEST_ASSERT(taskcache_claim_copy(tc, "task_a", 1) == 0, "no copy once kept");
+        for (int i = 0; i < 5000; i++) { /* bounded: old entries are forgotten, nothing breaks */
+            char id[32];
+            snprintf(id, sizeof id, "task_%d", i);
+            taskcache_put_final(tc, id, "{}");
+        }
+        f = taskcache_get_final(tc, "task_4999");
+        TEST_ASSERT(f != NULL, "newest entry present");
+        free(f);
+        {
+            int present = 0;
+            for (int i = 0; i < 5000; i++) {
+                char id[32];
+                snprintf(id, sizeof id, "task_%d", i);
+                f = taskcache_get_final(tc, id);
+                present += f != NULL;
+                free(f);
+            }
+            TEST_ASSERT(present <= 64 && present > 0, "at most capacity entries kept (%d)", present);
+        }
+        taskcache_free(tc);
+    }
 
     TEST_ASSERT(mkdtemp(dir) != NULL, "tmpdir");
     touch(dir, "0f8fad5b-d9cb-469f-a165-70867728950e.png", now - 3 * 3600);

@@ -1,0 +1,528 @@
+#!/usr/bin/env bash
+# run.sh - the benchmark of product-photo-api (`make bench`): our server against the FastAPI reference
+# (bench/anchor/, uvicorn 2 workers with TCP_NODELAY kept) and nginx, all on 127.0.0.1, in one run of ~2 min.
+#
+#   bash bench/run.sh            writes build/bench.md (and prints it)
+#
+# Scenarios (wrk -t$THREADS -c$CONNECTIONS -d$DURATION after a $WARMUP warm-up of the same command):
+#   GET /files/<200 KB jpg>   ours, nginx (sendfile), reference
+#   GET /status?task_id=abc   ours, reference  (both proxy to a fast fake KIE: nginx answering fixed JSON)
+#   POST /generate            ours, reference  (same fake KIE)
+#   POST /upload 1 MB         ours, reference  (upload dirs on tmpfs, pruned while wrk runs: see README)
+# plus: start-up time to the first /healthz answer and idle RSS; peak RSS (VmHWM, reset through
+# /proc/PID/clear_refs) of our server during one 1 MB and one 100 MB upload; 500 concurrent /status
+# against a fake KIE that answers after 1 s (wall time, our thread count; the reference's too).
+#
+# Settings (environment): DURATION=8s WARMUP=2s THREADS=2 CONNECTIONS=50 BURST_N=500 SLOW_MS=1000
+#   BIG_MB=100  PPA_BIN=build/product-photo-api  BENCH_OUT=build/bench.md
+#   BENCH_UPLOAD_ROOT=/dev/shm (where both servers store uploads; a disk path measures the disk too)
+# Needs: nginx, wrk, curl, /usr/bin/python3 with python3-fastapi python3-uvicorn python3-multipart python3-httpx.
+# Not a test: it never fails on a missed target, only on a broken set-up (a scenario that does not answer 2xx).
+set -eEuo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+BIN=${PPA_BIN:-$ROOT/build/product-photo-api}
+OUT=${BENCH_OUT:-$ROOT/build/bench.md}
+DURATION=${DURATION:-8s}
+WARMUP=${WARMUP:-2s}
+THREADS=${THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-50}
+BURST_N=${BURST_N:-500}
+SLOW_MS=${SLOW_MS:-1000}
+BIG_MB=${BIG_MB:-100}
+UPLOAD_ROOT=${BENCH_UPLOAD_ROOT:-/dev/shm}
+PY=/usr/bin/python3
+BOUNDARY=----benchBoundary7MA4YWxkTrZu0gW
+HZ=$(getconf CLK_TCK)
+T_START=$(date +%s)
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+need() { local c; for c in "$@"; do command -v "$c" >/dev/null || die "needs '$c' (see bench/README.md)"; done; }
+
+# ---------- bookkeeping: everything started here is stopped on exit ----------
+
+WORK='' UPLOADS='' PIDS=() NGINX_PREFIXES=()
+
+stop_pid() {  # stop_pid PID: TERM, wait up to 5 s, then KILL
+    local p=$1 _
+    kill -0 "$p" 2>/dev/null || return 0
+    kill -TERM "$p" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+}
+
+stop_nginx() {  # stop_nginx PREFIX: QUIT the master whose pid is in PREFIX/nginx.pid
+    local p _
+    p=$(cat "$1/nginx.pid" 2>/dev/null) || return 0
+    kill -0 "$p" 2>/dev/null || return 0
+    kill -QUIT "$p" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
+    kill -TERM "$p" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$? i
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
+    for i in "${NGINX_PREFIXES[@]}"; do stop_nginx "$i"; done
+    [[ -z $UPLOADS ]] || rm -rf "$UPLOADS"
+    [[ -z $WORK ]] || rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+trap 'log "error: \"$BASH_COMMAND\" failed (line $LINENO)"' ERR
+
+forget_pid() {  # forget_pid PID: stop it now and drop it from PIDS
+    local p=$1 i
+    stop_pid "$p"
+    for i in "${!PIDS[@]}"; do [[ ${PIDS[i]} != "$p" ]] || unset 'PIDS[i]'; done
+    PIDS=("${PIDS[@]}")
+}
+
+# ---------- processes, memory and CPU ----------
+
+kie_requests() { curl -s --max-time 5 "$KIE_URL/nginx_status" | awk 'NR == 3 { print $3 }'; }
+
+free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+pid_tree() {  # pid_tree PID: PID and its descendants
+    ps -e -o pid=,ppid= | awk -v root="$1" '
+        { pid[NR] = $1; ppid[NR] = $2 }
+        END {
+            keep[root] = 1; print root
+            for (changed = 1; changed; ) {
+                changed = 0
+                for (i = 1; i <= NR; i++)
+                    if (!(pid[i] in keep) && (ppid[i] in keep)) { keep[pid[i]] = 1; print pid[i]; changed = 1 }
+            }
+        }'
+}
+
+cpu_ticks() {  # cpu_ticks PID: user+system ticks of PID and its descendants so far
+    local total=0 p stat f
+    [[ -n ${1:-} ]] || { echo 0; return; }
+    for p in $(pid_tree "$1"); do
+        stat=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        read -ra f <<<"${stat##*) }"
+        total=$((total + f[11] + f[12]))
+    done
+    echo "$total"
+}
+
+box_ticks() {  # "busy idle" ticks of the machine
+    local _cpu user nice sys idle iowait irq softirq steal _rest
+    read -r _cpu user nice sys idle iowait irq softirq steal _rest </proc/stat
+    echo "$((user + nice + sys + irq + softirq + steal)) $((idle + iowait))"
+}
+
+kib() { awk -v f="$2:" '$1 == f { print $2; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+tree_kib() { local s=0 p; for p in $(pid_tree "$1"); do s=$((s + $(kib "$p" "$2"))); done; echo "$s"; }
+tree_threads() { local s=0 p; for p in $(pid_tree "$1"); do s=$((s + $(kib "$p" Threads))); done; echo "$s"; }
+mb() { awk -v kb="$1" 'BEGIN { printf "%.1f", kb / 1024 }'; }
+
+# ---------- starting servers ----------
+
+wait_http() {  # wait_http URL [PID]: up to 15 s for any HTTP answer
+    local _
+    for _ in $(seq 300); do
+        curl -s --max-time 1 -o /dev/null "$1" && return 0
+        [[ -z ${2:-} ]] || kill -0 "$2" 2>/dev/null || die "process $2 died before answering at $1"
+        sleep 0.05
+    done
+    die "nothing answers at $1"
+}
+
+start_nginx() {  # start_nginx NAME CONF PORT: nginx from bench/CONF with @PORT@ replaced, prefix $WORK/NAME
+    local prefix=$WORK/$1
+    mkdir -p "$prefix"
+    sed "s/@PORT@/$3/" "$HERE/$2" >"$prefix/nginx.conf"
+    NGINX_PREFIXES+=("$prefix")
+    nginx -p "$prefix/" -e "$prefix/error.log" -c "$prefix/nginx.conf" || die "nginx $1 did not start: $(tail -3 "$prefix/error.log")"
+    wait_http "http://127.0.0.1:$3/"
+}
+
+OURS_PID='' OURS_URL='' OURS_STARTUP_MS=''
+start_ours() {  # start_ours NAME KIE_URL [VAR=VALUE...]: our server, access log off (LOG_LEVEL=warn)
+    local name=$1 kie=$2 port t0 t1 code; shift 2
+    port=$(free_port)
+    mkdir -p "$UPLOADS/$name" "$WORK/$name"
+    t0=$(date +%s%N)
+    # cwd = an empty dir, so no .env is read; env -i so the caller's environment changes nothing
+    (cd "$WORK/$name" && exec env -i PATH="$PATH" HOST=127.0.0.1 PORT="$port" UPLOAD_DIR="$UPLOADS/$name" \
+        KIE_API_KEY=bench-key KIE_BASE_URL="$kie" ALLOW_PRIVATE_INPUT_URLS=1 RATE_LIMIT_GENERATE=0 \
+        RATE_LIMIT_UPLOAD=0 MIN_FREE_DISK_MB=0 LOG_LEVEL=warn MAX_UPLOAD_BYTES=200000000 UPLOAD_TTL_HOURS=0 "$@" \
+        "$BIN") >"$WORK/$name.log" 2>&1 &
+    OURS_PID=$!
+    PIDS+=("$OURS_PID")
+    OURS_URL=http://127.0.0.1:$port
+    for _ in $(seq 3000); do   # poll /healthz without sleeping: start-up time to the first 200
+        code=$(curl -s --max-time 1 -o /dev/null -w '%{http_code}' "$OURS_URL/healthz" || true)
+        [[ $code != 200 ]] || break
+        kill -0 "$OURS_PID" 2>/dev/null || die "our server ($name) died: $(tail -5 "$WORK/$name.log")"
+    done
+    [[ $code == 200 ]] || die "our server ($name) never answered /healthz with 200"
+    t1=$(date +%s%N)
+    OURS_STARTUP_MS=$(((t1 - t0) / 1000000))
+    log "ours ($name) up: pid $OURS_PID, $OURS_URL, /healthz after $OURS_STARTUP_MS ms"
+}
+
+REF_PID='' REF_URL='' REF_STARTUP_MS=''
+start_ref() {  # start_ref NAME KIE_URL: the FastAPI reference, uvicorn_nodelay.py --workers 2, no access log
+    local name=$1 kie=$2 port t0 t1; shift 2
+    port=$(free_port)
+    mkdir -p "$UPLOADS/$name"
+    t0=$(date +%s%N)
+    (cd "$HERE/anchor" && exec env -i PATH="$PATH" PYTHONDONTWRITEBYTECODE=1 KIE_API_KEY=bench-key KIE_BASE_URL="$kie" \
+        KIE_MODEL=flux-2/pro-image-to-image UPLOAD_DIR="$UPLOADS/$name" \
+        "$PY" uvicorn_nodelay.py app:app --host 127.0.0.1 --port "$port" --workers 2 \
+        --loop asyncio --http h11 --no-access-log --log-level warning) >"$WORK/$name.log" 2>&1 &
+    REF_PID=$!
+    PIDS+=("$REF_PID")
+    REF_URL=http://127.0.0.1:$port
+    for _ in $(seq 3000); do
+        curl -s --max-time 1 -o /dev/null "$REF_URL/openapi.json" && break
+        kill -0 "$REF_PID" 2>/dev/null || die "the reference ($name) died: $(tail -5 "$WORK/$name.log")"
+    done
+    t1=$(date +%s%N)
+    REF_STARTUP_MS=$(((t1 - t0) / 1000000))
+    sleep 2   # the first answer comes from one worker; let the other finish starting
+    log "reference ($name) up: pid $REF_PID, $REF_URL, first answer after $REF_STARTUP_MS ms"
+}
+
+# ---------- test files ----------
+
+prepare() {
+    local spec name size
+    for spec in bench-200k.jpg:204800 bench-1m.jpg:1048576 "bench-${BIG_MB}m.jpg:$((BIG_MB * 1048576))"; do
+        name=${spec%%:*} size=${spec##*:}
+        "$PY" "$HERE/mkjpeg.py" "$WORK/$name" "$size"
+    done
+    if grep -q -a -F -- "$BOUNDARY" "$WORK/bench-1m.jpg"; then die "boundary occurs in bench-1m.jpg; run again"; fi
+    {
+        printf -- '--%s\r\nContent-Disposition: form-data; name="file"; filename="bench-1m.jpg"\r\n' "$BOUNDARY"
+        printf 'Content-Type: image/jpeg\r\n\r\n'
+        cat "$WORK/bench-1m.jpg"
+        printf -- '\r\n--%s--\r\n' "$BOUNDARY"
+    } >"$WORK/upload-1m.body"
+    printf '{"input_url":"http://127.0.0.1:9/files/bench.jpg","prompt":"High-end product photography, keep props","aspect_ratio":"4:3","resolution":"1K"}' \
+        >"$WORK/generate.json"
+}
+
+check_2xx() {  # check_2xx DESC CURL_ARGS...: one request like the scenario's; must answer 2xx
+    local desc=$1 code; shift
+    code=$(curl -sS --max-time 30 -o "$WORK/check.out" -w '%{http_code}' "$@") || die "$desc: curl failed"
+    [[ $code == 2?? ]] || die "$desc: answered HTTP $code: $(head -c 300 "$WORK/check.out")"
+}
+
+check_file() {  # check_file URL: 200 and 204800 bytes
+    local got; got=$(curl -sS --max-time 30 -o /dev/null -w '%{http_code} %{size_download}' "$1") || die "GET $1 failed"
+    [[ $got == "200 204800" ]] || die "GET $1 answered '$got', expected 200 and 204800 bytes"
+}
+
+upload_200k() {  # upload_200k BASE: POST the 200 KB jpg, echo the /files path from the answer
+    local path
+    check_2xx "POST /upload (200 KB)" -F "file=@$WORK/bench-200k.jpg;type=image/jpeg" "$1/upload"
+    path=$(sed -n 's/.*"url" *: *"\(\/files\/[^"]*\)".*/\1/p' "$WORK/check.out")
+    [[ -n $path ]] || die "/upload answered without a /files url: $(head -c 300 "$WORK/check.out")"
+    echo "$path"
+}
+
+# ---------- measuring ----------
+
+declare -A RPS P50 P99 ERRS CPU KIE_PER_REQ USPR
+PRUNE_PID=''
+
+prune_start() {  # prune_start DIR: every 0.5 s delete stored uploads (not spool files) older than 0.5-1 s
+    local dir=$1
+    rm -f "$WORK/.prune-stop"
+    (
+        touch "$WORK/.prune-old"; sleep 0.5; touch "$WORK/.prune-new"
+        while [[ ! -e $WORK/.prune-stop ]]; do
+            find "$dir" -maxdepth 1 -type f ! -name '.*' ! -newer "$WORK/.prune-old" -delete 2>/dev/null || true
+            mv -f "$WORK/.prune-new" "$WORK/.prune-old"; touch "$WORK/.prune-new"
+            sleep 0.5
+        done
+    ) &
+    PRUNE_PID=$!
+    PIDS+=("$PRUNE_PID")
+}
+prune_stop() {  # asks the pruner to finish its round and waits for it (so no two deleters race)
+    local _
+    [[ -n $PRUNE_PID ]] || return 0
+    touch "$WORK/.prune-stop"
+    for _ in $(seq 100); do kill -0 "$PRUNE_PID" 2>/dev/null || break; sleep 0.05; done
+    forget_pid "$PRUNE_PID"
+    PRUNE_PID=''
+}
+
+# measure KEY SERVER_PID URL SCRIPT [UPSTREAM_PID]: warm-up + one wrk run; fills RPS/P50/P99/ERRS/CPU/KIE_PER_REQ[KEY]
+measure() {
+    local key=$1 spid=$2 url=$3 script=$4 upid=${5:-}
+    local wlog=$WORK/${key// /-}.wrk tlog=$WORK/${key// /-}.time
+    local args=(-t "$THREADS" -c "$CONNECTIONS" --timeout 10s -s "$HERE/$script")
+    if [[ $WARMUP != 0 && $WARMUP != 0s ]]; then
+        wrk "${args[@]}" -d "$WARMUP" "$url" >"${wlog%.wrk}.warmup" 2>&1 || die "$key: wrk warm-up failed"
+    fi
+    local s0 u0 b0 i0 t0 t1 s1 u1 b1 i1 k0=0 k1=0
+    [[ -z $upid ]] || k0=$(kie_requests)
+    s0=$(cpu_ticks "$spid"); u0=$(cpu_ticks "$upid"); read -r b0 i0 < <(box_ticks)
+    t0=$(date +%s.%N)
+    local TIMEFORMAT='%3U %3S'
+    { time wrk "${args[@]}" -d "$DURATION" "$url" >"$wlog" 2>&1; } 2>"$tlog" || die "$key: wrk failed: $(tail -3 "$wlog")"
+    t1=$(date +%s.%N)
+    s1=$(cpu_ticks "$spid"); u1=$(cpu_ticks "$upid"); read -r b1 i1 < <(box_ticks)
+    [[ -z $upid ]] || k1=$(kie_requests)
+    local res kv; res=$(grep '^BENCHRESULT' "$wlog") || die "$key: no result line from wrk ($wlog)"
+    local -A r
+    for kv in ${res#BENCHRESULT }; do r[${kv%%=*}]=${kv#*=}; done
+    RPS[$key]=${r[rps]}
+    P50[$key]=$(awk -v us="${r[p50_us]}" 'BEGIN { printf "%.2f", us / 1000 }')
+    P99[$key]=$(awk -v us="${r[p99_us]}" 'BEGIN { printf "%.2f", us / 1000 }')
+    ERRS[$key]=$((r[non2xx] + r[connect] + r[read] + r[write] + r[timeout]))
+    # server CPU per answered request (less sensitive to other load on the box than req/s)
+    USPR[$key]=$(awk -v s="$((s1 - s0))" -v hz="$HZ" -v n="${r[requests]}" 'BEGIN { printf "%.0f", n ? 1e6 * s / hz / n : 0 }')
+    # upstream calls per answered request: ~1.00 when every request really went to the fake KIE
+    KIE_PER_REQ[$key]=-
+    [[ -z $upid ]] || KIE_PER_REQ[$key]=$(awk -v k="$((k1 - k0 - 1))" -v n="${r[requests]}" 'BEGIN { printf "%.2f", n ? k / n : 0 }')
+    CPU[$key]=$(awk -v t0="$t0" -v t1="$t1" -v hz="$HZ" -v s="$((s1 - s0))" -v u="$((u1 - u0))" -v up="$upid" \
+        -v wu="$(cut -d' ' -f1 "$tlog")" -v ws="$(cut -d' ' -f2 "$tlog")" -v b="$((b1 - b0))" -v i="$((i1 - i0))" \
+        -v cores="$(nproc)" 'BEGIN { w = t1 - t0
+            srv = 100 * s / hz / w; wrk = 100 * (wu + ws) / w; kie = 100 * u / hz / w
+            idle = 100 * cores * i / (b + i); other = 100 * cores - idle - srv - wrk - kie
+            printf "%.0f / %.0f / %s / %.0f / %.0f", srv, wrk, up == "" ? "-" : sprintf("%.0f", kie),
+                   other < 0 ? 0 : other, idle }')
+    log "$key: ${RPS[$key]} req/s, p50 ${P50[$key]} ms, p99 ${P99[$key]} ms, errors ${ERRS[$key]}, srv CPU ${USPR[$key]} us/req, KIE calls/req ${KIE_PER_REQ[$key]}, CPU srv/wrk/kie/other/idle ${CPU[$key]}"
+    ((ERRS[$key] == 0)) || log "warning: $key: non-2xx or socket errors: $(grep -E 'Non-2xx|Socket errors' "$wlog" | tr '\n' ' ')"
+}
+
+# scenario KIND NAME BASE PID [FILES_URL]: one wrk scenario against one server
+scenario() {
+    local kind=$1 n=$2 base=$3 pid=$4
+    case $kind in
+        files)
+            check_file "$5"
+            measure "$n files" "$pid" "$5" common.lua ;;
+        status)
+            check_2xx "$n GET /status" "$base/status?task_id=abc"
+            measure "$n status" "$pid" "$base/status?task_id=abc" common.lua "$KIE_PID" ;;
+        generate)
+            check_2xx "$n POST /generate" -H 'Content-Type: application/json' --data-binary "@$WORK/generate.json" "$base/generate"
+            BENCH_BODY=$WORK/generate.json measure "$n generate" "$pid" "$base/generate" generate.lua "$KIE_PID" ;;
+        upload)
+            check_2xx "$n POST /upload (1 MB)" -H "Content-Type: multipart/form-data; boundary=$BOUNDARY" \
+                --data-binary "@$WORK/upload-1m.body" "$base/upload"
+            prune_start "$UPLOADS/$n"
+            BENCH_BODY=$WORK/upload-1m.body BENCH_BOUNDARY=$BOUNDARY measure "$n upload" "$pid" "$base/upload" upload.lua
+            prune_stop
+            find "$UPLOADS/$n" -maxdepth 1 -type f -newer "$WORK/upload-1m.body" -size +900k -delete 2>/dev/null || true ;;
+    esac
+}
+
+# one_upload BASE PID FILE: one curl -F upload; echoes "seconds rss_before_kib peak_kib peak_largest_kib"
+one_upload() {
+    local base=$1 pid=$2 file=$3 p pids before peak=0 largest=0 hwm out code t name got size
+    pids=$(pid_tree "$pid")
+    before=$(tree_kib "$pid" VmRSS)
+    for p in $pids; do echo 5 >"/proc/$p/clear_refs" 2>/dev/null || die "cannot reset VmHWM of $p (/proc/$p/clear_refs)"; done
+    out=$(curl -sS --max-time 300 -o "$WORK/one.out" -w '%{http_code} %{time_total}' -F "file=@$file;type=image/jpeg" "$base/upload") \
+        || die "upload of $file failed"
+    read -r code t <<<"$out"
+    [[ $code == 2?? ]] || die "upload of $file answered HTTP $code: $(head -c 300 "$WORK/one.out")"
+    for p in $pids; do hwm=$(kib "$p" VmHWM); peak=$((peak + hwm)); ((hwm <= largest)) || largest=$hwm; done
+    name=$(sed -n 's/.*"url" *: *"\(\/files\/[^"]*\)".*/\1/p' "$WORK/one.out")
+    size=$(stat -c %s "$file")
+    got=$(curl -sS --max-time 120 -o /dev/null -w '%{http_code} %{size_download}' "$base$name")
+    [[ $got == "200 $size" ]] || die "GET $name after the upload answered '$got', expected 200 $size"
+    echo "$t $before $peak $largest"
+}
+
+# burst NAME BASE PID: BURST_N concurrent GET /status; sets BURST_LINE and BURST_THREADS (max sampled)
+burst() {
+    local base=$2 pid=$3 sampler
+    check_2xx "$1 GET /status (slow KIE)" "$base/status?task_id=abc"
+    echo 0 >"$WORK/threads.max"
+    (   max=0
+        while kill -0 "$pid" 2>/dev/null; do
+            n=$(tree_threads "$pid"); ((n <= max)) || { max=$n; echo "$max" >"$WORK/threads.max"; }
+            sleep 0.05
+        done ) &
+    sampler=$!
+    PIDS+=("$sampler")
+    BURST_IDLE_THREADS=$(tree_threads "$pid")
+    BURST_LINE=$("$PY" "$HERE/burst.py" "$base/status?task_id=abc" "$BURST_N" 120)
+    forget_pid "$sampler"
+    BURST_THREADS=$(cat "$WORK/threads.max")
+    log "$1: $BURST_LINE, threads idle $BURST_IDLE_THREADS, max during the burst $BURST_THREADS"
+}
+bval() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"; }
+
+# ---------- the run ----------
+
+need nginx wrk curl awk "$PY"
+"$PY" -c 'import fastapi, uvicorn, multipart, httpx' 2>/dev/null ||
+    die "the reference needs Debian's python3-fastapi python3-uvicorn python3-multipart python3-httpx"
+if [[ ! -x $BIN ]]; then log "building $BIN"; make -C "$ROOT" --no-print-directory all >&2; fi
+[[ -x $BIN ]] || die "no server binary at $BIN"
+cfg_default() { "$BIN" --help 2>/dev/null | sed -n "s/^  $1 .*\[default: \([^]]*\)\]\$/\1/p"; }
+DEF_PER_IP=$(cfg_default PER_IP_CONNECTIONS); DEF_PER_IP=${DEF_PER_IP:-0}
+DEF_KIE_MAX=$(cfg_default KIE_MAX_CONNECTIONS); DEF_KIE_MAX=${DEF_KIE_MAX:-0}
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+awk -v l="${LOAD_START%% *}" 'BEGIN { exit !(l > 1.0) }' &&
+    log "warning: load average $LOAD_START before starting: other work on this box will skew the numbers"
+mkdir -p "$(dirname "$OUT")"
+WORK=$(mktemp -d /tmp/ppa-bench.XXXXXX)
+UPLOADS=$(mktemp -d "$UPLOAD_ROOT/ppa-bench-uploads.XXXXXX")
+chmod 755 "$WORK"
+prepare
+
+log "fake KIE upstreams"
+KIE_PORT=$(free_port)
+start_nginx kie-nginx kie-nginx.conf "$KIE_PORT"
+KIE_PID=$(cat "$WORK/kie-nginx/nginx.pid")
+KIE_URL=http://127.0.0.1:$KIE_PORT
+"$PY" "$HERE/slow_kie.py" --port 0 --delay-ms "$SLOW_MS" >"$WORK/slow-kie.log" 2>&1 &
+SLOW_PID=$!; PIDS+=("$SLOW_PID")
+for _ in $(seq 100); do grep -q 'listening on port' "$WORK/slow-kie.log" 2>/dev/null && break; sleep 0.05; done
+SLOW_URL=http://127.0.0.1:$(sed -n 's/.*listening on port \([0-9]*\).*/\1/p' "$WORK/slow-kie.log")
+[[ $SLOW_URL != http://127.0.0.1: ]] || die "slow fake KIE did not start: $(cat "$WORK/slow-kie.log")"
+
+# --- ours, fresh: start-up, idle RSS, one 1 MB and one 100 MB upload
+start_ours ours "$KIE_URL" PER_IP_CONNECTIONS=0
+STARTUP_OURS=$OURS_STARTUP_MS
+sleep 0.5
+IDLE_OURS=$(kib "$OURS_PID" VmRSS); IDLE_THREADS_OURS=$(kib "$OURS_PID" Threads)
+read -r UP1_T UP1_BEFORE UP1_PEAK _ < <(one_upload "$OURS_URL" "$OURS_PID" "$WORK/bench-1m.jpg")
+read -r BIG_T BIG_BEFORE BIG_PEAK _ < <(one_upload "$OURS_URL" "$OURS_PID" "$WORK/bench-${BIG_MB}m.jpg")
+log "ours: idle RSS $(mb "$IDLE_OURS") MB; 1 MB upload peak $(mb "$UP1_PEAK") MB; ${BIG_MB} MB upload peak $(mb "$BIG_PEAK") MB in ${BIG_T} s"
+find "$UPLOADS/ours" -type f -size +50M -delete
+OURS_FILE=$OURS_URL$(upload_200k "$OURS_URL")
+
+# --- the reference, fresh: start-up, idle RSS, one 100 MB upload
+start_ref ref "$KIE_URL"
+STARTUP_REF=$REF_STARTUP_MS
+IDLE_REF=$(tree_kib "$REF_PID" VmRSS); NPROC_REF=$(pid_tree "$REF_PID" | wc -l)
+read -r RBIG_T _ RBIG_PEAK RBIG_LARGEST < <(one_upload "$REF_URL" "$REF_PID" "$WORK/bench-${BIG_MB}m.jpg")
+find "$UPLOADS/ref" -type f -size +50M -delete
+REF_FILE=$REF_URL$(upload_200k "$REF_URL")
+
+# --- nginx serving the same file
+STATIC_PORT=$(free_port)
+mkdir -p "$WORK/static-nginx/html/files"
+cp "$WORK/bench-200k.jpg" "$WORK/static-nginx/html/files/bench-200k.jpg"
+chmod -R a+rX "$WORK/static-nginx"
+start_nginx static-nginx static-nginx.conf "$STATIC_PORT"
+STATIC_PID=$(cat "$WORK/static-nginx/nginx.pid")
+
+# --- the wrk scenarios, servers interleaved per scenario (the idle ones use no CPU), so that
+#     what else runs on the box hits the servers of one scenario alike
+for kind in files status generate upload; do
+    scenario "$kind" ours "$OURS_URL" "$OURS_PID" "$OURS_FILE"
+    [[ $kind != files ]] || scenario files nginx "" "$STATIC_PID" "http://127.0.0.1:$STATIC_PORT/files/bench-200k.jpg"
+    scenario "$kind" ref "$REF_URL" "$REF_PID" "$REF_FILE"
+done
+stop_nginx "$WORK/static-nginx"
+read -r BIG2_T BIG2_BEFORE BIG2_PEAK _ < <(one_upload "$OURS_URL" "$OURS_PID" "$WORK/bench-${BIG_MB}m.jpg")
+forget_pid "$OURS_PID"
+forget_pid "$REF_PID"
+rm -rf "$UPLOADS/ours" "$UPLOADS/ref"
+
+# --- BURST_N concurrent /status against the slow upstream: ours with its defaults, without the per-IP
+#     connection limit (all the burst's connections come from 127.0.0.1), with enough upstream connections;
+#     then the reference
+BURST_ROWS=()
+burst_ours() {  # burst_ours LABEL [VAR=VALUE...]
+    local label=$1; shift
+    start_ours ours-slow "$SLOW_URL" "$@"
+    burst "$label" "$OURS_URL" "$OURS_PID"
+    BURST_ROWS+=("$label|$BURST_LINE|$BURST_IDLE_THREADS|$BURST_THREADS")
+    forget_pid "$OURS_PID"
+    rm -rf "$UPLOADS/ours-slow" "$WORK/ours-slow"
+}
+burst_ours "ours, defaults (PER_IP_CONNECTIONS=$DEF_PER_IP, KIE_MAX_CONNECTIONS=$DEF_KIE_MAX)"
+burst_ours "ours, PER_IP_CONNECTIONS=0 (KIE_MAX_CONNECTIONS=$DEF_KIE_MAX)" PER_IP_CONNECTIONS=0
+if ((DEF_KIE_MAX < BURST_N)); then
+    burst_ours "ours, PER_IP_CONNECTIONS=0 KIE_MAX_CONNECTIONS=$BURST_N" PER_IP_CONNECTIONS=0 KIE_MAX_CONNECTIONS="$BURST_N"
+fi
+start_ref ref-slow "$SLOW_URL"
+burst "reference" "$REF_URL" "$REF_PID"
+kill -0 "$REF_PID" 2>/dev/null && alive=yes || alive="no (died)"
+BURST_ROWS+=("reference, 2 workers (alive after it: $alive)|$BURST_LINE|$BURST_IDLE_THREADS|$BURST_THREADS")
+forget_pid "$REF_PID"
+
+# ---------- the report ----------
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+verdict() { if "$@"; then echo PASS; else echo MISS; fi; }
+
+{
+    echo "# product-photo-api benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "Machine: $(nproc) cores, $(free -g | awk '/^Mem:/ { print $2 }') GiB, $(uname -sr)." \
+        "wrk -t$THREADS -c$CONNECTIONS -d$DURATION after a $WARMUP warm-up, everything on 127.0.0.1, one server under load at a time (the servers take turns per scenario)."
+    echo "Ours: \`$(realpath --relative-to="$ROOT" "$BIN")\` with defaults (THREAD_POOL_SIZE = $(nproc) cores, KIE_MAX_CONNECTIONS=$DEF_KIE_MAX)" \
+        "except LOG_LEVEL=warn (access log off), rate limits off, PER_IP_CONNECTIONS=0 (every client is 127.0.0.1). Reference: bench/anchor/app.py under uvicorn_nodelay.py --workers 2" \
+        "(--loop asyncio --http h11 --no-access-log). nginx: $(nginx -v 2>&1 | sed 's/.*: //'), sendfile, worker_processes auto."
+    echo "Load average before the run: $LOAD_START (1/5/15 min); the \"other\" CPU column is what processes outside the benchmark (and unattributed kernel work) used during each run."
+    echo "Upstream for /status and /generate: nginx answering fixed JSON. Uploads stored on $(df -PT "$UPLOAD_ROOT" | awk 'NR == 2 { print $2 }') ($UPLOAD_ROOT), pruned during the run."
+    echo
+    echo "| scenario | server | req/s | p50 ms | p99 ms | errors | KIE calls / req | srv CPU µs / req | CPU % srv / wrk / kie / other / idle | ours / ref | ours / nginx |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"
+    for s in "files:GET /files/<200 KB jpg>" "status:GET /status (proxied)" "generate:POST /generate (proxied)" "upload:POST /upload 1 MB multipart"; do
+        k=${s%%:*} d=${s#*:}
+        for srv in ours nginx ref; do
+            [[ -n ${RPS[$srv $k]:-} ]] || continue
+            r1=; r2=
+            if [[ $srv == ours ]]; then
+                r1=$(ratio "${RPS[ours $k]}" "${RPS[ref $k]}")
+                [[ -z ${RPS[nginx $k]:-} ]] || r2=$(ratio "${RPS[ours $k]}" "${RPS[nginx $k]}")
+            fi
+            name=$srv; [[ $srv != ref ]] || name=reference
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$d" "$name" "${RPS[$srv $k]}" "${P50[$srv $k]}" \
+                "${P99[$srv $k]}" "${ERRS[$srv $k]}" "${KIE_PER_REQ[$srv $k]}" "${USPR[$srv $k]}" "${CPU[$srv $k]}" "${r1:--}" "${r2:--}"
+        done
+    done
+    echo
+    echo "## Targets"
+    echo
+    echo "| target | measured | result |"
+    echo "|---|---|---|"
+    echo "| /files >= 0.9x nginx | $(ratio "${RPS[ours files]}" "${RPS[nginx files]}") | $(verdict ge "${RPS[ours files]}" "$(awk -v n="${RPS[nginx files]}" 'BEGIN { print 0.9 * n }')") |"
+    for k in status generate; do
+        echo "| /$k >= 10x reference | $(ratio "${RPS[ours $k]}" "${RPS[ref $k]}") | $(verdict ge "${RPS[ours $k]}" "$(awk -v n="${RPS[ref $k]}" 'BEGIN { print 10 * n }')") |"
+        echo "| /$k our p99 < reference p50 | ${P99[ours $k]} ms vs ${P50[ref $k]} ms | $(verdict lt "${P99[ours $k]}" "${P50[ref $k]}") |"
+    done
+    echo "| /upload >= 5x reference | $(ratio "${RPS[ours upload]}" "${RPS[ref upload]}") | $(verdict ge "${RPS[ours upload]}" "$(awk -v n="${RPS[ref upload]}" 'BEGIN { print 5 * n }')") |"
+    echo "| ${BIG_MB} MB upload peak RSS < 16 MB | $(mb "$BIG_PEAK") MB | $(verdict lt "$BIG_PEAK" 16384) |"
+    echo "| all wrk runs without errors | $(for k in "${!ERRS[@]}"; do echo "${ERRS[$k]}"; done | awk '{ s += $1 } END { print s + 0 }') errors | $(verdict [ "$(for k in "${!ERRS[@]}"; do echo "${ERRS[$k]}"; done | awk '{ s += $1 } END { print s + 0 }')" = 0 ]) |"
+    echo
+    echo "## Memory and start-up"
+    echo
+    echo "| what | ours | reference |"
+    echo "|---|---:|---:|"
+    echo "| start-up to first answer (ours: /healthz 200; reference: /openapi.json) | $STARTUP_OURS ms | $STARTUP_REF ms |"
+    echo "| idle RSS | $(mb "$IDLE_OURS") MB ($IDLE_THREADS_OURS threads) | $(mb "$IDLE_REF") MB ($NPROC_REF processes) |"
+    echo "| peak RSS during one 1 MB upload (fresh server) | $(mb "$UP1_PEAK") MB (${UP1_T} s) | - |"
+    echo "| peak RSS during one ${BIG_MB} MB upload (fresh server) | $(mb "$BIG_PEAK") MB (before: $(mb "$BIG_BEFORE") MB; ${BIG_T} s) | $(mb "$RBIG_PEAK") MB summed, largest process $(mb "$RBIG_LARGEST") MB (${RBIG_T} s) |"
+    echo "| peak RSS during one ${BIG_MB} MB upload after the wrk runs | $(mb "$BIG2_PEAK") MB (before: $(mb "$BIG2_BEFORE") MB; ${BIG2_T} s) | - |"
+    echo
+    echo "Peak RSS = VmHWM from /proc/PID/status, reset through /proc/PID/clear_refs just before the upload (the reference: summed over its process tree)."
+    echo
+    echo "## $BURST_N concurrent GET /status, upstream answering after $SLOW_MS ms"
+    echo
+    echo "| server | wall s (all $BURST_N) | 2xx | non-2xx | errors | p50 s | max s | threads idle -> max during |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---|"
+    for b in "${BURST_ROWS[@]}"; do
+        IFS='|' read -r name line idle thr <<<"$b"
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s -> %s |\n' "$name" "$(bval "$line" wall_s)" "$(bval "$line" ok)" \
+            "$(bval "$line" non2xx)" "$(bval "$line" errors)" "$(bval "$line" p50_s)" "$(bval "$line" max_s)" "$idle" "$thr"
+    done
+    echo
+    echo "Run took $(( $(date +%s) - T_START )) s. Numbers from one run on a shared VM: compare servers within a run, and run twice."
+} >"$OUT"
+cat "$OUT"
+log "report written to $OUT"
