@@ -601,7 +601,7 @@ struct MHD_Daemon *http_start(struct app *app, char *err, size_t cap)
         snprintf(err, cap, "HOST must be an IPv4 address (got %s)", cfg->host);
         return NULL;
     }
-    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME |
                              MHD_USE_ERROR_LOG,
                          0, NULL, NULL, on_request, app,
                          MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
