@@ -1,6 +1,7 @@
 /* results.c - see results.h. */
 #include "results.h"
 #include "app.h"
+#include "buf.h"
 #include "config.h"
 #include "err.h"
 #include "log.h"
@@ -174,6 +175,29 @@ const char *results_first_url(cJSON *data)
     return cJSON_IsString(first) && first->valuestring[0] ? first->valuestring : NULL;
 }
 
+/* KIE echoes the whole createTask request in data.param, callBackUrl and its
+ * token included: hide the token before anything leaves or is cached. */
+static void redact_callback_token(cJSON *data, const char *secret)
+{
+    cJSON *param = cJSON_GetObjectItemCaseSensitive(data, "param");
+    size_t sl = strlen(secret);
+    struct buf out;
+    const char *p;
+    const char *hit;
+
+    if (!cJSON_IsString(param) || sl == 0 || !strstr(param->valuestring, secret))
+        return;
+    buf_init(&out, (strlen(param->valuestring) + 1) * 8); /* "REDACTED" may be longer than the secret */
+    for (p = param->valuestring; (hit = strstr(p, secret)); p = hit + sl)
+        if (buf_append(&out, p, (size_t)(hit - p)) || buf_appends(&out, "REDACTED"))
+            break;
+    if (buf_appends(&out, p) == 0)
+        cJSON_SetValuestring(param, buf_str(&out));
+    else
+        cJSON_SetValuestring(param, "");
+    buf_free(&out);
+}
+
 void results_note_answer(struct app *app, cJSON *answer)
 {
     cJSON *data = cJSON_GetObjectItemCaseSensitive(answer, "data");
@@ -181,6 +205,8 @@ void results_note_answer(struct app *app, cJSON *answer)
     cJSON *state = cJSON_GetObjectItemCaseSensitive(data, "state");
     char stable[200];
 
+    if (cJSON_IsObject(data))
+        redact_callback_token(data, app->callback_secret);
     if (!cJSON_IsString(id) || !task_id_valid(id->valuestring) || !cJSON_IsString(state))
         return;
     if (strcmp(state->valuestring, "success") == 0 || strcmp(state->valuestring, "fail") == 0) {

@@ -179,3 +179,18 @@ def test_openapi_matches_route_table(server):
     text = json.dumps(doc)
     for ref in re.findall(r'"\$ref": "#/components/schemas/([A-Za-z]+)"', text):
         assert ref in doc["components"]["schemas"], ref
+
+
+def test_status_never_reveals_the_callback_token(sim, server_factory):
+    port = free_port()
+    srv = server_factory({"KIE_API_KEY": KIE_KEY, "KIE_BASE_URL": f"http://127.0.0.1:{sim.port}",
+                          "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "ALLOW_PRIVATE_INPUT_URLS": "1",
+                          "CALLBACK_SECRET": "cb-secret-123"}, port=port)
+    task = generate(srv)
+    assert "cb-secret-123" in creates(sim)[0]["body"]["callBackUrl"]  # KIE gets it ...
+    first = request(srv.port, "GET", f"/status?task_id={task}")     # ... but KIE echoes it in data.param
+    assert first.status == 200 and b"cb-secret-123" not in first.body
+    assert "REDACTED" in first.json()["data"]["param"]
+    wait_for(lambda: f"KIE callback for task {task}" in srv.log(), timeout=20)
+    cached = request(srv.port, "GET", f"/status?task_id={task}")
+    assert cached.status == 200 and b"cb-secret-123" not in cached.body
