@@ -55,7 +55,7 @@ WEB_FILES := web/index.html web/app.js web/app.css docs/openapi.json
 PYTHON := /usr/bin/python3
 
 .PHONY: check fuzz-ci all run sim test test-unit test-e2e test-sim test-s3 test-browser test-infra test-asan test-valgrind \
-        bench fuzz deps deps-build lint clean format-check
+        bench fuzz deps deps-build lint clean
 
 all: $(BIN)/product-photo-api $(BIN)/kie-sim
 

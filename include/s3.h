@@ -21,19 +21,19 @@
 #define S3_KEY_MAX 1024
 
 struct s3_target {
-  const char *endpoint; /* "http://127.0.0.1:4569" (scheme://host[:port][/]);
-                           NULL => https://s3.<region>.amazonaws.com (AWS) */
-  int path_style;       /* 1: <endpoint>/<bucket>/<key>; 0: <bucket>.<host>/<key> */
-  const char *bucket;   /* DNS-style name: 3-63 of [a-z0-9.-] */
-  const char *region;   /* e.g. "us-east-1" */
-  struct sigv4_creds creds;
+    const char *endpoint; /* "http://127.0.0.1:4569" (scheme://host[:port][/]);
+                             NULL => https://s3.<region>.amazonaws.com (AWS) */
+    int path_style;       /* 1: <endpoint>/<bucket>/<key>; 0: <bucket>.<host>/<key> */
+    const char *bucket;   /* DNS-style name: 3-63 of [a-z0-9.-] */
+    const char *region;   /* e.g. "us-east-1" */
+    struct sigv4_creds creds;
 };
 
 struct s3_request {
-  char method[8];
-  char url[S3_URL_MAX];
-  size_t nheaders;
-  char headers[S3_MAX_HEADERS][S3_HEADER_MAX]; /* "Name: value", no CR/LF */
+    char method[8];
+    char url[S3_URL_MAX];
+    size_t nheaders;
+    char headers[S3_MAX_HEADERS][S3_HEADER_MAX]; /* "Name: value", no CR/LF */
 };
 
 /* Object key "<prefix><uuid>.<ext>". prefix may be "" or e.g. "uploads/";
@@ -48,31 +48,27 @@ int s3_object_url(const struct s3_target *t, const char *key, char *out, size_t 
  * Content-Type, Content-Length, x-amz-content-sha256, x-amz-date,
  * [x-amz-security-token], Authorization. Send the body with
  * CURLOPT_UPLOAD + CURLOPT_INFILESIZE_LARGE = content_length. */
-int s3_sign_put(const struct s3_target *t, const char *key, const char *content_type,
-                unsigned long long content_length, const char *payload_sha256_hex, time_t now,
-                struct s3_request *out);
+int s3_sign_put(const struct s3_target *t, const char *key, const char *content_type, unsigned long long content_length,
+                const char *payload_sha256_hex, time_t now, struct s3_request *out);
 
 /* Header-signed request without a body; method is "GET", "HEAD" or "DELETE".
  * Headers: x-amz-content-sha256 (empty-body hash), x-amz-date,
  * [x-amz-security-token], Authorization. */
-int s3_sign_get(const struct s3_target *t, const char *method, const char *key, time_t now,
-                struct s3_request *out);
+int s3_sign_get(const struct s3_target *t, const char *method, const char *key, time_t now, struct s3_request *out);
 
 /* Presigned GET URL valid for expires seconds (1..604800) from now.
  * out->nheaders is 0: the client needs no header. */
-int s3_presign_get(const struct s3_target *t, const char *key, unsigned expires, time_t now,
-                   struct s3_request *out);
+int s3_presign_get(const struct s3_target *t, const char *key, unsigned expires, time_t now, struct s3_request *out);
 
 /* Presigned PUT URL that also signs Content-Type: the uploader must send the
  * headers in out->headers ("Content-Type: <content_type>") exactly. */
-int s3_presign_put(const struct s3_target *t, const char *key, const char *content_type,
-                   unsigned expires, time_t now, struct s3_request *out);
+int s3_presign_put(const struct s3_target *t, const char *key, const char *content_type, unsigned expires, time_t now,
+                   struct s3_request *out);
 
 /* Pull <Code> and <Message> out of an S3 XML error body (len bytes, need not
  * be NUL-terminated). The five XML entities are decoded, control characters
  * become '?', long values are truncated to fit. Returns 0 when a complete
  * <Code> element was found; otherwise negative with code (and maybe msg) "". */
-int s3_parse_error(const char *body, size_t len, char *code, size_t code_cap, char *msg,
-                   size_t msg_cap);
+int s3_parse_error(const char *body, size_t len, char *code, size_t code_cap, char *msg, size_t msg_cap);
 
 #endif /* S3_H */

@@ -16,540 +16,533 @@
 /* ---- bounded output writer ------------------------------------------------ */
 
 struct sv_out {
-  char *p;
-  size_t cap;
-  size_t len;
-  int err;
+    char *p;
+    size_t cap;
+    size_t len;
+    int err;
 };
 
 static void out_init(struct sv_out *o, char *p, size_t cap)
 {
-  o->p = p;
-  o->cap = cap;
-  o->len = 0;
-  o->err = (p == NULL || cap == 0);
-  if (!o->err)
-    p[0] = '\0';
+    o->p = p;
+    o->cap = cap;
+    o->len = 0;
+    o->err = (p == NULL || cap == 0);
+    if (!o->err)
+        p[0] = '\0';
 }
 
 static void out_mem(struct sv_out *o, const char *s, size_t n)
 {
-  if (o->err)
-    return;
-  if (n >= o->cap - o->len) {
-    o->err = 1;
-    return;
-  }
-  memcpy(o->p + o->len, s, n);
-  o->len += n;
-  o->p[o->len] = '\0';
+    if (o->err)
+        return;
+    if (n >= o->cap - o->len) {
+        o->err = 1;
+        return;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+    o->p[o->len] = '\0';
 }
 
 static void out_str(struct sv_out *o, const char *s)
 {
-  out_mem(o, s, strlen(s));
+    out_mem(o, s, strlen(s));
 }
 
 static void out_ch(struct sv_out *o, char c)
 {
-  out_mem(o, &c, 1);
+    out_mem(o, &c, 1);
 }
 
 static int is_unreserved(unsigned char c)
 {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-         c == '-' || c == '.' || c == '_' || c == '~';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+           c == '_' || c == '~';
 }
 
 static void out_encoded(struct sv_out *o, const char *s, size_t n, int keep_slash)
 {
-  static const char hex[] = "0123456789ABCDEF";
-  for (size_t i = 0; i < n && !o->err; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (is_unreserved(c) || (keep_slash && c == '/')) {
-      out_ch(o, (char)c);
-    } else {
-      char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
-      out_mem(o, esc, 3);
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n && !o->err; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (is_unreserved(c) || (keep_slash && c == '/')) {
+            out_ch(o, (char)c);
+        } else {
+            char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+            out_mem(o, esc, 3);
+        }
     }
-  }
 }
 
 /* Finish: the length, or -1 (and an empty string) on overflow. */
 static int out_done(struct sv_out *o)
 {
-  if (o->err || o->len > INT_MAX) {
-    if (o->p != NULL && o->cap > 0)
-      o->p[0] = '\0';
-    return -1;
-  }
-  return (int)o->len;
+    if (o->err || o->len > INT_MAX) {
+        if (o->p != NULL && o->cap > 0)
+            o->p[0] = '\0';
+        return -1;
+    }
+    return (int)o->len;
 }
 
 static int too_long(const char *s)
 {
-  return s == NULL || strnlen(s, SIGV4_MAX_INPUT) >= SIGV4_MAX_INPUT;
+    return s == NULL || strnlen(s, SIGV4_MAX_INPUT) >= SIGV4_MAX_INPUT;
 }
 
 static char lower_ascii(char c)
 {
-  return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
 }
 
 static int is_ws(char c)
 {
-  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
 /* ---- hashing ---------------------------------------------------------------- */
 
 static void to_hex(const unsigned char *b, size_t n, char *out)
 {
-  static const char hex[] = "0123456789abcdef";
-  for (size_t i = 0; i < n; i++) {
-    out[2 * i] = hex[b[i] >> 4];
-    out[2 * i + 1] = hex[b[i] & 15];
-  }
-  out[2 * n] = '\0';
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[b[i] >> 4];
+        out[2 * i + 1] = hex[b[i] & 15];
+    }
+    out[2 * n] = '\0';
 }
 
 void sigv4_sha256_hex(const void *data, size_t len, char out[65])
 {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int mdlen = 0;
-  if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
-    out[0] = '\0'; /* cannot happen with a working libcrypto */
-    return;
-  }
-  to_hex(md, 32, out);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
+        out[0] = '\0'; /* cannot happen with a working libcrypto */
+        return;
+    }
+    to_hex(md, 32, out);
 }
 
-static int hmac256(const unsigned char *key, size_t keylen, const char *msg, size_t msglen,
-                   unsigned char out[32])
+static int hmac256(const unsigned char *key, size_t keylen, const char *msg, size_t msglen, unsigned char out[32])
 {
-  unsigned int outlen = 0;
-  if (keylen > INT_MAX)
-    return -1;
-  if (HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)msg, msglen, out,
-           &outlen) == NULL || outlen != 32)
-    return -1;
-  return 0;
+    unsigned int outlen = 0;
+    if (keylen > INT_MAX)
+        return -1;
+    if (HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)msg, msglen, out, &outlen) == NULL || outlen != 32)
+        return -1;
+    return 0;
 }
 
 /* ---- encoding and canonical pieces --------------------------------------------------- */
 
 int sigv4_uri_encode(const char *in, int keep_slash, char *out, size_t cap)
 {
-  struct sv_out o;
-  out_init(&o, out, cap);
-  if (too_long(in))
-    o.err = 1;
-  else
-    out_encoded(&o, in, strlen(in), keep_slash);
-  return out_done(&o);
+    struct sv_out o;
+    out_init(&o, out, cap);
+    if (too_long(in))
+        o.err = 1;
+    else
+        out_encoded(&o, in, strlen(in), keep_slash);
+    return out_done(&o);
 }
 
 /* RFC 3986 remove_dot_segments plus collapsing of empty segments ("//"). */
 static int normalize_path(const char *in, char *out, size_t cap)
 {
-  size_t len = 0;
-  int trailing = 0;
-  const char *p = in;
+    size_t len = 0;
+    int trailing = 0;
+    const char *p = in;
 
-  if (cap < 2)
-    return -1;
-  out[len++] = '/'; /* invariant: out[0..len) starts and ends with '/' */
-  for (;;) {
-    const char *seg;
-    size_t n;
-    while (*p == '/')
-      p++;
-    seg = p;
-    while (*p != '\0' && *p != '/')
-      p++;
-    n = (size_t)(p - seg);
-    if (n == 0)
-      break;
-    trailing = (*p == '/');
-    if (n == 1 && seg[0] == '.') {
-      trailing = 1;
-    } else if (n == 2 && seg[0] == '.' && seg[1] == '.') {
-      if (len > 1) {
-        len--; /* drop the final '/', then the segment before it */
-        while (len > 0 && out[len - 1] != '/')
-          len--;
-      }
-      trailing = 1;
-    } else {
-      if (n + 1 >= cap - len)
+    if (cap < 2)
         return -1;
-      memcpy(out + len, seg, n);
-      len += n;
-      out[len++] = '/';
+    out[len++] = '/'; /* invariant: out[0..len) starts and ends with '/' */
+    for (;;) {
+        const char *seg;
+        size_t n;
+        while (*p == '/')
+            p++;
+        seg = p;
+        while (*p != '\0' && *p != '/')
+            p++;
+        n = (size_t)(p - seg);
+        if (n == 0)
+            break;
+        trailing = (*p == '/');
+        if (n == 1 && seg[0] == '.') {
+            trailing = 1;
+        } else if (n == 2 && seg[0] == '.' && seg[1] == '.') {
+            if (len > 1) {
+                len--; /* drop the final '/', then the segment before it */
+                while (len > 0 && out[len - 1] != '/')
+                    len--;
+            }
+            trailing = 1;
+        } else {
+            if (n + 1 >= cap - len)
+                return -1;
+            memcpy(out + len, seg, n);
+            len += n;
+            out[len++] = '/';
+        }
     }
-  }
-  if (!trailing && len > 1)
-    len--;
-  out[len] = '\0';
-  return 0;
+    if (!trailing && len > 1)
+        len--;
+    out[len] = '\0';
+    return 0;
 }
 
 int sigv4_canonical_uri(const char *path, int normalize, char *out, size_t cap)
 {
-  struct sv_out o;
-  char *tmp = NULL;
-  const char *src = path;
-  int rc;
+    struct sv_out o;
+    char *tmp = NULL;
+    const char *src = path;
+    int rc;
 
-  out_init(&o, out, cap);
-  if (too_long(path)) {
-    o.err = 1;
-    goto out;
-  }
-  if (normalize) {
-    size_t tcap = strlen(path) + 3; /* "/" + path + "/" + NUL */
-    tmp = malloc(tcap);
-    if (tmp == NULL || normalize_path(path, tmp, tcap) != 0) {
-      o.err = 1;
-      goto out;
+    out_init(&o, out, cap);
+    if (too_long(path)) {
+        o.err = 1;
+        goto out;
     }
-    src = tmp;
-  }
-  if (src[0] != '/')
-    out_ch(&o, '/');
-  out_encoded(&o, src, strlen(src), 1);
+    if (normalize) {
+        size_t tcap = strlen(path) + 3; /* "/" + path + "/" + NUL */
+        tmp = malloc(tcap);
+        if (tmp == NULL || normalize_path(path, tmp, tcap) != 0) {
+            o.err = 1;
+            goto out;
+        }
+        src = tmp;
+    }
+    if (src[0] != '/')
+        out_ch(&o, '/');
+    out_encoded(&o, src, strlen(src), 1);
 out:
-  rc = out_done(&o);
-  free(tmp);
-  return rc;
+    rc = out_done(&o);
+    free(tmp);
+    return rc;
 }
 
 struct enc_pair {
-  char *name;  /* encoded; name and value share one allocation */
-  char *value;
+    char *name; /* encoded; name and value share one allocation */
+    char *value;
 };
 
 static int cmp_enc_pair(const void *a, const void *b)
 {
-  const struct enc_pair *x = a, *y = b;
-  int c = strcmp(x->name, y->name);
-  return c != 0 ? c : strcmp(x->value, y->value);
+    const struct enc_pair *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c != 0 ? c : strcmp(x->value, y->value);
 }
 
 int sigv4_canonical_query(const struct sigv4_kv *query, size_t nquery, char *out, size_t cap)
 {
-  struct sv_out o;
-  struct enc_pair *pairs = NULL;
-  size_t done = 0;
-  int rc;
+    struct sv_out o;
+    struct enc_pair *pairs = NULL;
+    size_t done = 0;
+    int rc;
 
-  out_init(&o, out, cap);
-  if (nquery == 0)
-    goto out;
-  if (query == NULL || nquery > 10000) {
-    o.err = 1;
-    goto out;
-  }
-  pairs = calloc(nquery, sizeof(*pairs));
-  if (pairs == NULL) {
-    o.err = 1;
-    goto out;
-  }
-  for (done = 0; done < nquery; done++) {
-    const char *v = query[done].value != NULL ? query[done].value : "";
-    size_t nl, vl, sz;
-    struct sv_out e;
-    if (too_long(query[done].name) || too_long(v)) {
-      o.err = 1;
-      goto out;
+    out_init(&o, out, cap);
+    if (nquery == 0)
+        goto out;
+    if (query == NULL || nquery > 10000) {
+        o.err = 1;
+        goto out;
     }
-    nl = strlen(query[done].name);
-    vl = strlen(v);
-    sz = 3 * nl + 3 * vl + 2;
-    pairs[done].name = malloc(sz);
-    if (pairs[done].name == NULL) {
-      o.err = 1;
-      goto out;
+    pairs = calloc(nquery, sizeof(*pairs));
+    if (pairs == NULL) {
+        o.err = 1;
+        goto out;
     }
-    out_init(&e, pairs[done].name, 3 * nl + 1);
-    out_encoded(&e, query[done].name, nl, 0);
-    pairs[done].value = pairs[done].name + e.len + 1;
-    out_init(&e, pairs[done].value, 3 * vl + 1);
-    out_encoded(&e, v, vl, 0);
-  }
-  qsort(pairs, nquery, sizeof(*pairs), cmp_enc_pair);
-  for (size_t i = 0; i < nquery; i++) {
-    if (i > 0)
-      out_ch(&o, '&');
-    out_str(&o, pairs[i].name);
-    out_ch(&o, '=');
-    out_str(&o, pairs[i].value);
-  }
+    for (done = 0; done < nquery; done++) {
+        const char *v = query[done].value != NULL ? query[done].value : "";
+        size_t nl, vl, sz;
+        struct sv_out e;
+        if (too_long(query[done].name) || too_long(v)) {
+            o.err = 1;
+            goto out;
+        }
+        nl = strlen(query[done].name);
+        vl = strlen(v);
+        sz = 3 * nl + 3 * vl + 2;
+        pairs[done].name = malloc(sz);
+        if (pairs[done].name == NULL) {
+            o.err = 1;
+            goto out;
+        }
+        out_init(&e, pairs[done].name, 3 * nl + 1);
+        out_encoded(&e, query[done].name, nl, 0);
+        pairs[done].value = pairs[done].name + e.len + 1;
+        out_init(&e, pairs[done].value, 3 * vl + 1);
+        out_encoded(&e, v, vl, 0);
+    }
+    qsort(pairs, nquery, sizeof(*pairs), cmp_enc_pair);
+    for (size_t i = 0; i < nquery; i++) {
+        if (i > 0)
+            out_ch(&o, '&');
+        out_str(&o, pairs[i].name);
+        out_ch(&o, '=');
+        out_str(&o, pairs[i].value);
+    }
 out:
-  rc = out_done(&o);
-  if (pairs != NULL)
-    for (size_t i = 0; i < done; i++)
-      free(pairs[i].name);
-  free(pairs);
-  return rc;
+    rc = out_done(&o);
+    if (pairs != NULL)
+        for (size_t i = 0; i < done; i++)
+            free(pairs[i].name);
+    free(pairs);
+    return rc;
 }
 
 /* Headers sorted by lower-cased name, stable for equal names. */
 struct hdr_ref {
-  const char *name;
-  const char *value;
-  size_t idx;
+    const char *name;
+    const char *value;
+    size_t idx;
 };
 
 static int cmp_name_ci(const char *a, const char *b)
 {
-  for (;; a++, b++) {
-    unsigned char x = (unsigned char)lower_ascii(*a), y = (unsigned char)lower_ascii(*b);
-    if (x != y || x == '\0')
-      return (int)x - (int)y;
-  }
+    for (;; a++, b++) {
+        unsigned char x = (unsigned char)lower_ascii(*a), y = (unsigned char)lower_ascii(*b);
+        if (x != y || x == '\0')
+            return (int)x - (int)y;
+    }
 }
 
 static int cmp_hdr_ref(const void *a, const void *b)
 {
-  const struct hdr_ref *x = a, *y = b;
-  int c = cmp_name_ci(x->name, y->name);
-  if (c != 0)
-    return c;
-  return x->idx < y->idx ? -1 : (x->idx > y->idx ? 1 : 0);
+    const struct hdr_ref *x = a, *y = b;
+    int c = cmp_name_ci(x->name, y->name);
+    if (c != 0)
+        return c;
+    return x->idx < y->idx ? -1 : (x->idx > y->idx ? 1 : 0);
 }
 
 static int valid_header_name(const char *s)
 {
-  if (too_long(s) || *s == '\0')
-    return 0;
-  for (; *s != '\0'; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c <= 32 || c >= 127 || c == ':')
-      return 0;
-  }
-  return 1;
+    if (too_long(s) || *s == '\0')
+        return 0;
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c <= 32 || c >= 127 || c == ':')
+            return 0;
+    }
+    return 1;
 }
 
 /* Sorted copy of the header refs (caller frees), or NULL on bad input/OOM. */
 static struct hdr_ref *sort_headers(const struct sigv4_kv *h, size_t n)
 {
-  struct hdr_ref *r;
-  if (n == 0 || h == NULL || n > 1000)
-    return NULL;
-  r = calloc(n, sizeof(*r));
-  if (r == NULL)
-    return NULL;
-  for (size_t i = 0; i < n; i++) {
-    if (!valid_header_name(h[i].name) || (h[i].value != NULL && too_long(h[i].value))) {
-      free(r);
-      return NULL;
+    struct hdr_ref *r;
+    if (n == 0 || h == NULL || n > 1000)
+        return NULL;
+    r = calloc(n, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!valid_header_name(h[i].name) || (h[i].value != NULL && too_long(h[i].value))) {
+            free(r);
+            return NULL;
+        }
+        r[i].name = h[i].name;
+        r[i].value = h[i].value != NULL ? h[i].value : "";
+        r[i].idx = i;
     }
-    r[i].name = h[i].name;
-    r[i].value = h[i].value != NULL ? h[i].value : "";
-    r[i].idx = i;
-  }
-  qsort(r, n, sizeof(*r), cmp_hdr_ref);
-  return r;
+    qsort(r, n, sizeof(*r), cmp_hdr_ref);
+    return r;
 }
 
 static void out_lower(struct sv_out *o, const char *s)
 {
-  for (; *s != '\0'; s++)
-    out_ch(o, lower_ascii(*s));
+    for (; *s != '\0'; s++)
+        out_ch(o, lower_ascii(*s));
 }
 
 /* Trimmed value with whitespace runs collapsed to one space. */
 static void out_header_value(struct sv_out *o, const char *v)
 {
-  int pending_space = 0;
-  while (is_ws(*v))
-    v++;
-  for (; *v != '\0'; v++) {
-    if (is_ws(*v)) {
-      pending_space = 1;
-      continue;
+    int pending_space = 0;
+    while (is_ws(*v))
+        v++;
+    for (; *v != '\0'; v++) {
+        if (is_ws(*v)) {
+            pending_space = 1;
+            continue;
+        }
+        if (pending_space)
+            out_ch(o, ' ');
+        pending_space = 0;
+        out_ch(o, *v);
     }
-    if (pending_space)
-      out_ch(o, ' ');
-    pending_space = 0;
-    out_ch(o, *v);
-  }
 }
 
 static void out_signed_headers(struct sv_out *o, const struct hdr_ref *r, size_t n)
 {
-  for (size_t i = 0; i < n; i++) {
-    if (i > 0 && cmp_name_ci(r[i].name, r[i - 1].name) == 0)
-      continue;
-    if (i > 0)
-      out_ch(o, ';');
-    out_lower(o, r[i].name);
-  }
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && cmp_name_ci(r[i].name, r[i - 1].name) == 0)
+            continue;
+        if (i > 0)
+            out_ch(o, ';');
+        out_lower(o, r[i].name);
+    }
 }
 
-int sigv4_canonical_request(const struct sigv4_request *req, char *out, size_t cap,
-                            char *signed_headers, size_t sh_cap)
+int sigv4_canonical_request(const struct sigv4_request *req, char *out, size_t cap, char *signed_headers, size_t sh_cap)
 {
-  struct sv_out o, sh;
-  struct hdr_ref *hs = NULL;
-  int rc;
+    struct sv_out o, sh;
+    struct hdr_ref *hs = NULL;
+    int rc;
 
-  out_init(&o, out, cap);
-  out_init(&sh, signed_headers, sh_cap);
-  if (req == NULL || too_long(req->method) || too_long(req->canonical_uri) ||
-      too_long(req->payload_hash) || req->method[0] == '\0' || req->canonical_uri[0] != '/') {
-    o.err = 1;
-    goto out;
-  }
-  hs = sort_headers(req->headers, req->nheaders);
-  if (hs == NULL) {
-    o.err = 1;
-    goto out;
-  }
-  out_str(&o, req->method);
-  out_ch(&o, '\n');
-  out_str(&o, req->canonical_uri);
-  out_ch(&o, '\n');
-  if (!o.err) {
-    int q = sigv4_canonical_query(req->query, req->nquery, o.p + o.len, o.cap - o.len);
-    if (q < 0)
-      o.err = 1;
-    else
-      o.len += (size_t)q;
-  }
-  out_ch(&o, '\n');
-  for (size_t i = 0; i < req->nheaders; i++) {
-    int same = i > 0 && cmp_name_ci(hs[i].name, hs[i - 1].name) == 0;
-    if (same) {
-      out_ch(&o, ',');
-    } else {
-      if (i > 0)
-        out_ch(&o, '\n');
-      out_lower(&o, hs[i].name);
-      out_ch(&o, ':');
+    out_init(&o, out, cap);
+    out_init(&sh, signed_headers, sh_cap);
+    if (req == NULL || too_long(req->method) || too_long(req->canonical_uri) || too_long(req->payload_hash) ||
+        req->method[0] == '\0' || req->canonical_uri[0] != '/') {
+        o.err = 1;
+        goto out;
     }
-    out_header_value(&o, hs[i].value);
-  }
-  out_str(&o, "\n\n");
-  {
-    size_t mark = o.len;
-    out_signed_headers(&o, hs, req->nheaders);
-    if (signed_headers != NULL && !o.err)
-      out_mem(&sh, o.p + mark, o.len - mark);
-  }
-  out_ch(&o, '\n');
-  out_str(&o, req->payload_hash);
+    hs = sort_headers(req->headers, req->nheaders);
+    if (hs == NULL) {
+        o.err = 1;
+        goto out;
+    }
+    out_str(&o, req->method);
+    out_ch(&o, '\n');
+    out_str(&o, req->canonical_uri);
+    out_ch(&o, '\n');
+    if (!o.err) {
+        int q = sigv4_canonical_query(req->query, req->nquery, o.p + o.len, o.cap - o.len);
+        if (q < 0)
+            o.err = 1;
+        else
+            o.len += (size_t)q;
+    }
+    out_ch(&o, '\n');
+    for (size_t i = 0; i < req->nheaders; i++) {
+        int same = i > 0 && cmp_name_ci(hs[i].name, hs[i - 1].name) == 0;
+        if (same) {
+            out_ch(&o, ',');
+        } else {
+            if (i > 0)
+                out_ch(&o, '\n');
+            out_lower(&o, hs[i].name);
+            out_ch(&o, ':');
+        }
+        out_header_value(&o, hs[i].value);
+    }
+    out_str(&o, "\n\n");
+    {
+        size_t mark = o.len;
+        out_signed_headers(&o, hs, req->nheaders);
+        if (signed_headers != NULL && !o.err)
+            out_mem(&sh, o.p + mark, o.len - mark);
+    }
+    out_ch(&o, '\n');
+    out_str(&o, req->payload_hash);
 out:
-  free(hs);
-  rc = out_done(&o);
-  if (signed_headers != NULL && (rc < 0 || out_done(&sh) < 0))
-    return -1;
-  return rc;
+    free(hs);
+    rc = out_done(&o);
+    if (signed_headers != NULL && (rc < 0 || out_done(&sh) < 0))
+        return -1;
+    return rc;
 }
 
 /* ---- dates, scope, string to sign, key ------------------------------------------------ */
 
 int sigv4_format_time(time_t now, char amz_date[17], char date8[9])
 {
-  struct tm tm;
-  if (gmtime_r(&now, &tm) == NULL)
-    return -1;
-  if (strftime(amz_date, 17, "%Y%m%dT%H%M%SZ", &tm) != 16)
-    return -1;
-  if (date8 != NULL) {
-    memcpy(date8, amz_date, 8);
-    date8[8] = '\0';
-  }
-  return 0;
+    struct tm tm;
+    if (gmtime_r(&now, &tm) == NULL)
+        return -1;
+    if (strftime(amz_date, 17, "%Y%m%dT%H%M%SZ", &tm) != 16)
+        return -1;
+    if (date8 != NULL) {
+        memcpy(date8, amz_date, 8);
+        date8[8] = '\0';
+    }
+    return 0;
 }
 
 static int valid_scope_part(const char *s)
 {
-  if (s == NULL || *s == '\0' || strnlen(s, 64) >= 64)
-    return 0;
-  for (; *s != '\0'; s++)
-    if (*s == '/' || is_ws(*s) || (unsigned char)*s < 32)
-      return 0;
-  return 1;
+    if (s == NULL || *s == '\0' || strnlen(s, 64) >= 64)
+        return 0;
+    for (; *s != '\0'; s++)
+        if (*s == '/' || is_ws(*s) || (unsigned char)*s < 32)
+            return 0;
+    return 1;
 }
 
-int sigv4_scope(const char *date8, const char *region, const char *service, char *out,
-                size_t cap)
+int sigv4_scope(const char *date8, const char *region, const char *service, char *out, size_t cap)
 {
-  struct sv_out o;
-  out_init(&o, out, cap);
-  if (date8 == NULL || strlen(date8) != 8 || !valid_scope_part(region) ||
-      !valid_scope_part(service)) {
-    o.err = 1;
-  } else {
-    out_str(&o, date8);
-    out_ch(&o, '/');
-    out_str(&o, region);
-    out_ch(&o, '/');
-    out_str(&o, service);
-    out_str(&o, "/aws4_request");
-  }
-  return out_done(&o);
+    struct sv_out o;
+    out_init(&o, out, cap);
+    if (date8 == NULL || strlen(date8) != 8 || !valid_scope_part(region) || !valid_scope_part(service)) {
+        o.err = 1;
+    } else {
+        out_str(&o, date8);
+        out_ch(&o, '/');
+        out_str(&o, region);
+        out_ch(&o, '/');
+        out_str(&o, service);
+        out_str(&o, "/aws4_request");
+    }
+    return out_done(&o);
 }
 
-int sigv4_string_to_sign(const char *amz_date, const char *scope, const char *creq, char *out,
-                         size_t cap)
+int sigv4_string_to_sign(const char *amz_date, const char *scope, const char *creq, char *out, size_t cap)
 {
-  struct sv_out o;
-  char hash[65];
-  out_init(&o, out, cap);
-  if (amz_date == NULL || scope == NULL || creq == NULL || strlen(amz_date) != 16) {
-    o.err = 1;
-  } else {
-    sigv4_sha256_hex(creq, strlen(creq), hash);
-    out_str(&o, SIGV4_ALGO "\n");
-    out_str(&o, amz_date);
-    out_ch(&o, '\n');
-    out_str(&o, scope);
-    out_ch(&o, '\n');
-    out_str(&o, hash);
-  }
-  return out_done(&o);
+    struct sv_out o;
+    char hash[65];
+    out_init(&o, out, cap);
+    if (amz_date == NULL || scope == NULL || creq == NULL || strlen(amz_date) != 16) {
+        o.err = 1;
+    } else {
+        sigv4_sha256_hex(creq, strlen(creq), hash);
+        out_str(&o, SIGV4_ALGO "\n");
+        out_str(&o, amz_date);
+        out_ch(&o, '\n');
+        out_str(&o, scope);
+        out_ch(&o, '\n');
+        out_str(&o, hash);
+    }
+    return out_done(&o);
 }
 
-int sigv4_signing_key(const char *secret_key, const char *date8, const char *region,
-                      const char *service, unsigned char key[32])
+int sigv4_signing_key(const char *secret_key, const char *date8, const char *region, const char *service,
+                      unsigned char key[32])
 {
-  char k0[4 + SIGV4_MAX_SECRET + 1];
-  unsigned char a[32], b[32];
-  size_t sl;
-  int rc = -1;
+    char k0[4 + SIGV4_MAX_SECRET + 1];
+    unsigned char a[32], b[32];
+    size_t sl;
+    int rc = -1;
 
-  if (secret_key == NULL || date8 == NULL || strlen(date8) != 8 || !valid_scope_part(region) ||
-      !valid_scope_part(service))
-    return -1;
-  sl = strnlen(secret_key, SIGV4_MAX_SECRET + 1);
-  if (sl == 0 || sl > SIGV4_MAX_SECRET)
-    return -1;
-  memcpy(k0, "AWS4", 4);
-  memcpy(k0 + 4, secret_key, sl);
-  if (hmac256((const unsigned char *)k0, 4 + sl, date8, 8, a) == 0 &&
-      hmac256(a, 32, region, strlen(region), b) == 0 &&
-      hmac256(b, 32, service, strlen(service), a) == 0 &&
-      hmac256(a, 32, "aws4_request", 12, key) == 0)
-    rc = 0;
-  OPENSSL_cleanse(k0, sizeof(k0));
-  OPENSSL_cleanse(a, sizeof(a));
-  OPENSSL_cleanse(b, sizeof(b));
-  return rc;
+    if (secret_key == NULL || date8 == NULL || strlen(date8) != 8 || !valid_scope_part(region) ||
+        !valid_scope_part(service))
+        return -1;
+    sl = strnlen(secret_key, SIGV4_MAX_SECRET + 1);
+    if (sl == 0 || sl > SIGV4_MAX_SECRET)
+        return -1;
+    memcpy(k0, "AWS4", 4);
+    memcpy(k0 + 4, secret_key, sl);
+    if (hmac256((const unsigned char *)k0, 4 + sl, date8, 8, a) == 0 &&
+        hmac256(a, 32, region, strlen(region), b) == 0 && hmac256(b, 32, service, strlen(service), a) == 0 &&
+        hmac256(a, 32, "aws4_request", 12, key) == 0)
+        rc = 0;
+    OPENSSL_cleanse(k0, sizeof(k0));
+    OPENSSL_cleanse(a, sizeof(a));
+    OPENSSL_cleanse(b, sizeof(b));
+    return rc;
 }
 
 int sigv4_signature(const unsigned char key[32], const char *string_to_sign, char out[65])
 {
-  unsigned char mac[32];
-  out[0] = '\0';
-  if (key == NULL || string_to_sign == NULL)
-    return -1;
-  if (hmac256(key, 32, string_to_sign, strlen(string_to_sign), mac) != 0)
-    return -1;
-  to_hex(mac, 32, out);
-  return 0;
+    unsigned char mac[32];
+    out[0] = '\0';
+    if (key == NULL || string_to_sign == NULL)
+        return -1;
+    if (hmac256(key, 32, string_to_sign, strlen(string_to_sign), mac) != 0)
+        return -1;
+    to_hex(mac, 32, out);
+    return 0;
 }
 
 /* ---- high level ------------------------------------------------------------------------ */
@@ -557,291 +550,277 @@ int sigv4_signature(const unsigned char key[32], const char *string_to_sign, cha
 /* Upper bound of the canonical request length for `r` (uri already encoded). */
 static size_t creq_bound(const struct sigv4_request *r)
 {
-  size_t n = 64 + strlen(r->method) + strlen(r->canonical_uri) + strlen(r->payload_hash);
-  for (size_t i = 0; i < r->nquery; i++)
-    n += 3 * (strlen(r->query[i].name) + (r->query[i].value ? strlen(r->query[i].value) : 0)) + 2;
-  for (size_t i = 0; i < r->nheaders; i++)
-    n += 2 * strlen(r->headers[i].name) +
-         (r->headers[i].value ? strlen(r->headers[i].value) : 0) + 4;
-  return n;
+    size_t n = 64 + strlen(r->method) + strlen(r->canonical_uri) + strlen(r->payload_hash);
+    for (size_t i = 0; i < r->nquery; i++)
+        n += 3 * (strlen(r->query[i].name) + (r->query[i].value ? strlen(r->query[i].value) : 0)) + 2;
+    for (size_t i = 0; i < r->nheaders; i++)
+        n += 2 * strlen(r->headers[i].name) + (r->headers[i].value ? strlen(r->headers[i].value) : 0) + 4;
+    return n;
 }
 
 static int name_is(const char *name, const char *want)
 {
-  return cmp_name_ci(name, want) == 0;
+    return cmp_name_ci(name, want) == 0;
 }
 
 static int creds_ok(const struct sigv4_creds *c)
 {
-  return c != NULL && c->access_key != NULL && c->secret_key != NULL &&
-         c->access_key[0] != '\0' && strnlen(c->access_key, 256) < 256 &&
-         (c->session_token == NULL || !too_long(c->session_token));
+    return c != NULL && c->access_key != NULL && c->secret_key != NULL && c->access_key[0] != '\0' &&
+           strnlen(c->access_key, 256) < 256 && (c->session_token == NULL || !too_long(c->session_token));
 }
 
 static int has_token(const struct sigv4_creds *c)
 {
-  return c->session_token != NULL && c->session_token[0] != '\0';
+    return c->session_token != NULL && c->session_token[0] != '\0';
 }
 
 /* Everything common to both signing styles once the request is complete:
  * canonical request -> string to sign -> hex signature. */
-static int sign_request(const struct sigv4_creds *c, const char *region, const char *service,
-                        const char *amz_date, const char *date8,
-                        const struct sigv4_request *r, char *scope, size_t scope_cap,
-                        char *sh, size_t sh_cap, char sig[65])
+static int sign_request(const struct sigv4_creds *c, const char *region, const char *service, const char *amz_date,
+                        const char *date8, const struct sigv4_request *r, char *scope, size_t scope_cap, char *sh,
+                        size_t sh_cap, char sig[65])
 {
-  char *creq = NULL, *sts = NULL;
-  size_t bound = creq_bound(r);
-  unsigned char key[32];
-  int rc = -1;
+    char *creq = NULL, *sts = NULL;
+    size_t bound = creq_bound(r);
+    unsigned char key[32];
+    int rc = -1;
 
-  if (sigv4_scope(date8, region, service, scope, scope_cap) < 0)
-    goto out;
-  creq = malloc(bound);
-  sts = malloc(256);
-  if (creq == NULL || sts == NULL)
-    goto out;
-  if (sigv4_canonical_request(r, creq, bound, sh, sh_cap) < 0)
-    goto out;
-  if (sigv4_string_to_sign(amz_date, scope, creq, sts, 256) < 0)
-    goto out;
-  if (sigv4_signing_key(c->secret_key, date8, region, service, key) < 0)
-    goto out;
-  if (sigv4_signature(key, sts, sig) < 0)
-    goto out;
-  rc = 0;
+    if (sigv4_scope(date8, region, service, scope, scope_cap) < 0)
+        goto out;
+    creq = malloc(bound);
+    sts = malloc(256);
+    if (creq == NULL || sts == NULL)
+        goto out;
+    if (sigv4_canonical_request(r, creq, bound, sh, sh_cap) < 0)
+        goto out;
+    if (sigv4_string_to_sign(amz_date, scope, creq, sts, 256) < 0)
+        goto out;
+    if (sigv4_signing_key(c->secret_key, date8, region, service, key) < 0)
+        goto out;
+    if (sigv4_signature(key, sts, sig) < 0)
+        goto out;
+    rc = 0;
 out:
-  OPENSSL_cleanse(key, sizeof(key));
-  free(creq);
-  free(sts);
-  return rc;
+    OPENSSL_cleanse(key, sizeof(key));
+    free(creq);
+    free(sts);
+    return rc;
 }
 
 static int make_canonical_uri(const char *path, int s3_mode, char **out)
 {
-  size_t cap;
-  *out = NULL;
-  if (too_long(path))
-    return -1;
-  cap = 3 * strlen(path) + 2;
-  *out = malloc(cap);
-  if (*out == NULL)
-    return -1;
-  return sigv4_canonical_uri(path, !s3_mode, *out, cap) < 0 ? -1 : 0;
+    size_t cap;
+    *out = NULL;
+    if (too_long(path))
+        return -1;
+    cap = 3 * strlen(path) + 2;
+    *out = malloc(cap);
+    if (*out == NULL)
+        return -1;
+    return sigv4_canonical_uri(path, !s3_mode, *out, cap) < 0 ? -1 : 0;
 }
 
-static int check_common(const struct sigv4_creds *c, const char *region, const char *service,
-                        const char *method, const char *host, const char *path,
-                        const struct sigv4_kv *query, size_t nquery,
+static int check_common(const struct sigv4_creds *c, const char *region, const char *service, const char *method,
+                        const char *host, const char *path, const struct sigv4_kv *query, size_t nquery,
                         const struct sigv4_kv *headers, size_t nheaders)
 {
-  if (!creds_ok(c) || !valid_scope_part(region) || !valid_scope_part(service) ||
-      too_long(method) || method[0] == '\0' || too_long(host) || host[0] == '\0' ||
-      too_long(path) || (nquery > 0 && query == NULL) || (nheaders > 0 && headers == NULL) ||
-      nquery > 1000 || nheaders > 100)
-    return -1;
-  for (size_t i = 0; i < nquery; i++)
-    if (too_long(query[i].name))
-      return -1;
-  for (size_t i = 0; i < nheaders; i++) {
-    if (!valid_header_name(headers[i].name))
-      return -1;
-    if (name_is(headers[i].name, "host") || name_is(headers[i].name, "x-amz-date") ||
-        name_is(headers[i].name, "x-amz-security-token") || name_is(headers[i].name, "authorization"))
-      return -1;
-  }
-  return 0;
+    if (!creds_ok(c) || !valid_scope_part(region) || !valid_scope_part(service) || too_long(method) ||
+        method[0] == '\0' || too_long(host) || host[0] == '\0' || too_long(path) || (nquery > 0 && query == NULL) ||
+        (nheaders > 0 && headers == NULL) || nquery > 1000 || nheaders > 100)
+        return -1;
+    for (size_t i = 0; i < nquery; i++)
+        if (too_long(query[i].name))
+            return -1;
+    for (size_t i = 0; i < nheaders; i++) {
+        if (!valid_header_name(headers[i].name))
+            return -1;
+        if (name_is(headers[i].name, "host") || name_is(headers[i].name, "x-amz-date") ||
+            name_is(headers[i].name, "x-amz-security-token") || name_is(headers[i].name, "authorization"))
+            return -1;
+    }
+    return 0;
 }
 
-int sigv4_sign_headers(const struct sigv4_creds *c, const char *region, const char *service,
-                       const char *method, const char *host, const char *path,
-                       const struct sigv4_kv *query, size_t nquery,
-                       const struct sigv4_kv *headers, size_t nheaders,
-                       const char *payload_sha256_hex, time_t now, int s3_mode,
-                       char *authorization, size_t auth_cap, char amz_date[17])
+int sigv4_sign_headers(const struct sigv4_creds *c, const char *region, const char *service, const char *method,
+                       const char *host, const char *path, const struct sigv4_kv *query, size_t nquery,
+                       const struct sigv4_kv *headers, size_t nheaders, const char *payload_sha256_hex, time_t now,
+                       int s3_mode, char *authorization, size_t auth_cap, char amz_date[17])
 {
-  struct sigv4_kv *all = NULL;
-  char *curi = NULL, *sh = NULL;
-  char date8[9], scope[160], sig[65];
-  size_t n = 0, sh_cap = 64;
-  struct sigv4_request r;
-  struct sv_out o;
-  int rc;
+    struct sigv4_kv *all = NULL;
+    char *curi = NULL, *sh = NULL;
+    char date8[9], scope[160], sig[65];
+    size_t n = 0, sh_cap = 64;
+    struct sigv4_request r;
+    struct sv_out o;
+    int rc;
 
-  out_init(&o, authorization, auth_cap);
-  if (amz_date != NULL)
-    amz_date[0] = '\0';
-  if (amz_date == NULL || too_long(payload_sha256_hex) ||
-      check_common(c, region, service, method, host, path, query, nquery, headers, nheaders) <
-          0 ||
-      sigv4_format_time(now, amz_date, date8) < 0)
-    goto fail;
-  all = calloc(nheaders + 3, sizeof(*all));
-  if (all == NULL)
-    goto fail;
-  for (size_t i = 0; i < nheaders; i++) {
-    all[n++] = headers[i];
-    sh_cap += strlen(headers[i].name) + 1;
-  }
-  all[n++] = (struct sigv4_kv){"host", host};
-  all[n++] = (struct sigv4_kv){"x-amz-date", amz_date};
-  if (has_token(c))
-    all[n++] = (struct sigv4_kv){"x-amz-security-token", c->session_token};
-  sh = malloc(sh_cap);
-  if (sh == NULL || make_canonical_uri(path, s3_mode, &curi) < 0)
-    goto fail;
-  r = (struct sigv4_request){method, curi, query, nquery, all, n, payload_sha256_hex};
-  if (sign_request(c, region, service, amz_date, date8, &r, scope, sizeof(scope), sh, sh_cap,
-                   sig) < 0)
-    goto fail;
-  out_str(&o, SIGV4_ALGO " Credential=");
-  out_str(&o, c->access_key);
-  out_ch(&o, '/');
-  out_str(&o, scope);
-  out_str(&o, ", SignedHeaders=");
-  out_str(&o, sh);
-  out_str(&o, ", Signature=");
-  out_str(&o, sig);
-  goto done;
+    out_init(&o, authorization, auth_cap);
+    if (amz_date != NULL)
+        amz_date[0] = '\0';
+    if (amz_date == NULL || too_long(payload_sha256_hex) ||
+        check_common(c, region, service, method, host, path, query, nquery, headers, nheaders) < 0 ||
+        sigv4_format_time(now, amz_date, date8) < 0)
+        goto fail;
+    all = calloc(nheaders + 3, sizeof(*all));
+    if (all == NULL)
+        goto fail;
+    for (size_t i = 0; i < nheaders; i++) {
+        all[n++] = headers[i];
+        sh_cap += strlen(headers[i].name) + 1;
+    }
+    all[n++] = (struct sigv4_kv){"host", host};
+    all[n++] = (struct sigv4_kv){"x-amz-date", amz_date};
+    if (has_token(c))
+        all[n++] = (struct sigv4_kv){"x-amz-security-token", c->session_token};
+    sh = malloc(sh_cap);
+    if (sh == NULL || make_canonical_uri(path, s3_mode, &curi) < 0)
+        goto fail;
+    r = (struct sigv4_request){method, curi, query, nquery, all, n, payload_sha256_hex};
+    if (sign_request(c, region, service, amz_date, date8, &r, scope, sizeof(scope), sh, sh_cap, sig) < 0)
+        goto fail;
+    out_str(&o, SIGV4_ALGO " Credential=");
+    out_str(&o, c->access_key);
+    out_ch(&o, '/');
+    out_str(&o, scope);
+    out_str(&o, ", SignedHeaders=");
+    out_str(&o, sh);
+    out_str(&o, ", Signature=");
+    out_str(&o, sig);
+    goto done;
 fail:
-  o.err = 1;
+    o.err = 1;
 done:
-  rc = out_done(&o);
-  if (rc < 0 && amz_date != NULL)
-    amz_date[0] = '\0';
-  free(all);
-  free(curi);
-  free(sh);
-  return rc < 0 ? -1 : rc;
+    rc = out_done(&o);
+    if (rc < 0 && amz_date != NULL)
+        amz_date[0] = '\0';
+    free(all);
+    free(curi);
+    free(sh);
+    return rc < 0 ? -1 : rc;
 }
 
 static int is_reserved_query_name(const char *name)
 {
-  static const char *const reserved[] = {"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date",
-                                         "X-Amz-Expires", "X-Amz-SignedHeaders",
-                                         "X-Amz-Security-Token", "X-Amz-Signature"};
-  for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
-    if (name_is(name, reserved[i]))
-      return 1;
-  return 0;
+    static const char *const reserved[] = {"X-Amz-Algorithm", "X-Amz-Credential",    "X-Amz-Date",
+                                           "X-Amz-Expires",   "X-Amz-SignedHeaders", "X-Amz-Security-Token",
+                                           "X-Amz-Signature"};
+    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+        if (name_is(name, reserved[i]))
+            return 1;
+    return 0;
 }
 
-int sigv4_presign_url(const struct sigv4_creds *c, const char *region, const char *service,
-                      const char *method, const char *scheme, const char *host, const char *path,
-                      const struct sigv4_kv *query, size_t nquery,
-                      const struct sigv4_kv *headers, size_t nheaders, const char *payload_hash,
-                      unsigned expires_seconds, time_t now, int s3_mode, char *url_out,
-                      size_t url_cap)
+int sigv4_presign_url(const struct sigv4_creds *c, const char *region, const char *service, const char *method,
+                      const char *scheme, const char *host, const char *path, const struct sigv4_kv *query,
+                      size_t nquery, const struct sigv4_kv *headers, size_t nheaders, const char *payload_hash,
+                      unsigned expires_seconds, time_t now, int s3_mode, char *url_out, size_t url_cap)
 {
-  struct sigv4_kv *hs = NULL, *qs = NULL;
-  struct hdr_ref *sorted = NULL;
-  char *curi = NULL, *sh = NULL, *cred = NULL, *cq = NULL;
-  char amz_date[17], date8[9], scope[160], sig[65], expires[16];
-  size_t nh = 0, nq = 0, sh_cap = 8, cred_cap, cq_cap;
-  struct sigv4_request r;
-  struct sv_out o, t;
-  int rc;
+    struct sigv4_kv *hs = NULL, *qs = NULL;
+    struct hdr_ref *sorted = NULL;
+    char *curi = NULL, *sh = NULL, *cred = NULL, *cq = NULL;
+    char amz_date[17], date8[9], scope[160], sig[65], expires[16];
+    size_t nh = 0, nq = 0, sh_cap = 8, cred_cap, cq_cap;
+    struct sigv4_request r;
+    struct sv_out o, t;
+    int rc;
 
-  out_init(&o, url_out, url_cap);
-  if (payload_hash == NULL)
-    payload_hash = SIGV4_UNSIGNED_PAYLOAD;
-  if (too_long(payload_hash) || too_long(scheme) || scheme[0] == '\0' ||
-      expires_seconds < 1 || expires_seconds > SIGV4_MAX_EXPIRES ||
-      check_common(c, region, service, method, host, path, query, nquery, headers, nheaders) <
-          0 ||
-      sigv4_format_time(now, amz_date, date8) < 0 ||
-      sigv4_scope(date8, region, service, scope, sizeof(scope)) < 0)
-    goto fail;
-  for (size_t i = 0; i < nquery; i++)
-    if (is_reserved_query_name(query[i].name))
-      goto fail;
+    out_init(&o, url_out, url_cap);
+    if (payload_hash == NULL)
+        payload_hash = SIGV4_UNSIGNED_PAYLOAD;
+    if (too_long(payload_hash) || too_long(scheme) || scheme[0] == '\0' || expires_seconds < 1 ||
+        expires_seconds > SIGV4_MAX_EXPIRES ||
+        check_common(c, region, service, method, host, path, query, nquery, headers, nheaders) < 0 ||
+        sigv4_format_time(now, amz_date, date8) < 0 || sigv4_scope(date8, region, service, scope, sizeof(scope)) < 0)
+        goto fail;
+    for (size_t i = 0; i < nquery; i++)
+        if (is_reserved_query_name(query[i].name))
+            goto fail;
 
-  /* SignedHeaders goes into the query, so it is computed first. */
-  hs = calloc(nheaders + 1, sizeof(*hs));
-  if (hs == NULL)
-    goto fail;
-  hs[nh++] = (struct sigv4_kv){"host", host};
-  for (size_t i = 0; i < nheaders; i++) {
-    hs[nh++] = headers[i];
-    sh_cap += strlen(headers[i].name) + 1;
-  }
-  sorted = sort_headers(hs, nh);
-  sh = malloc(sh_cap);
-  cred_cap = strlen(c->access_key) + strlen(scope) + 2;
-  cred = malloc(cred_cap);
-  if (sorted == NULL || sh == NULL || cred == NULL)
-    goto fail;
-  out_init(&t, sh, sh_cap);
-  out_signed_headers(&t, sorted, nh);
-  if (out_done(&t) < 0)
-    goto fail;
-  out_init(&t, cred, cred_cap);
-  out_str(&t, c->access_key);
-  out_ch(&t, '/');
-  out_str(&t, scope);
-  if (out_done(&t) < 0)
-    goto fail;
-  out_init(&t, expires, sizeof(expires));
-  {
-    char digits[12];
-    size_t nd = 0;
-    unsigned v = expires_seconds;
-    do {
-      digits[nd++] = (char)('0' + v % 10);
-      v /= 10;
-    } while (v != 0);
-    while (nd > 0)
-      out_ch(&t, digits[--nd]);
-  }
-  if (out_done(&t) < 0)
-    goto fail;
+    /* SignedHeaders goes into the query, so it is computed first. */
+    hs = calloc(nheaders + 1, sizeof(*hs));
+    if (hs == NULL)
+        goto fail;
+    hs[nh++] = (struct sigv4_kv){"host", host};
+    for (size_t i = 0; i < nheaders; i++) {
+        hs[nh++] = headers[i];
+        sh_cap += strlen(headers[i].name) + 1;
+    }
+    sorted = sort_headers(hs, nh);
+    sh = malloc(sh_cap);
+    cred_cap = strlen(c->access_key) + strlen(scope) + 2;
+    cred = malloc(cred_cap);
+    if (sorted == NULL || sh == NULL || cred == NULL)
+        goto fail;
+    out_init(&t, sh, sh_cap);
+    out_signed_headers(&t, sorted, nh);
+    if (out_done(&t) < 0)
+        goto fail;
+    out_init(&t, cred, cred_cap);
+    out_str(&t, c->access_key);
+    out_ch(&t, '/');
+    out_str(&t, scope);
+    if (out_done(&t) < 0)
+        goto fail;
+    out_init(&t, expires, sizeof(expires));
+    {
+        char digits[12];
+        size_t nd = 0;
+        unsigned v = expires_seconds;
+        do {
+            digits[nd++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v != 0);
+        while (nd > 0)
+            out_ch(&t, digits[--nd]);
+    }
+    if (out_done(&t) < 0)
+        goto fail;
 
-  qs = calloc(nquery + 6, sizeof(*qs));
-  if (qs == NULL)
-    goto fail;
-  for (size_t i = 0; i < nquery; i++)
-    qs[nq++] = query[i];
-  qs[nq++] = (struct sigv4_kv){"X-Amz-Algorithm", SIGV4_ALGO};
-  qs[nq++] = (struct sigv4_kv){"X-Amz-Credential", cred};
-  qs[nq++] = (struct sigv4_kv){"X-Amz-Date", amz_date};
-  qs[nq++] = (struct sigv4_kv){"X-Amz-Expires", expires};
-  qs[nq++] = (struct sigv4_kv){"X-Amz-SignedHeaders", sh};
-  if (has_token(c))
-    qs[nq++] = (struct sigv4_kv){"X-Amz-Security-Token", c->session_token};
+    qs = calloc(nquery + 6, sizeof(*qs));
+    if (qs == NULL)
+        goto fail;
+    for (size_t i = 0; i < nquery; i++)
+        qs[nq++] = query[i];
+    qs[nq++] = (struct sigv4_kv){"X-Amz-Algorithm", SIGV4_ALGO};
+    qs[nq++] = (struct sigv4_kv){"X-Amz-Credential", cred};
+    qs[nq++] = (struct sigv4_kv){"X-Amz-Date", amz_date};
+    qs[nq++] = (struct sigv4_kv){"X-Amz-Expires", expires};
+    qs[nq++] = (struct sigv4_kv){"X-Amz-SignedHeaders", sh};
+    if (has_token(c))
+        qs[nq++] = (struct sigv4_kv){"X-Amz-Security-Token", c->session_token};
 
-  if (make_canonical_uri(path, s3_mode, &curi) < 0)
-    goto fail;
-  r = (struct sigv4_request){method, curi, qs, nq, hs, nh, payload_hash};
-  cq_cap = creq_bound(&r);
-  cq = malloc(cq_cap);
-  if (cq == NULL || sigv4_canonical_query(qs, nq, cq, cq_cap) < 0)
-    goto fail;
-  if (sign_request(c, region, service, amz_date, date8, &r, scope, sizeof(scope), NULL, 0,
-                   sig) < 0)
-    goto fail;
+    if (make_canonical_uri(path, s3_mode, &curi) < 0)
+        goto fail;
+    r = (struct sigv4_request){method, curi, qs, nq, hs, nh, payload_hash};
+    cq_cap = creq_bound(&r);
+    cq = malloc(cq_cap);
+    if (cq == NULL || sigv4_canonical_query(qs, nq, cq, cq_cap) < 0)
+        goto fail;
+    if (sign_request(c, region, service, amz_date, date8, &r, scope, sizeof(scope), NULL, 0, sig) < 0)
+        goto fail;
 
-  out_str(&o, scheme);
-  out_str(&o, "://");
-  out_str(&o, host);
-  if (s3_mode)
-    out_str(&o, curi);
-  else
-    out_str(&o, path[0] != '\0' ? path : "/");
-  out_ch(&o, '?');
-  out_str(&o, cq);
-  out_str(&o, "&X-Amz-Signature=");
-  out_str(&o, sig);
-  goto done;
+    out_str(&o, scheme);
+    out_str(&o, "://");
+    out_str(&o, host);
+    if (s3_mode)
+        out_str(&o, curi);
+    else
+        out_str(&o, path[0] != '\0' ? path : "/");
+    out_ch(&o, '?');
+    out_str(&o, cq);
+    out_str(&o, "&X-Amz-Signature=");
+    out_str(&o, sig);
+    goto done;
 fail:
-  o.err = 1;
+    o.err = 1;
 done:
-  rc = out_done(&o);
-  free(hs);
-  free(qs);
-  free(sorted);
-  free(curi);
-  free(sh);
-  free(cred);
-  free(cq);
-  return rc < 0 ? -1 : rc;
+    rc = out_done(&o);
+    free(hs);
+    free(qs);
+    free(sorted);
+    free(curi);
+    free(sh);
+    free(cred);
+    free(cq);
+    return rc < 0 ? -1 : rc;
 }

@@ -15,295 +15,280 @@
 #define WEIRD_ENC "uploads/it%27s%20%281%29%21%2A~%20%C3%A9%2Bx.png"
 #define LOCAL "http://127.0.0.1:4569"
 
-static const struct s3_target local = {LOCAL, 1, "test-bucket", "us-east-1",
-                                       {"S3RVER", "S3RVER", NULL}};
+static const struct s3_target local = {LOCAL, 1, "test-bucket", "us-east-1", {"S3RVER", "S3RVER", NULL}};
 
 static void test_keys_and_urls(void)
 {
-  char key[S3_KEY_MAX + 1], url[S3_URL_MAX];
-  struct s3_target t = {NULL, 0, "my-bucket", "eu-west-3",
-                        {"AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", NULL}};
+    char key[S3_KEY_MAX + 1], url[S3_URL_MAX];
+    struct s3_target t = {
+        NULL, 0, "my-bucket", "eu-west-3", {"AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", NULL}};
 
-  TEST_ASSERT(s3_make_key("uploads/", UUID, "png", key, sizeof(key)) == 0, "make key");
-  TEST_STR_EQ(key, "uploads/" UUID ".png", "key shape");
-  TEST_ASSERT(s3_make_key("", UUID, "jpg", key, sizeof(key)) == 0 &&
-                  strcmp(key, UUID ".jpg") == 0,
-              "key without prefix");
-  TEST_ASSERT(s3_make_key("uploads/", UUID, "p/ng", key, sizeof(key)) < 0 && key[0] == '\0',
-              "ext with slash refused");
-  TEST_ASSERT(s3_make_key("uploads/", "../x", "png", key, sizeof(key)) < 0, "bad uuid refused");
-  TEST_ASSERT(s3_make_key("uploads/", UUID, "png", key, 20) < 0 && key[0] == '\0',
-              "key overflow refused");
+    TEST_ASSERT(s3_make_key("uploads/", UUID, "png", key, sizeof(key)) == 0, "make key");
+    TEST_STR_EQ(key, "uploads/" UUID ".png", "key shape");
+    TEST_ASSERT(s3_make_key("", UUID, "jpg", key, sizeof(key)) == 0 && strcmp(key, UUID ".jpg") == 0,
+                "key without prefix");
+    TEST_ASSERT(s3_make_key("uploads/", UUID, "p/ng", key, sizeof(key)) < 0 && key[0] == '\0',
+                "ext with slash refused");
+    TEST_ASSERT(s3_make_key("uploads/", "../x", "png", key, sizeof(key)) < 0, "bad uuid refused");
+    TEST_ASSERT(s3_make_key("uploads/", UUID, "png", key, 20) < 0 && key[0] == '\0', "key overflow refused");
 
-  TEST_ASSERT(s3_object_url(&t, "uploads/" UUID ".png", url, sizeof(url)) == 0, "vhost URL");
-  TEST_STR_EQ(url, "https://my-bucket.s3.eu-west-3.amazonaws.com/uploads/" UUID ".png",
-              "default endpoint is virtual-host style");
-  t.path_style = 1;
-  s3_object_url(&t, "uploads/" UUID ".png", url, sizeof(url));
-  TEST_STR_EQ(url, "https://s3.eu-west-3.amazonaws.com/my-bucket/uploads/" UUID ".png",
-              "default endpoint, path style");
-  s3_object_url(&local, WEIRD_KEY, url, sizeof(url));
-  TEST_STR_EQ(url, LOCAL "/test-bucket/" WEIRD_ENC, "path style local endpoint, key encoded");
+    TEST_ASSERT(s3_object_url(&t, "uploads/" UUID ".png", url, sizeof(url)) == 0, "vhost URL");
+    TEST_STR_EQ(url, "https://my-bucket.s3.eu-west-3.amazonaws.com/uploads/" UUID ".png",
+                "default endpoint is virtual-host style");
+    t.path_style = 1;
+    s3_object_url(&t, "uploads/" UUID ".png", url, sizeof(url));
+    TEST_STR_EQ(url, "https://s3.eu-west-3.amazonaws.com/my-bucket/uploads/" UUID ".png",
+                "default endpoint, path style");
+    s3_object_url(&local, WEIRD_KEY, url, sizeof(url));
+    TEST_STR_EQ(url, LOCAL "/test-bucket/" WEIRD_ENC, "path style local endpoint, key encoded");
 
-  t.endpoint = "http://localhost:9000/";
-  t.path_style = 0;
-  s3_object_url(&t, "a b", url, sizeof(url));
-  TEST_STR_EQ(url, "http://my-bucket.localhost:9000/a%20b", "vhost on a custom endpoint");
-  t.endpoint = "https://minio.test:443";
-  t.path_style = 1;
-  s3_object_url(&t, "k", url, sizeof(url));
-  TEST_STR_EQ(url, "https://minio.test/my-bucket/k", "default https port dropped");
-  t.endpoint = "http://127.0.0.1:80";
-  s3_object_url(&t, "k", url, sizeof(url));
-  TEST_STR_EQ(url, "http://127.0.0.1/my-bucket/k", "default http port dropped");
+    t.endpoint = "http://localhost:9000/";
+    t.path_style = 0;
+    s3_object_url(&t, "a b", url, sizeof(url));
+    TEST_STR_EQ(url, "http://my-bucket.localhost:9000/a%20b", "vhost on a custom endpoint");
+    t.endpoint = "https://minio.test:443";
+    t.path_style = 1;
+    s3_object_url(&t, "k", url, sizeof(url));
+    TEST_STR_EQ(url, "https://minio.test/my-bucket/k", "default https port dropped");
+    t.endpoint = "http://127.0.0.1:80";
+    s3_object_url(&t, "k", url, sizeof(url));
+    TEST_STR_EQ(url, "http://127.0.0.1/my-bucket/k", "default http port dropped");
 
-  static const char *const bad_endpoints[] = {
-      "ftp://127.0.0.1",         "127.0.0.1:4569",     "http://",
-      "http://user@127.0.0.1",   "http://h/base",      "http://h:",
-      "http://h:12x",            "http://:80",         "http://h:1234567",
-      "http://[::1]:4569",       "http://h\r\nX: y"};
-  for (size_t i = 0; i < sizeof(bad_endpoints) / sizeof(bad_endpoints[0]); i++) {
-    t.endpoint = bad_endpoints[i];
-    TEST_ASSERT(s3_object_url(&t, "k", url, sizeof(url)) < 0 && url[0] == '\0',
-                "bad endpoint refused: %s", bad_endpoints[i]);
-  }
-  t.endpoint = LOCAL;
-  t.bucket = "Bad_Bucket";
-  TEST_ASSERT(s3_object_url(&t, "k", url, sizeof(url)) < 0, "bad bucket refused");
-  t.bucket = "ab";
-  TEST_ASSERT(s3_object_url(&t, "k", url, sizeof(url)) < 0, "short bucket refused");
-  t.bucket = "my-bucket";
-  t.region = "us east";
-  TEST_ASSERT(s3_object_url(&t, "k", url, sizeof(url)) < 0, "bad region refused");
-  t.region = "us-east-1";
-  TEST_ASSERT(s3_object_url(&t, "", url, sizeof(url)) < 0, "empty key refused");
-  TEST_ASSERT(s3_object_url(&t, "a\nb", url, sizeof(url)) < 0, "control char in key refused");
-  {
-    char *longkey = malloc(S3_KEY_MAX + 2);
-    if (longkey != NULL) {
-      memset(longkey, 'k', S3_KEY_MAX);
-      longkey[S3_KEY_MAX] = '\0';
-      TEST_ASSERT(s3_object_url(&t, longkey, url, sizeof(url)) == 0, "1024-byte key accepted");
-      longkey[S3_KEY_MAX] = 'k';
-      longkey[S3_KEY_MAX + 1] = '\0';
-      TEST_ASSERT(s3_object_url(&t, longkey, url, sizeof(url)) < 0, "1025-byte key refused");
-      free(longkey);
+    static const char *const bad_endpoints[] = {
+        "ftp://127.0.0.1",  "127.0.0.1:4569",    "http://",         "http://user@127.0.0.1",
+        "http://h/base",    "http://h:",         "http://h:12x",    "http://:80",
+        "http://h:1234567", "http://[::1]:4569", "http://h\r\nX: y"};
+    for (size_t i = 0; i < sizeof(bad_endpoints) / sizeof(bad_endpoints[0]); i++) {
+        t.endpoint = bad_endpoints[i];
+        TEST_ASSERT(s3_object_url(&t, "k", url, sizeof(url)) < 0 && url[0] == '\0', "bad endpoint refused: %s",
+                    bad_endpoints[i]);
     }
-  }
-  TEST_ASSERT(s3_object_url(&local, "k", url, 30) < 0 && url[0] == '\0', "URL overflow refused");
+    t.endpoint = LOCAL;
+    t.bucket = "Bad_Bucket";
+    TEST_ASSERT(s3_object_url(&t, "k", url, sizeof(url)) < 0, "bad bucket refused");
+    t.bucket = "ab";
+    TEST_ASSERT(s3_object_url(&t, "k", url, sizeof(url)) < 0, "short bucket refused");
+    t.bucket = "my-bucket";
+    t.region = "us east";
+    TEST_ASSERT(s3_object_url(&t, "k", url, sizeof(url)) < 0, "bad region refused");
+    t.region = "us-east-1";
+    TEST_ASSERT(s3_object_url(&t, "", url, sizeof(url)) < 0, "empty key refused");
+    TEST_ASSERT(s3_object_url(&t, "a\nb", url, sizeof(url)) < 0, "control char in key refused");
+    {
+        char *longkey = malloc(S3_KEY_MAX + 2);
+        if (longkey != NULL) {
+            memset(longkey, 'k', S3_KEY_MAX);
+            longkey[S3_KEY_MAX] = '\0';
+            TEST_ASSERT(s3_object_url(&t, longkey, url, sizeof(url)) == 0, "1024-byte key accepted");
+            longkey[S3_KEY_MAX] = 'k';
+            longkey[S3_KEY_MAX + 1] = '\0';
+            TEST_ASSERT(s3_object_url(&t, longkey, url, sizeof(url)) < 0, "1025-byte key refused");
+            free(longkey);
+        }
+    }
+    TEST_ASSERT(s3_object_url(&local, "k", url, 30) < 0 && url[0] == '\0', "URL overflow refused");
 }
 
 static void test_signed_requests(void)
 {
-  struct s3_request *rq = malloc(sizeof(*rq));
-  struct s3_target tok = local;
-  if (rq == NULL)
-    return;
+    struct s3_request *rq = malloc(sizeof(*rq));
+    struct s3_target tok = local;
+    if (rq == NULL)
+        return;
 
-  /* botocore: sign GET <weird key> --payload e3b0... */
-  TEST_ASSERT(s3_sign_get(&local, "GET", WEIRD_KEY, T0, rq) == 0, "sign GET");
-  TEST_STR_EQ(rq->method, "GET", "GET method");
-  TEST_STR_EQ(rq->url, LOCAL "/test-bucket/" WEIRD_ENC, "GET URL");
-  TEST_ASSERT(rq->nheaders == 3, "GET header count %zu", rq->nheaders);
-  TEST_STR_EQ(rq->headers[0], "x-amz-content-sha256: " SIGV4_EMPTY_SHA256, "GET payload header");
-  TEST_STR_EQ(rq->headers[1], "x-amz-date: 20261124T120000Z", "GET date header");
-  TEST_STR_EQ(rq->headers[2],
-              "Authorization: AWS4-HMAC-SHA256 Credential=S3RVER/20261124/us-east-1/s3/"
-              "aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature="
-              "28685d11f5b1a3636a1687ad48361a0ba8c51cb00368f0e4c017850fc3121bde",
-              "GET Authorization (botocore)");
-  TEST_ASSERT(s3_sign_get(&local, "HEAD", WEIRD_KEY, T0, rq) == 0 &&
-                  strcmp(rq->method, "HEAD") == 0 && rq->nheaders == 3,
-              "sign HEAD");
-  TEST_ASSERT(s3_sign_get(&local, "POST", WEIRD_KEY, T0, rq) < 0 && rq->nheaders == 0 &&
-                  rq->url[0] == '\0',
-              "sign_get refuses POST");
+    /* botocore: sign GET <weird key> --payload e3b0... */
+    TEST_ASSERT(s3_sign_get(&local, "GET", WEIRD_KEY, T0, rq) == 0, "sign GET");
+    TEST_STR_EQ(rq->method, "GET", "GET method");
+    TEST_STR_EQ(rq->url, LOCAL "/test-bucket/" WEIRD_ENC, "GET URL");
+    TEST_ASSERT(rq->nheaders == 3, "GET header count %zu", rq->nheaders);
+    TEST_STR_EQ(rq->headers[0], "x-amz-content-sha256: " SIGV4_EMPTY_SHA256, "GET payload header");
+    TEST_STR_EQ(rq->headers[1], "x-amz-date: 20261124T120000Z", "GET date header");
+    TEST_STR_EQ(rq->headers[2],
+                "Authorization: AWS4-HMAC-SHA256 Credential=S3RVER/20261124/us-east-1/s3/"
+                "aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature="
+                "28685d11f5b1a3636a1687ad48361a0ba8c51cb00368f0e4c017850fc3121bde",
+                "GET Authorization (botocore)");
+    TEST_ASSERT(s3_sign_get(&local, "HEAD", WEIRD_KEY, T0, rq) == 0 && strcmp(rq->method, "HEAD") == 0 &&
+                    rq->nheaders == 3,
+                "sign HEAD");
+    TEST_ASSERT(s3_sign_get(&local, "POST", WEIRD_KEY, T0, rq) < 0 && rq->nheaders == 0 && rq->url[0] == '\0',
+                "sign_get refuses POST");
 
-  /* botocore: sign PUT <weird key> Content-Type: image/png, UNSIGNED-PAYLOAD */
-  TEST_ASSERT(s3_sign_put(&local, WEIRD_KEY, "image/png", 20000, NULL, T0, rq) == 0, "sign PUT");
-  TEST_STR_EQ(rq->method, "PUT", "PUT method");
-  TEST_ASSERT(rq->nheaders == 5, "PUT header count %zu", rq->nheaders);
-  TEST_STR_EQ(rq->headers[0], "Content-Type: image/png", "PUT content type");
-  TEST_STR_EQ(rq->headers[1], "Content-Length: 20000", "PUT content length");
-  TEST_STR_EQ(rq->headers[2], "x-amz-content-sha256: UNSIGNED-PAYLOAD", "PUT payload header");
-  TEST_STR_EQ(rq->headers[4],
-              "Authorization: AWS4-HMAC-SHA256 Credential=S3RVER/20261124/us-east-1/s3/"
-              "aws4_request, SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date, "
-              "Signature=76f3de989996b881ef04d9f556f229fe35b82c88720737dca90001fc5f5c5cad",
-              "PUT Authorization (botocore)");
+    /* botocore: sign PUT <weird key> Content-Type: image/png, UNSIGNED-PAYLOAD */
+    TEST_ASSERT(s3_sign_put(&local, WEIRD_KEY, "image/png", 20000, NULL, T0, rq) == 0, "sign PUT");
+    TEST_STR_EQ(rq->method, "PUT", "PUT method");
+    TEST_ASSERT(rq->nheaders == 5, "PUT header count %zu", rq->nheaders);
+    TEST_STR_EQ(rq->headers[0], "Content-Type: image/png", "PUT content type");
+    TEST_STR_EQ(rq->headers[1], "Content-Length: 20000", "PUT content length");
+    TEST_STR_EQ(rq->headers[2], "x-amz-content-sha256: UNSIGNED-PAYLOAD", "PUT payload header");
+    TEST_STR_EQ(rq->headers[4],
+                "Authorization: AWS4-HMAC-SHA256 Credential=S3RVER/20261124/us-east-1/s3/"
+                "aws4_request, SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date, "
+                "Signature=76f3de989996b881ef04d9f556f229fe35b82c88720737dca90001fc5f5c5cad",
+                "PUT Authorization (botocore)");
 
-  /* botocore: session token as a signed header */
-  tok.creds = (struct sigv4_creds){"ASIAEXAMPLE", "secret/with+chars",
-                                   "FwoGZXIvYXdzEBYaDExampleSessionToken/with+plus=="};
-  TEST_ASSERT(s3_sign_put(&tok, "uploads/x.png", "image/png", 21,
-                          "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072", T0,
-                          rq) == 0 && rq->nheaders == 6,
-              "sign PUT with token");
-  TEST_STR_EQ(rq->headers[4],
-              "x-amz-security-token: FwoGZXIvYXdzEBYaDExampleSessionToken/with+plus==",
-              "token header");
-  TEST_STR_EQ(rq->headers[5],
-              "Authorization: AWS4-HMAC-SHA256 Credential=ASIAEXAMPLE/20261124/us-east-1/s3/"
-              "aws4_request, SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date;"
-              "x-amz-security-token, Signature="
-              "274058b549394996e6478edf6651338700044d6461d802f7fb4580252b3dab8d",
-              "PUT with token Authorization (botocore)");
+    /* botocore: session token as a signed header */
+    tok.creds =
+        (struct sigv4_creds){"ASIAEXAMPLE", "secret/with+chars", "FwoGZXIvYXdzEBYaDExampleSessionToken/with+plus=="};
+    TEST_ASSERT(s3_sign_put(&tok, "uploads/x.png", "image/png", 21,
+                            "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072", T0, rq) == 0 &&
+                    rq->nheaders == 6,
+                "sign PUT with token");
+    TEST_STR_EQ(rq->headers[4],
+                "x-amz-security-token: FwoGZXIvYXdzEBYaDExampleSessionToken/with+plus==", "token header");
+    TEST_STR_EQ(rq->headers[5],
+                "Authorization: AWS4-HMAC-SHA256 Credential=ASIAEXAMPLE/20261124/us-east-1/s3/"
+                "aws4_request, SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date;"
+                "x-amz-security-token, Signature="
+                "274058b549394996e6478edf6651338700044d6461d802f7fb4580252b3dab8d",
+                "PUT with token Authorization (botocore)");
 
-  TEST_ASSERT(s3_sign_put(&local, "k", "image/png\r\nX-Evil: 1", 1, NULL, T0, rq) < 0 &&
-                  rq->nheaders == 0,
-              "CR/LF in content type refused");
-  TEST_ASSERT(s3_sign_put(&local, "k", "image/png", 1, "ABC", T0, rq) < 0, "bad hash refused");
-  TEST_ASSERT(s3_sign_put(&local, "k", "", 1, NULL, T0, rq) < 0, "empty content type refused");
-  tok.creds.secret_key = "";
-  TEST_ASSERT(s3_sign_get(&tok, "GET", "k", T0, rq) < 0, "empty secret refused");
-  tok.creds = (struct sigv4_creds){"S3RVER", "S3RVER", "bad\ntoken"};
-  TEST_ASSERT(s3_sign_get(&tok, "GET", "k", T0, rq) < 0, "token with newline refused");
-  free(rq);
+    TEST_ASSERT(s3_sign_put(&local, "k", "image/png\r\nX-Evil: 1", 1, NULL, T0, rq) < 0 && rq->nheaders == 0,
+                "CR/LF in content type refused");
+    TEST_ASSERT(s3_sign_put(&local, "k", "image/png", 1, "ABC", T0, rq) < 0, "bad hash refused");
+    TEST_ASSERT(s3_sign_put(&local, "k", "", 1, NULL, T0, rq) < 0, "empty content type refused");
+    tok.creds.secret_key = "";
+    TEST_ASSERT(s3_sign_get(&tok, "GET", "k", T0, rq) < 0, "empty secret refused");
+    tok.creds = (struct sigv4_creds){"S3RVER", "S3RVER", "bad\ntoken"};
+    TEST_ASSERT(s3_sign_get(&tok, "GET", "k", T0, rq) < 0, "token with newline refused");
+    free(rq);
 }
 
 static void test_presigned(void)
 {
-  struct s3_request *rq = malloc(sizeof(*rq));
-  const struct s3_target aws = {
-      NULL, 0, "my-bucket", "eu-west-3",
-      {"AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", NULL}};
-  struct s3_target tok = local;
-  if (rq == NULL)
-    return;
+    struct s3_request *rq = malloc(sizeof(*rq));
+    const struct s3_target aws = {
+        NULL, 0, "my-bucket", "eu-west-3", {"AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", NULL}};
+    struct s3_target tok = local;
+    if (rq == NULL)
+        return;
 
-  /* botocore client-presign GET, virtual-host style, eu-west-3, 600 s */
-  TEST_ASSERT(s3_presign_get(&aws, "uploads/" UUID ".png", 600, T0, rq) == 0, "presign vhost");
-  TEST_STR_EQ(rq->url,
-              "https://my-bucket.s3.eu-west-3.amazonaws.com/uploads/" UUID ".png?X-Amz-Algorithm="
-              "AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20261124%2Feu-west-3%2F"
-              "s3%2Faws4_request&X-Amz-Date=20261124T120000Z&X-Amz-Expires=600"
-              "&X-Amz-SignedHeaders=host&X-Amz-Signature="
-              "cc7a01e44faeccf689402ba29f8b55643ea0eaae84b936a1a44d97aad2520f73",
-              "presigned GET, default endpoint (botocore)");
-  TEST_ASSERT(rq->nheaders == 0 && strcmp(rq->method, "GET") == 0, "presigned GET: no headers");
+    /* botocore client-presign GET, virtual-host style, eu-west-3, 600 s */
+    TEST_ASSERT(s3_presign_get(&aws, "uploads/" UUID ".png", 600, T0, rq) == 0, "presign vhost");
+    TEST_STR_EQ(rq->url,
+                "https://my-bucket.s3.eu-west-3.amazonaws.com/uploads/" UUID ".png?X-Amz-Algorithm="
+                "AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20261124%2Feu-west-3%2F"
+                "s3%2Faws4_request&X-Amz-Date=20261124T120000Z&X-Amz-Expires=600"
+                "&X-Amz-SignedHeaders=host&X-Amz-Signature="
+                "cc7a01e44faeccf689402ba29f8b55643ea0eaae84b936a1a44d97aad2520f73",
+                "presigned GET, default endpoint (botocore)");
+    TEST_ASSERT(rq->nheaders == 0 && strcmp(rq->method, "GET") == 0, "presigned GET: no headers");
 
-  TEST_ASSERT(s3_presign_get(&local, WEIRD_KEY, 900, T0, rq) == 0, "presign path style");
-  TEST_STR_EQ(rq->url,
-              LOCAL "/test-bucket/" WEIRD_ENC "?X-Amz-Algorithm=AWS4-HMAC-SHA256"
-                    "&X-Amz-Credential=S3RVER%2F20261124%2Fus-east-1%2Fs3%2Faws4_request"
-                    "&X-Amz-Date=20261124T120000Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host"
-                    "&X-Amz-Signature="
-                    "4d5d78e02a00dd24321d24fc416d135cad60c5a52c6e69bd399c2b951b05dea6",
-              "presigned GET, weird key (botocore)");
+    TEST_ASSERT(s3_presign_get(&local, WEIRD_KEY, 900, T0, rq) == 0, "presign path style");
+    TEST_STR_EQ(rq->url,
+                LOCAL "/test-bucket/" WEIRD_ENC "?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+                      "&X-Amz-Credential=S3RVER%2F20261124%2Fus-east-1%2Fs3%2Faws4_request"
+                      "&X-Amz-Date=20261124T120000Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host"
+                      "&X-Amz-Signature="
+                      "4d5d78e02a00dd24321d24fc416d135cad60c5a52c6e69bd399c2b951b05dea6",
+                "presigned GET, weird key (botocore)");
 
-  TEST_ASSERT(s3_presign_put(&local, WEIRD_KEY, "image/png", 900, T0, rq) == 0, "presign PUT");
-  TEST_STR_EQ(rq->url,
-              LOCAL "/test-bucket/" WEIRD_ENC "?X-Amz-Algorithm=AWS4-HMAC-SHA256"
-                    "&X-Amz-Credential=S3RVER%2F20261124%2Fus-east-1%2Fs3%2Faws4_request"
-                    "&X-Amz-Date=20261124T120000Z&X-Amz-Expires=900"
-                    "&X-Amz-SignedHeaders=content-type%3Bhost&X-Amz-Signature="
-                    "d5d9cf644f25e652e90e93aa1d90e94afb4c064896662b322cd277231f99c5f9",
-              "presigned PUT signing content-type (botocore)");
-  TEST_ASSERT(rq->nheaders == 1 && strcmp(rq->method, "PUT") == 0, "presigned PUT: 1 header");
-  TEST_STR_EQ(rq->headers[0], "Content-Type: image/png", "presigned PUT: header to send");
+    TEST_ASSERT(s3_presign_put(&local, WEIRD_KEY, "image/png", 900, T0, rq) == 0, "presign PUT");
+    TEST_STR_EQ(rq->url,
+                LOCAL "/test-bucket/" WEIRD_ENC "?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+                      "&X-Amz-Credential=S3RVER%2F20261124%2Fus-east-1%2Fs3%2Faws4_request"
+                      "&X-Amz-Date=20261124T120000Z&X-Amz-Expires=900"
+                      "&X-Amz-SignedHeaders=content-type%3Bhost&X-Amz-Signature="
+                      "d5d9cf644f25e652e90e93aa1d90e94afb4c064896662b322cd277231f99c5f9",
+                "presigned PUT signing content-type (botocore)");
+    TEST_ASSERT(rq->nheaders == 1 && strcmp(rq->method, "PUT") == 0, "presigned PUT: 1 header");
+    TEST_STR_EQ(rq->headers[0], "Content-Type: image/png", "presigned PUT: header to send");
 
-  tok.creds.session_token = "tok/en+=";
-  TEST_ASSERT(s3_presign_get(&tok, "k", 60, T0, rq) == 0 &&
-                  strstr(rq->url, "&X-Amz-Security-Token=tok%2Fen%2B%3D&") != NULL,
-              "presigned GET carries the session token");
-  TEST_ASSERT(s3_presign_get(&local, "k", 0, T0, rq) < 0 && rq->url[0] == '\0',
-              "expires 0 refused");
-  TEST_ASSERT(s3_presign_get(&local, "k", 604801, T0, rq) < 0, "expires > 7 days refused");
-  TEST_ASSERT(s3_presign_put(&local, "k", NULL, 60, T0, rq) < 0, "presign PUT needs a type");
-  free(rq);
+    tok.creds.session_token = "tok/en+=";
+    TEST_ASSERT(s3_presign_get(&tok, "k", 60, T0, rq) == 0 &&
+                    strstr(rq->url, "&X-Amz-Security-Token=tok%2Fen%2B%3D&") != NULL,
+                "presigned GET carries the session token");
+    TEST_ASSERT(s3_presign_get(&local, "k", 0, T0, rq) < 0 && rq->url[0] == '\0', "expires 0 refused");
+    TEST_ASSERT(s3_presign_get(&local, "k", 604801, T0, rq) < 0, "expires > 7 days refused");
+    TEST_ASSERT(s3_presign_put(&local, "k", NULL, 60, T0, rq) < 0, "presign PUT needs a type");
+    free(rq);
 }
 
 static void test_error_parser(void)
 {
-  char code[64], msg[256];
-  const char *ok =
-      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SignatureDoesNotMatch</Code>"
-      "<Message>The request signature we calculated does not match the signature you "
-      "provided.</Message><RequestId>1</RequestId></Error>";
+    char code[64], msg[256];
+    const char *ok = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SignatureDoesNotMatch</Code>"
+                     "<Message>The request signature we calculated does not match the signature you "
+                     "provided.</Message><RequestId>1</RequestId></Error>";
 
-  TEST_ASSERT(s3_parse_error(ok, strlen(ok), code, sizeof(code), msg, sizeof(msg)) == 0,
-              "parse a real error");
-  TEST_STR_EQ(code, "SignatureDoesNotMatch", "code");
-  TEST_STR_EQ(msg, "The request signature we calculated does not match the signature you "
-                   "provided.",
-              "message");
+    TEST_ASSERT(s3_parse_error(ok, strlen(ok), code, sizeof(code), msg, sizeof(msg)) == 0, "parse a real error");
+    TEST_STR_EQ(code, "SignatureDoesNotMatch", "code");
+    TEST_STR_EQ(msg,
+                "The request signature we calculated does not match the signature you "
+                "provided.",
+                "message");
 
-  const char *ent = "<Error><Code>A&amp;B</Code><Message>x &lt;b&gt; &quot;c&quot; &apos;d&apos;"
-                    " &bogus; &amp</Message></Error>";
-  s3_parse_error(ent, strlen(ent), code, sizeof(code), msg, sizeof(msg));
-  TEST_STR_EQ(code, "A&B", "entity in code");
-  TEST_STR_EQ(msg, "x <b> \"c\" 'd' &bogus; &amp", "entities decoded, unknown kept");
+    const char *ent = "<Error><Code>A&amp;B</Code><Message>x &lt;b&gt; &quot;c&quot; &apos;d&apos;"
+                      " &bogus; &amp</Message></Error>";
+    s3_parse_error(ent, strlen(ent), code, sizeof(code), msg, sizeof(msg));
+    TEST_STR_EQ(code, "A&B", "entity in code");
+    TEST_STR_EQ(msg, "x <b> \"c\" 'd' &bogus; &amp", "entities decoded, unknown kept");
 
-  const char *trunc = "<Error><Code>AccessDen";
-  TEST_ASSERT(s3_parse_error(trunc, strlen(trunc), code, sizeof(code), msg, sizeof(msg)) < 0 &&
-                  code[0] == '\0' && msg[0] == '\0',
-              "truncated body");
-  /* the closing tag lies beyond len: must not be found */
-  TEST_ASSERT(s3_parse_error(ok, 60, code, sizeof(code), msg, sizeof(msg)) < 0, "cut by len");
-  const char *nocode = "<Error><Message>x</Message></Error>";
-  TEST_ASSERT(s3_parse_error(nocode, strlen(nocode), code, sizeof(code), msg, sizeof(msg)) < 0,
-              "missing Code");
-  const char *nomsg = "<Error><Code>NoSuchKey</Code></Error>";
-  TEST_ASSERT(s3_parse_error(nomsg, strlen(nomsg), code, sizeof(code), msg, sizeof(msg)) == 0 &&
-                  strcmp(code, "NoSuchKey") == 0 && msg[0] == '\0',
-              "missing Message");
-  const char *emptycode = "<Code></Code>";
-  TEST_ASSERT(s3_parse_error(emptycode, strlen(emptycode), code, sizeof(code), NULL, 0) < 0,
-              "empty Code");
-  const char *ctl = "<Code>A\nB\x01</Code>";
-  s3_parse_error(ctl, strlen(ctl), code, sizeof(code), NULL, 0);
-  TEST_STR_EQ(code, "A?B?", "control characters neutralised");
-  TEST_ASSERT(s3_parse_error(ok, strlen(ok), code, 4, msg, 8) == 0 && strcmp(code, "Sig") == 0 &&
-                  strcmp(msg, "The req") == 0,
-              "values truncated to the caller's buffers");
-  TEST_ASSERT(s3_parse_error(NULL, 10, code, sizeof(code), msg, sizeof(msg)) < 0, "NULL body");
-  TEST_ASSERT(s3_parse_error(ok, 0, code, sizeof(code), msg, sizeof(msg)) < 0, "empty body");
-  TEST_ASSERT(s3_parse_error(ok, strlen(ok), NULL, 0, msg, sizeof(msg)) < 0, "no code buffer");
-  TEST_ASSERT(s3_parse_error("<Code>x</Code>", 14, code, sizeof(code), NULL, 5) == 0 &&
-                  strcmp(code, "x") == 0,
-              "NULL message buffer");
-  {
-    /* exact-size heap copies, not NUL-terminated: ASan catches any over-read */
-    const char *tight = "<Error><Code>Tight</Code><Message>m</Message>";
-    size_t n = strlen(tight);
-    char *b = malloc(n);
-    if (b != NULL) {
-      memcpy(b, tight, n);
-      TEST_ASSERT(s3_parse_error(b, n, code, sizeof(code), msg, sizeof(msg)) == 0 &&
-                      strcmp(code, "Tight") == 0 && strcmp(msg, "m") == 0,
-                  "unterminated buffer");
-      TEST_ASSERT(s3_parse_error(b, n - 1, code, sizeof(code), msg, sizeof(msg)) == 0 &&
-                      msg[0] == '\0',
-                  "unterminated buffer, message cut");
-      free(b);
+    const char *trunc = "<Error><Code>AccessDen";
+    TEST_ASSERT(s3_parse_error(trunc, strlen(trunc), code, sizeof(code), msg, sizeof(msg)) < 0 && code[0] == '\0' &&
+                    msg[0] == '\0',
+                "truncated body");
+    /* the closing tag lies beyond len: must not be found */
+    TEST_ASSERT(s3_parse_error(ok, 60, code, sizeof(code), msg, sizeof(msg)) < 0, "cut by len");
+    const char *nocode = "<Error><Message>x</Message></Error>";
+    TEST_ASSERT(s3_parse_error(nocode, strlen(nocode), code, sizeof(code), msg, sizeof(msg)) < 0, "missing Code");
+    const char *nomsg = "<Error><Code>NoSuchKey</Code></Error>";
+    TEST_ASSERT(s3_parse_error(nomsg, strlen(nomsg), code, sizeof(code), msg, sizeof(msg)) == 0 &&
+                    strcmp(code, "NoSuchKey") == 0 && msg[0] == '\0',
+                "missing Message");
+    const char *emptycode = "<Code></Code>";
+    TEST_ASSERT(s3_parse_error(emptycode, strlen(emptycode), code, sizeof(code), NULL, 0) < 0, "empty Code");
+    const char *ctl = "<Code>A\nB\x01</Code>";
+    s3_parse_error(ctl, strlen(ctl), code, sizeof(code), NULL, 0);
+    TEST_STR_EQ(code, "A?B?", "control characters neutralised");
+    TEST_ASSERT(s3_parse_error(ok, strlen(ok), code, 4, msg, 8) == 0 && strcmp(code, "Sig") == 0 &&
+                    strcmp(msg, "The req") == 0,
+                "values truncated to the caller's buffers");
+    TEST_ASSERT(s3_parse_error(NULL, 10, code, sizeof(code), msg, sizeof(msg)) < 0, "NULL body");
+    TEST_ASSERT(s3_parse_error(ok, 0, code, sizeof(code), msg, sizeof(msg)) < 0, "empty body");
+    TEST_ASSERT(s3_parse_error(ok, strlen(ok), NULL, 0, msg, sizeof(msg)) < 0, "no code buffer");
+    TEST_ASSERT(s3_parse_error("<Code>x</Code>", 14, code, sizeof(code), NULL, 5) == 0 && strcmp(code, "x") == 0,
+                "NULL message buffer");
+    {
+        /* exact-size heap copies, not NUL-terminated: ASan catches any over-read */
+        const char *tight = "<Error><Code>Tight</Code><Message>m</Message>";
+        size_t n = strlen(tight);
+        char *b = malloc(n);
+        if (b != NULL) {
+            memcpy(b, tight, n);
+            TEST_ASSERT(s3_parse_error(b, n, code, sizeof(code), msg, sizeof(msg)) == 0 && strcmp(code, "Tight") == 0 &&
+                            strcmp(msg, "m") == 0,
+                        "unterminated buffer");
+            TEST_ASSERT(s3_parse_error(b, n - 1, code, sizeof(code), msg, sizeof(msg)) == 0 && msg[0] == '\0',
+                        "unterminated buffer, message cut");
+            free(b);
+        }
     }
-  }
-  {
-    /* huge bodies: a 4 MiB message is truncated; a Code past the scan window is ignored */
-    size_t n = 4u << 20;
-    char *b = malloc(n);
-    if (b != NULL) {
-      memset(b, 'A', n);
-      memcpy(b, "<Code>Big</Code><Message>", 25);
-      memcpy(b + (1u << 20) - 20, "</Message>", 10); /* a ~1 MiB message */
-      TEST_ASSERT(s3_parse_error(b, n, code, sizeof(code), msg, sizeof(msg)) == 0 &&
-                      strcmp(code, "Big") == 0 && strlen(msg) == sizeof(msg) - 1 &&
-                      msg[0] == 'A',
-                  "huge message truncated to the caller's buffer");
-      memset(b, 'A', n);
-      memcpy(b + (2u << 20), "<Code>Late</Code>", 17);
-      TEST_ASSERT(s3_parse_error(b, n, code, sizeof(code), msg, sizeof(msg)) < 0,
-                  "Code beyond the scan window ignored");
-      free(b);
+    {
+        /* huge bodies: a 4 MiB message is truncated; a Code past the scan window is ignored */
+        size_t n = 4u << 20;
+        char *b = malloc(n);
+        if (b != NULL) {
+            memset(b, 'A', n);
+            memcpy(b, "<Code>Big</Code><Message>", 25);
+            memcpy(b + (1u << 20) - 20, "</Message>", 10); /* a ~1 MiB message */
+            TEST_ASSERT(s3_parse_error(b, n, code, sizeof(code), msg, sizeof(msg)) == 0 && strcmp(code, "Big") == 0 &&
+                            strlen(msg) == sizeof(msg) - 1 && msg[0] == 'A',
+                        "huge message truncated to the caller's buffer");
+            memset(b, 'A', n);
+            memcpy(b + (2u << 20), "<Code>Late</Code>", 17);
+            TEST_ASSERT(s3_parse_error(b, n, code, sizeof(code), msg, sizeof(msg)) < 0,
+                        "Code beyond the scan window ignored");
+            free(b);
+        }
     }
-  }
 }
 
 int main(void)
 {
-  test_keys_and_urls();
-  test_signed_requests();
-  test_presigned();
-  test_error_parser();
-  return test_report();
+    test_keys_and_urls();
+    test_signed_requests();
+    test_presigned();
+    test_error_parser();
+    return test_report();
 }
