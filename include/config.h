@@ -29,6 +29,7 @@ struct config {
     long kie_timeout_seconds;
     long kie_max_connections;
     char *callback_secret; /* secret */
+    char *kie_webhook_hmac_key; /* secret */
     char *cloudflared_metrics_url;
     /* S3 */
     int use_s3;

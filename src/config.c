@@ -64,6 +64,8 @@ static const struct cfg_entry entries[] = {
      "upstream connections to KIE/S3 at most (kept alive and reused); further calls queue"},
     {"CALLBACK_SECRET", CFG_STR, OFF(callback_secret), NULL, 0, 0, CFG_SECRET,
      "token in KIE's callBackUrl (generated at start-up when unset)"},
+    {"KIE_WEBHOOK_HMAC_KEY", CFG_STR, OFF(kie_webhook_hmac_key), NULL, 0, 0, CFG_SECRET,
+     "KIE's webhook HMAC key: when set, callbacks must carry a valid X-Webhook-Signature"},
     {"CLOUDFLARED_METRICS_URL", CFG_URL, OFF(cloudflared_metrics_url), "http://127.0.0.1:2000", 0, 0, 0,
      "cloudflared metrics server asked for the tunnel hostname when PUBLIC_BASE_URL=auto"},
     {"USE_S3", CFG_BOOL, OFF(use_s3), "0", 0, 0, 0, "1 stores uploads in S3 instead of UPLOAD_DIR"},

@@ -14,11 +14,43 @@
 #include "validate.h"
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+/* Checked when KIE_WEBHOOK_HMAC_KEY is set (KIE's webhook verification):
+ * X-Webhook-Signature = Base64(HMAC-SHA256(key, taskId + "." + timestamp)),
+ * with X-Webhook-Timestamp (Unix seconds) at most WEBHOOK_MAX_SKEW away. */
+#define WEBHOOK_MAX_SKEW 300
+
+static int webhook_signature_ok(struct req *r, const char *task_id)
+{
+    const char *key = r->app->cfg->kie_webhook_hmac_key;
+    const char *ts = http_header(r, "X-Webhook-Timestamp");
+    const char *sig = http_header(r, "X-Webhook-Signature");
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_len = 0;
+    unsigned char want[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+    char msg[300];
+    long t;
+    int n;
+
+    if (!key)
+        return 1;
+    if (!ts || !sig || config_parse_long(ts, 0, 0x7fffffffffffL, &t) || labs(t - (long)time(NULL)) > WEBHOOK_MAX_SKEW)
+        return 0;
+    n = snprintf(msg, sizeof msg, "%s.%s", task_id, ts);
+    if (n < 0 || (size_t)n >= sizeof msg ||
+        !HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)msg, (size_t)n, mac, &mac_len))
+        return 0;
+    n = EVP_EncodeBlock(want, mac, (int)mac_len);
+    return n > 0 && strlen(sig) == (size_t)n && CRYPTO_memcmp(want, sig, (size_t)n) == 0;
+}
 
 enum MHD_Result h_callback(struct req *r)
 {
@@ -44,6 +76,12 @@ enum MHD_Result h_callback(struct req *r)
     if (!cJSON_IsObject(data) || !cJSON_IsString(id) || !task_id_valid(id->valuestring)) {
         cJSON_Delete(body);
         return http_error(r, 400, "invalid_callback", "Expected KIE's callback JSON with data.taskId.");
+    }
+    if (!webhook_signature_ok(r, id->valuestring)) {
+        log_warn("request %s: KIE callback for %s with a bad or missing webhook signature", r->id, id->valuestring);
+        cJSON_Delete(body);
+        return http_error(r, 403, "bad_signature",
+                          "The callback's X-Webhook-Signature does not match KIE_WEBHOOK_HMAC_KEY.");
     }
     if (!cJSON_GetObjectItemCaseSensitive(data, "taskId"))
         cJSON_AddStringToObject(data, "taskId", id->valuestring);

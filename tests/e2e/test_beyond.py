@@ -194,3 +194,26 @@ def test_status_never_reveals_the_callback_token(sim, server_factory):
     wait_for(lambda: f"KIE callback for task {task}" in srv.log(), timeout=20)
     cached = request(srv.port, "GET", f"/status?task_id={task}")
     assert cached.status == 200 and b"cb-secret-123" not in cached.body
+
+
+@pytest.mark.parametrize("server_key,accepted", [("whk-secret-77", True), ("another-key", False)])
+def test_webhook_signature_checked_when_configured(sim, server_factory, server_key, accepted):
+    sim_config(sim, webhook_hmac_key="whk-secret-77")
+    port = free_port()
+    srv = server_factory({"KIE_API_KEY": KIE_KEY, "KIE_BASE_URL": f"http://127.0.0.1:{sim.port}",
+                          "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "ALLOW_PRIVATE_INPUT_URLS": "1",
+                          "CALLBACK_SECRET": "cb-secret-123", "KIE_WEBHOOK_HMAC_KEY": server_key}, port=port)
+    task = generate(srv)
+    if accepted:
+        wait_for(lambda: f"KIE callback for task {task}" in srv.log(), timeout=20)
+    else:
+        wait_for(lambda: "bad or missing webhook signature" in srv.log(), timeout=20)
+        assert f"KIE callback for task {task}" not in srv.log()
+        # polling still works
+        wait_for(lambda: request(srv.port, "GET", f"/status?task_id={task}").json()["data"]["state"] == "success",
+                 timeout=20)
+    # a forged callback with the right token but no signature is refused either way
+    forged = {"code": 200, "data": {"taskId": "task_forged_2", "state": "success", "resultJson": ""}}
+    r = request(srv.port, "POST", "/kie/callback?token=cb-secret-123", forged)
+    assert r.status == 403 and r.json()["error"]["code"] == "bad_signature"
+    assert "whk-secret-77" not in srv.log()
