@@ -53,6 +53,12 @@ extern const char *const RESOLUTIONS[];
 #define PROMPT_MAX_CHARS 5000
 #define MAX_INPUT_URLS 8
 
+/* Parse a Range header against a file of `size` bytes. Only one range of
+ * "bytes=A-B", "bytes=A-" or "bytes=-N" is honoured. Returns 0 with the slice
+ * in *start and *len, 1 when unsatisfiable (answer 416), -1 to ignore the header
+ * (malformed or several ranges: answer the whole file). */
+int range_parse(const char *header, long long size, long long *start, long long *len);
+
 /* A KIE task id we are willing to put in a URL or a cache key:
  * 1-128 characters of [A-Za-z0-9_.-]. */
 int task_id_valid(const char *s);

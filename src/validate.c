@@ -282,3 +282,57 @@ int task_id_valid(const char *s)
     }
     return n > 0;
 }
+
+/* Read a decimal number of at most 18 digits; advances *p. -1 when none. */
+static long long read_num(const char **p)
+{
+    long long v = 0;
+    int digits = 0;
+    while (isdigit((unsigned char)**p)) {
+        if (++digits > 18)
+            return -1;
+        v = v * 10 + (**p - '0');
+        (*p)++;
+    }
+    return digits ? v : -1;
+}
+
+int range_parse(const char *header, long long size, long long *start, long long *len)
+{
+    const char *p = header;
+    long long a;
+    long long b;
+
+    if (!p || strncmp(p, "bytes=", 6) != 0 || size < 0)
+        return -1;
+    p += 6;
+    if (*p == '-') { /* suffix: the last N bytes */
+        p++;
+        b = read_num(&p);
+        if (b < 0 || *p)
+            return -1;
+        if (b == 0 || size == 0)
+            return 1;
+        *start = b >= size ? 0 : size - b;
+        *len = size - *start;
+        return 0;
+    }
+    a = read_num(&p);
+    if (a < 0 || *p != '-')
+        return -1;
+    p++;
+    if (*p == '\0') {
+        b = size - 1;
+    } else {
+        b = read_num(&p);
+        if (b < 0 || *p || b < a)
+            return -1;
+        if (b >= size)
+            b = size - 1;
+    }
+    if (a >= size)
+        return 1;
+    *start = a;
+    *len = b - a + 1;
+    return 0;
+}

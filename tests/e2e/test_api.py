@@ -81,6 +81,28 @@ def test_upload_and_serve(server, data, ext, mime):
     assert h.status == 200 and h.header("Content-Length") == str(len(data)) and h.body == b""
 
 
+def test_files_byte_ranges(server):
+    data = png_bytes(40, 40)
+    url = upload(server.port, data).json()["url"]
+    full = request(server.port, "GET", url)
+    assert full.header("Accept-Ranges") == "bytes"
+    r = request(server.port, "GET", url, headers={"Range": "bytes=0-9"})
+    assert r.status == 206 and r.body == data[:10]
+    assert r.header("Content-Range") == f"bytes 0-9/{len(data)}" and r.header("Content-Length") == "10"
+    r = request(server.port, "GET", url, headers={"Range": "bytes=-16"})
+    assert r.status == 206 and r.body == data[-16:]
+    r = request(server.port, "GET", url, headers={"Range": "bytes=20-"})
+    assert r.status == 206 and r.body == data[20:]
+    r = request(server.port, "GET", url, headers={"Range": f"bytes={len(data)}-"})
+    assert r.status == 416 and r.header("Content-Range") == f"bytes */{len(data)}"
+    r = request(server.port, "GET", url, headers={"Range": "bytes=0-1,4-5"})
+    assert r.status == 200 and r.body == data  # several ranges: the whole file
+    r = request(server.port, "GET", url, headers={"Range": "bytes=0-9", "If-Range": '"stale"'})
+    assert r.status == 200 and r.body == data  # another version: the whole file
+    r = request(server.port, "GET", url, headers={"Range": "bytes=0-9", "If-Range": full.header("ETag")})
+    assert r.status == 206 and r.body == data[:10]
+
+
 def test_upload_rejects_non_image_and_leaves_nothing(server):
     r = upload(server.port, b"hello, I am text pretending to be a png", filename="x.png")
     assert r.status == 415 and error_of(r)["code"] == "unsupported_media_type"

@@ -88,5 +88,20 @@ int main(void)
     TEST_ASSERT(task_id_valid("task_flux-2_1765174753676"), "task id");
     TEST_ASSERT(!task_id_valid("a/b") && !task_id_valid("") && !task_id_valid("a b") && !task_id_valid("a&b=c"),
                 "task id bad");
+    {
+        long long st = -1, ln = -1;
+        TEST_ASSERT(range_parse("bytes=0-9", 100, &st, &ln) == 0 && st == 0 && ln == 10, "first ten");
+        TEST_ASSERT(range_parse("bytes=90-", 100, &st, &ln) == 0 && st == 90 && ln == 10, "open end");
+        TEST_ASSERT(range_parse("bytes=-20", 100, &st, &ln) == 0 && st == 80 && ln == 20, "suffix");
+        TEST_ASSERT(range_parse("bytes=-500", 100, &st, &ln) == 0 && st == 0 && ln == 100, "suffix > size");
+        TEST_ASSERT(range_parse("bytes=50-500", 100, &st, &ln) == 0 && st == 50 && ln == 50, "end clipped");
+        TEST_ASSERT(range_parse("bytes=100-", 100, &st, &ln) == 1, "start past end: 416");
+        TEST_ASSERT(range_parse("bytes=-0", 100, &st, &ln) == 1, "empty suffix: 416");
+        TEST_ASSERT(range_parse("bytes=5-1", 100, &st, &ln) == -1, "reversed: ignored");
+        TEST_ASSERT(range_parse("bytes=0-1,5-6", 100, &st, &ln) == -1, "several ranges: ignored");
+        TEST_ASSERT(range_parse("items=0-1", 100, &st, &ln) == -1, "other unit: ignored");
+        TEST_ASSERT(range_parse("bytes=99999999999999999999-", 100, &st, &ln) == -1, "huge: ignored");
+        TEST_ASSERT(range_parse("bytes=x-1", 100, &st, &ln) == -1, "junk: ignored");
+    }
     return test_report();
 }
