@@ -60,6 +60,9 @@ struct storage_ops {
      * Fills a JSON object. 0 or ERR_*. */
     int (*presign_put)(struct storage *s, const char *name, const char *content_type, long long size,
                        struct cJSON *out);
+    /* The origin ("https://host[:port]") browsers upload to directly, for the
+     * page's Content-Security-Policy; NULL when uploads go through us. */
+    const char *(*direct_upload_origin)(struct storage *s);
     void (*destroy)(struct storage *s);
 };
 

@@ -17,8 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PAGE_CSP                                                                                           \
-    "default-src 'self'; img-src 'self' data: blob: http: https:; connect-src 'self'; style-src 'self'; " \
+#define PAGE_CSP_FMT                                                                                       \
+    "default-src 'self'; img-src 'self' data: blob: http: https:; connect-src 'self'%s%s; style-src 'self'; " \
     "script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 #define DEFAULT_PROMPT                                                                                     \
@@ -77,7 +77,12 @@ static enum MHD_Result serve_asset(struct req *r, const char *name)
     /* small, and must change together after an upgrade: revalidate every time */
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     if (strcmp(name, "index.html") == 0) {
-        MHD_add_response_header(resp, "Content-Security-Policy", PAGE_CSP);
+        /* S3 mode: the page may PUT straight to the bucket (presigned) */
+        const struct storage *store = r->app->store;
+        const char *origin = store->ops->direct_upload_origin ? store->ops->direct_upload_origin(r->app->store) : NULL;
+        char csp[1024];
+        snprintf(csp, sizeof csp, PAGE_CSP_FMT, origin ? " " : "", origin ? origin : "");
+        MHD_add_response_header(resp, "Content-Security-Policy", csp);
         MHD_add_response_header(resp, "X-Frame-Options", "DENY");
     }
     return http_send(r, 200, resp, len);

@@ -29,6 +29,7 @@ struct s3store {
     int public_urls;
     struct upstream *up;
     char spool[512];
+    char origin[300]; /* scheme://host[:port] of object URLs */
 };
 
 struct s3_put_ctx {
@@ -254,6 +255,11 @@ out:
     return rc;
 }
 
+static const char *s3_origin(struct storage *st)
+{
+    return ((struct s3store *)st->priv)->origin;
+}
+
 static void s3_destroy(struct storage *st)
 {
     struct s3store *s = st->priv;
@@ -279,6 +285,7 @@ const struct storage_ops storage_s3_ops = {
     .open_file = s3_open_file,
     .file_url = s3_file_url,
     .presign_put = s3_presign_put_json,
+    .direct_upload_origin = s3_origin,
     .destroy = s3_destroy,
 };
 
@@ -340,6 +347,24 @@ struct storage *storage_s3_open(const struct config *cfg, struct upstream *up, c
         goto fail;
     }
     free(probe);
+    {
+        /* the origin of object URLs: scheme://host[:port] up to the first '/' after it */
+        char url[S3_URL_MAX];
+        const char *host;
+        size_t n;
+        if (s3_object_url(&s->t, "x", url, sizeof url) != 0) {
+            snprintf(err, cap, "S3 settings are invalid (object URL)");
+            goto fail;
+        }
+        host = strstr(url, "://");
+        n = host ? (size_t)(host + 3 - url) + strcspn(host + 3, "/") : 0;
+        if (n == 0 || n >= sizeof s->origin) {
+            snprintf(err, cap, "S3 settings are invalid (object URL)");
+            goto fail;
+        }
+        memcpy(s->origin, url, n);
+        s->origin[n] = '\0';
+    }
     return st;
 fail:
     free(probe);

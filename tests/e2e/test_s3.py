@@ -167,3 +167,11 @@ def test_upload_url_needs_s3_mode(server_factory):
     srv = server_factory({})
     r = request(srv.port, "POST", "/upload-url", {"content_type": "image/png"})
     assert r.status == 400 and r.json()["error"]["code"] == "s3_required"
+
+
+def test_page_may_upload_straight_to_the_bucket(s3, s3_server, server_factory):
+    csp = request(s3_server.port, "GET", "/").header("Content-Security-Policy")
+    assert f"connect-src 'self' {s3['endpoint']};" in csp, csp
+    assert request(s3_server.port, "GET", "/config").json()["direct_upload"] is True
+    local = server_factory({})
+    assert "connect-src 'self';" in request(local.port, "GET", "/").header("Content-Security-Policy")
