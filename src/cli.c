@@ -9,6 +9,7 @@
  * {"error":{"message"}} (or KIE's failMsg) is what the user sees. Progress is
  * drawn on one line when stderr is a terminal and as plain lines otherwise. */
 #include "cli.h"
+#include "config.h"
 #include "validate.h"
 #include "buf.h"
 
@@ -125,21 +126,6 @@ static void cli_sleep_ms(long ms)
     }
 }
 
-/* Whole decimal number in [min, max]. 0 or -1. */
-static int cli_parse_long(const char *s, long min, long max, long *out)
-{
-    char *end;
-    long v;
-
-    if (!s || !*s)
-        return -1;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno || *end || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
 
 static void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -251,11 +237,11 @@ static int cli_parse(int argc, char **argv, struct cli_opts *o)
         cli_usage_error("--resolution %s: use 1K or 2K.", o->resolution);
         return -1;
     }
-    if (timeout && cli_parse_long(timeout, 1, 7 * 24 * 3600, &o->timeout_s)) {
+    if (timeout && config_parse_long(timeout, 1, 7 * 24 * 3600, &o->timeout_s)) {
         cli_usage_error("--timeout %s: give a whole number of seconds (1 or more).", timeout);
         return -1;
     }
-    if (poll && *poll && cli_parse_long(poll, 1, 600000, &o->poll_ms)) {
+    if (poll && *poll && config_parse_long(poll, 1, 600000, &o->poll_ms)) {
         cli_usage_error("PPA_POLL_MS=%s: give a whole number of milliseconds (1-600000).", poll);
         return -1;
     }

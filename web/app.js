@@ -24,6 +24,11 @@
   let tasks = loadTasks();
   let upload = null;        /* server answer of the last successful upload */
   let uploadXhr = null;     /* in-flight upload */
+  let uploadSeq = 0;        /* numbers uploads so that answers for a replaced one are ignored */
+  let pickSeq = 0;          /* same for the asynchronous checks of a picked file */
+  let cfgLoaded = false;
+  let configLoaded = null;
+  const configReady = new Promise((resolve) => { configLoaded = resolve; });
   let previewObjectUrl = null;
   let pendingFile = null;   /* a file picked while the token was missing */
   let generating = false;
@@ -225,6 +230,23 @@
     if (f.type) return ALLOWED_TYPES.includes(f.type);
     return /\.(jpe?g|png|webp)$/i.test(f.name || '');
   }
+  /* The image type from the file's first bytes ('' when it is not JPEG, PNG or WEBP). */
+  async function sniffType(file) {
+    let b;
+    try { b = new Uint8Array(await file.slice(0, 12).arrayBuffer()); } catch (e) { return ''; }
+    const at = (off, sig) => b.length >= off + sig.length && sig.every((v, i) => b[off + i] === v);
+    if (at(0, [0xff, 0xd8, 0xff])) return 'image/jpeg';
+    if (at(0, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return 'image/png';
+    if (at(0, [0x52, 0x49, 0x46, 0x46]) && at(8, [0x57, 0x45, 0x42, 0x50])) return 'image/webp';
+    return '';
+  }
+  /* Content type for a direct upload: the browser's type when the bytes agree with it, else the sniffed type.
+   * Nothing checks the bytes after a direct upload, so a file whose bytes are no image is refused here. */
+  async function directType(file) {
+    const sniffed = await sniffType(file);
+    if (ALLOWED_TYPES.includes(file.type) && file.type === sniffed) return file.type;
+    return sniffed;
+  }
   function setPreview(url) {
     const img = $('preview');
     if (url) { img.src = url; img.hidden = false; $('drop-empty').hidden = true; $('drop').classList.add('has-image'); }
@@ -236,11 +258,13 @@
     $('upload-pct').textContent = pct + '%';
     if (text !== undefined) $('upload-status').textContent = text;
   }
-  function pickFile(file) {
+  async function pickFile(file) {
     clearError('upload-error');
     clearError('gen-error');
     if (!file) return;
-    if (!typeOk(file)) {
+    if (!cfgLoaded) await configReady;
+    const direct = cfg.direct_upload === true;
+    if (!direct && !typeOk(file)) {
       showError('upload-error', { lead: '“' + file.name + '” is not a JPEG, PNG or WEBP image.', detail: 'Choose a photo in one of those formats.' });
       return;
     }
@@ -253,10 +277,24 @@
     }
     if (file.size === 0) { showError('upload-error', { lead: '“' + file.name + '” is empty.' }); return; }
     if (cfg.auth_required && !token()) { pendingFile = file; askToken('Enter the API token to upload.'); return; }
+    let contentType = '';
+    if (direct) {
+      const seq = ++pickSeq;
+      contentType = await directType(file);
+      if (seq !== pickSeq) return;   /* another file was picked meanwhile */
+      if (!contentType) {
+        showError('upload-error', {
+          lead: '“' + file.name + '” is not a real JPEG, PNG or WEBP image.',
+          detail: 'Its first bytes are not those of any of these formats (a renamed file?). Nothing was uploaded.',
+        });
+        return;
+      }
+    }
     if (previewObjectUrl) URL.revokeObjectURL(previewObjectUrl);
     previewObjectUrl = URL.createObjectURL(file);
     setPreview(previewObjectUrl);
-    startUpload(file);
+    if (direct) startDirectUpload(file, contentType);
+    else startUpload(file);
   }
   function uploadFailed() {
     $('upload-box').className = 'upload failed';
@@ -264,16 +302,26 @@
     setPreview(null);
     if (previewObjectUrl) { URL.revokeObjectURL(previewObjectUrl); previewObjectUrl = null; }
   }
-  function startUpload(file) {
-    if (uploadXhr) uploadXhr.abort();
+  /* Cancels whatever upload is running and returns the number that identifies the new one. */
+  function beginUpload(file, status) {
+    if (uploadXhr) { const x = uploadXhr; uploadXhr = null; x.abort(); }
     upload = null;
     updateGenerate();
     const box = $('upload-box');
     box.hidden = false;
     box.className = 'upload busy';
     $('file-name').textContent = file.name + ' · ' + fmtBytes(file.size);
-    setProgress(0, 'Uploading…');
-
+    setProgress(0, status);
+    return ++uploadSeq;
+  }
+  function uploadDone(answer, text) {
+    upload = answer;
+    setProgress(1, text);
+    $('upload-box').className = 'upload done';
+    updateGenerate();
+  }
+  function startUpload(file) {
+    beginUpload(file, 'Uploading…');
     const xhr = new XMLHttpRequest();
     uploadXhr = xhr;
     xhr.open('POST', '/upload');
@@ -286,10 +334,7 @@
       uploadXhr = null;
       const body = parseJson(xhr.responseText);
       if (xhr.status >= 200 && xhr.status < 300 && body && typeof body.url === 'string') {
-        upload = body;
-        setProgress(1, 'Uploaded ✓ Ready to generate.');
-        box.className = 'upload done';
-        updateGenerate();
+        uploadDone(body, 'Uploaded ✓ Ready to generate.');
         return;
       }
       uploadFailed();
@@ -308,6 +353,110 @@
     const fd = new FormData();
     fd.append('file', file, file.name);
     xhr.send(fd);
+  }
+
+  /* S3 answers errors as <Error><Code>..</Code><Message>..</Message></Error>. */
+  function storageError(status, text) {
+    let codeName = '';
+    let msg = '';
+    try {
+      const doc = new DOMParser().parseFromString(text || '', 'application/xml');
+      if (!doc.getElementsByTagName('parsererror').length) {
+        const pick = (tag) => { const el = doc.getElementsByTagName(tag)[0]; return el ? el.textContent.trim() : ''; };
+        codeName = pick('Code');
+        msg = pick('Message');
+      }
+    } catch (e) { /* not XML */ }
+    let lead;
+    if (status === 403 || /^(AccessDenied|SignatureDoesNotMatch|ExpiredToken|InvalidAccessKeyId|RequestTimeTooSkewed)$/.test(codeName)) {
+      lead = 'The storage bucket refused the upload (HTTP ' + status + '): the signed upload link was rejected or has expired. ' +
+        'Pick the file again; if it keeps failing, the server\'s S3 credentials, clock or bucket policy need checking.';
+    } else if (status === 413 || codeName === 'EntityTooLarge') {
+      lead = 'The storage bucket refused the file as too large (HTTP ' + status + ').';
+    } else {
+      lead = 'The storage bucket refused the upload (HTTP ' + status + ').';
+    }
+    const detail = codeName ? codeName + (msg ? ': ' + msg : '') : (msg || String(text || '').trim().slice(0, 300));
+    return { lead, detail: detail ? 'S3 says: ' + detail : '', rid: '' };
+  }
+  /* S3 mode: ask the server for a presigned PUT, send the raw bytes straight to the bucket, then use the
+   * presigned GET as the file's URL (preview, before image and KIE's input_url). */
+  async function startDirectUpload(file, contentType) {
+    const seq = beginUpload(file, 'Preparing the upload…');
+    let ticket;
+    try {
+      ticket = await api('/upload-url', {
+        method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ content_type: contentType, size: file.size }),
+      });
+    } catch (e) {
+      if (seq !== uploadSeq) return;
+      uploadFailed();
+      if (e.status === 401) pendingFile = file;
+      showError('upload-error', describe(e, 'upload-url'));
+      return;
+    }
+    if (seq !== uploadSeq) return;
+    const target = ticket && ticket.upload_url ? safeUrl(ticket.upload_url) : '';
+    const fileUrl = ticket && ticket.url ? safeUrl(ticket.url) : '';
+    const method = String((ticket && ticket.method) || 'PUT').toUpperCase();
+    const headers = ticket && ticket.headers && typeof ticket.headers === 'object' ? ticket.headers : {};
+    if (!target || !fileUrl || method !== 'PUT') {
+      uploadFailed();
+      showError('upload-error', describe(new ApiError(502, 'bad_response',
+        'The server answered /upload-url without a usable upload_url, url and method PUT.'), 'upload'));
+      return;
+    }
+    let where = target;
+    try { where = new URL(target).origin; } catch (e) { /* keep the full URL */ }
+    const xhr = new XMLHttpRequest();
+    uploadXhr = xhr;
+    xhr.open('PUT', target);
+    for (const [k, v] of Object.entries(headers)) if (typeof v === 'string') xhr.setRequestHeader(k, v);
+    xhr.upload.onprogress = (e) => { if (e.lengthComputable && e.total > 0) setProgress(e.loaded / e.total, 'Uploading to S3…'); };
+    xhr.upload.onload = () => setProgress(1, 'Sent, waiting for S3 to confirm…');
+    xhr.onload = () => {
+      if (uploadXhr !== xhr) return;
+      uploadXhr = null;
+      if (xhr.status >= 200 && xhr.status < 300) {
+        uploadDone({
+          url: fileUrl, filename: ticket.filename, key: ticket.key, expires_at: ticket.expires_at,
+          size: file.size, content_type: contentType, direct: true,
+        }, 'Uploaded to S3 ✓ Ready to generate.');
+        showStoredPreview(fileUrl, seq);
+        return;
+      }
+      uploadFailed();
+      showError('upload-error', storageError(xhr.status, xhr.responseText));
+    };
+    xhr.onerror = () => {
+      if (uploadXhr !== xhr) return;
+      uploadXhr = null;
+      uploadFailed();
+      showError('upload-error', {
+        lead: 'The upload to the storage bucket failed before it answered.',
+        detail: 'Either the bucket\'s CORS rules do not allow a PUT with Content-Type from ' + location.origin +
+          ' (' + where + '), or the network connection dropped. Nothing was stored.',
+      });
+    };
+    xhr.send(file);   /* the raw bytes; Content-Type is the signed one set above */
+  }
+  /* Shows the stored copy (read back through the presigned GET) once it has loaded; a failure is a warning,
+   * since KIE has to fetch that same URL. */
+  function showStoredPreview(url, seq) {
+    const probe = new Image();
+    probe.onload = () => {
+      if (seq !== uploadSeq) return;
+      const local = previewObjectUrl;
+      previewObjectUrl = null;
+      setPreview(url);
+      if (local) URL.revokeObjectURL(local);
+    };
+    probe.onerror = () => {
+      if (seq !== uploadSeq) return;
+      $('upload-status').textContent = 'Uploaded, but the stored copy could not be read back: KIE may not be able to fetch it either.';
+    };
+    probe.src = url;
   }
 
   /* ---------- prompt and generate ---------- */
@@ -641,7 +790,7 @@
     updatePromptMeta();
     renderRecent();
     if (tasks.length) showTask(tasks[0].id, false);
-    await loadConfig();
+    try { await loadConfig(); } finally { cfgLoaded = true; configLoaded(); }
     updateGenerate();
     resumePolling();
   }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Browser end-to-end tests: starts kie-sim and two product-photo-api instances on 127.0.0.1, runs the
-# node:test suites in headless Debian Chromium (playwright-core, no browser download), stops everything.
-# Usage: bash tests/browser/run.sh        (env: BUILD_DIR=build, CHROMIUM_PATH=/usr/bin/chromium,
+# Browser end-to-end tests: starts kie-sim, a local S3 server (s3rver, tests/s3/s3-test-server.sh) and four
+# product-photo-api instances (flow, no PUBLIC_BASE_URL, API_TOKEN, S3 mode) on 127.0.0.1, runs the node:test
+# suites in headless Debian Chromium (playwright-core, no browser download), stops everything.
+# Usage: bash tests/browser/run.sh [FILE.test.mjs...]   (default: all; env: BUILD_DIR=build, CHROMIUM_PATH=/usr/bin/chromium,
 #        WEB_DIR=web to serve the page from disk instead of the embedded copy)
-# Output: TAP on stdout; screenshots build/browser-result.png and build/browser-result-phone.png.
+# Output: TAP on stdout; screenshots build/browser-result.png, build/browser-result-phone.png, build/browser-s3.png.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -11,6 +12,12 @@ root="$(cd "$here/../.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
 case "$build" in /*) ;; *) build="$root/$build" ;; esac
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+# the servers run from a temporary directory: a relative WEB_DIR means relative to the repo root
+if [ -n "${WEB_DIR:-}" ]; then
+  case "$WEB_DIR" in /*) ;; *) WEB_DIR="$root/$WEB_DIR" ;; esac
+  [ -f "$WEB_DIR/index.html" ] || { echo "run.sh: WEB_DIR=$WEB_DIR has no index.html" >&2; exit 2; }
+  export WEB_DIR
+fi
 
 for bin in "$build/kie-sim" "$build/product-photo-api"; do
   [ -x "$bin" ] || { echo "run.sh: $bin not built (run make first)" >&2; exit 2; }
@@ -24,8 +31,10 @@ fi
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/ppa-browser.XXXXXX")"
 pids=()
+s3_state=""
 cleanup() {
   local p
+  [ -n "$s3_state" ] && S3_STATE="$s3_state" bash "$root/tests/s3/s3-test-server.sh" stop || true
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do
     for _ in $(seq 1 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
@@ -69,7 +78,8 @@ sim="http://127.0.0.1:$sim_port"
 common=(HOST=127.0.0.1 KIE_BASE_URL="$sim" KIE_API_KEY=test-key ALLOW_PRIVATE_INPUT_URLS=1)
 # Servers run from $tmp so that a developer's ./.env (PUBLIC_BASE_URL, API_TOKEN...) cannot leak in;
 # variables the tests depend on are removed from the inherited environment.
-clean=(-u PUBLIC_BASE_URL -u API_TOKEN -u USE_S3 -u MAX_UPLOAD_BYTES -u RATE_LIMIT_UPLOAD -u RATE_LIMIT_GENERATE)
+clean=(-u PUBLIC_BASE_URL -u API_TOKEN -u USE_S3 -u MAX_UPLOAD_BYTES -u RATE_LIMIT_UPLOAD -u RATE_LIMIT_GENERATE
+       -u S3_PREFIX -u S3_PUBLIC -u S3_PRESIGN_TTL -u AWS_SESSION_TOKEN -u AWS_DEFAULT_REGION -u CORS_ORIGINS)
 # start_api NAME VAR=VALUE...: starts one server, sets $api_port.
 start_api() {
   local name="$1"; shift
@@ -91,22 +101,33 @@ nopublic_port="$api_port"
 # 3) API_TOKEN set: the page must ask for the token
 start_api auth PORT=0 API_TOKEN=e2e-secret-token
 auth_port="$api_port"
+# 4) S3 mode against s3rver: the page asks /upload-url and PUTs the file straight to the bucket
+s3_state="$tmp/s3"
+s3_port="$(free_port)"
+S3_PORT="$s3_port" S3_STATE="$s3_state" S3_BUCKET=page-bucket bash "$root/tests/s3/s3-test-server.sh" start >&2
+start_api s3 PORT=0 USE_S3=1 S3_BUCKET=page-bucket AWS_REGION=us-east-1 S3_ENDPOINT="http://127.0.0.1:$s3_port" \
+  S3_FORCE_PATH_STYLE=1 AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
+s3_api_port="$api_port"
 
 mkdir -p "$build"
 export E2E_SIM_BASE="$sim"
 export E2E_FLOW_BASE="http://127.0.0.1:$flow_port"
 export E2E_NOPUBLIC_BASE="http://127.0.0.1:$nopublic_port"
 export E2E_AUTH_BASE="http://127.0.0.1:$auth_port" E2E_AUTH_TOKEN=e2e-secret-token
+export E2E_S3_BASE="http://127.0.0.1:$s3_api_port" E2E_S3_ORIGIN="http://127.0.0.1:$s3_port" E2E_S3_BUCKET=page-bucket
 export E2E_OUT_DIR="$build"
-echo "# kie-sim $E2E_SIM_BASE, servers: flow $E2E_FLOW_BASE, no-public $E2E_NOPUBLIC_BASE, auth $E2E_AUTH_BASE"
+echo "# kie-sim $E2E_SIM_BASE, servers: flow $E2E_FLOW_BASE, no-public $E2E_NOPUBLIC_BASE, auth $E2E_AUTH_BASE," \
+  "s3 $E2E_S3_BASE (bucket $E2E_S3_ORIGIN/page-bucket)"
 
 rc=0
-(cd "$here" && node --test --test-concurrency=1 ./*.test.mjs) || rc=$?
+(cd "$here" && if [ "$#" -gt 0 ]; then set -- "$@"; else set -- ./*.test.mjs; fi
+ node --test --test-concurrency=1 "$@") || rc=$?
 if [ "$rc" -ne 0 ]; then
   mkdir -p "$build/browser-logs"
   cp "$tmp"/*.out "$tmp"/*.out.err "$build/browser-logs/" 2>/dev/null || true
   echo "run.sh: server logs kept in $build/browser-logs/" >&2
-  for f in sim flow nopublic auth; do
+  cp "$s3_state/log" "$build/browser-logs/s3rver.log" 2>/dev/null || true
+  for f in sim flow nopublic auth s3; do
     echo "---- $f stderr (last 40 lines) ----" >&2
     tail -n 40 "$tmp/$f.out.err" >&2 || true
   done
