@@ -1,0 +1,213 @@
+// S3 mode (direct upload): the page asks POST /upload-url, PUTs the raw file to the presigned URL on the bucket
+// (s3rver on 127.0.0.1, which checks SigV4), then uses the presigned GET as preview, before image and input_url.
+// run.sh starts s3rver and the server in S3 mode.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import {
+  env, launch, newPage, makePng, makeJpeg, simConfig, getJson, waitForResultImage, recordProgress, OUT_DIR,
+} from './helpers.mjs';
+
+const BASE = env('E2E_S3_BASE');
+const S3 = env('E2E_S3_ORIGIN');
+const BUCKET = env('E2E_S3_BUCKET');
+const SIM = env('E2E_SIM_BASE');
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { await browser?.close(); });
+
+/** Records every request the page makes (method, URL, request headers, body for the API calls). */
+function recordRequests(page) {
+  const seen = [];
+  page.on('request', (r) => {
+    seen.push({ method: r.method(), url: r.url(), headers: r.headers(), body: r.url().startsWith(BASE) ? r.postData() : null });
+  });
+  return seen;
+}
+const isUploadUrl = (q) => q.method === 'POST' && q.url === BASE + '/upload-url';
+const isS3Put = (q) => q.method === 'PUT' && q.url.startsWith(`${S3}/${BUCKET}/`);
+const isLocalUpload = (q) => q.url.startsWith(BASE + '/upload') && !q.url.startsWith(BASE + '/upload-url');
+const touchesStorage = (q) => q.url.startsWith(S3 + '/');
+
+async function openPage() {
+  const p = await newPage(browser);
+  await p.page.goto(BASE + '/');
+  await p.page.waitForSelector('#server-state.ok');
+  return p;
+}
+async function pick(page, file) {
+  await page.setInputFiles('#file', file);
+  await page.waitForSelector('#upload-box.done, #upload-box.failed');
+}
+function s3Xml(text) {
+  const tag = (t) => (text.match(new RegExp(`<${t}>([^<]*)</${t}>`)) || [])[1] || '';
+  return { code: tag('Code'), message: tag('Message') };
+}
+
+test('S3 mode: direct PUT to the bucket with progress, stored bytes, generate from the presigned URL', { timeout: 120_000 }, async () => {
+  await simConfig(SIM, { reset: true, step_ms: 300 });
+  const cfg = (await getJson(BASE + '/config')).body;
+  assert.equal(cfg.storage, 's3');
+  assert.equal(cfg.direct_upload, true);
+  const { page, unexpected } = await openPage();
+  assert.match(await page.textContent('#server-state'), /S3/);
+  const seen = recordRequests(page);
+
+  const cdp = await browser.context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 512 * 1024,
+  });
+  await recordProgress(page);
+  const png = makePng(420, 300, { noise: true });           // ~380 KB, incompressible
+  const ticketResp = page.waitForResponse((r) => r.url() === BASE + '/upload-url');
+  const putResp = page.waitForResponse((r) => r.request().method() === 'PUT' && r.url().startsWith(S3 + '/'));
+  await pick(page, { name: 'product.png', mimeType: 'image/png', buffer: png });
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+  assert.equal(await page.locator('#upload-box').getAttribute('class'), 'upload done', await page.locator('#upload-error').innerText());
+
+  // 1) the server presigned, 2) the browser PUT the bytes to the bucket, 3) no POST /upload through the API
+  assert.equal((await ticketResp).status(), 200);
+  const ticket = await (await ticketResp).json();
+  console.log('# /upload-url -> ' + JSON.stringify({ ...ticket, upload_url: ticket.upload_url.slice(0, 80) + '…', url: ticket.url.slice(0, 80) + '…' }));
+  assert.equal((await putResp).status(), 200);
+  const asked = seen.filter(isUploadUrl);
+  assert.equal(asked.length, 1, 'one POST /upload-url');
+  assert.deepEqual(JSON.parse(asked[0].body), { content_type: 'image/png', size: png.length });
+  const puts = seen.filter(isS3Put);
+  assert.equal(puts.length, 1, 'one PUT to the bucket: ' + JSON.stringify(seen.map((q) => q.method + ' ' + q.url)));
+  assert.equal(puts[0].url, ticket.upload_url, 'PUT went to the presigned upload_url');
+  assert.equal(puts[0].headers['content-type'], ticket.headers['Content-Type']);
+  assert.equal(ticket.headers['Content-Type'], 'image/png');
+  assert.ok(seen.indexOf(asked[0]) < seen.indexOf(puts[0]), '/upload-url came before the PUT');
+  assert.deepEqual(seen.filter(isLocalUpload), [], 'no POST /upload to the API');
+
+  const progress = await page.evaluate(() => window.__progress);
+  console.log('# progress values: ' + progress.join(','));
+  assert.equal(await page.locator('#upload-progress').evaluate((b) => b.value), 100);
+  assert.equal(progress.at(-1), 100);
+  assert.ok(progress.some((v) => v > 0 && v < 100), 'saw intermediate progress: ' + progress.join(','));
+  for (let i = 1; i < progress.length; i++) assert.ok(progress[i] >= progress[i - 1], 'progress is monotonic');
+  assert.match(await page.textContent('#upload-status'), /S3/);
+
+  // the object is in the bucket, byte-identical, readable through the presigned GET
+  assert.ok(ticket.url.startsWith(`${S3}/${BUCKET}/`), 'presigned GET on the bucket: ' + ticket.url);
+  const stored = await fetch(ticket.url);
+  assert.equal(stored.status, 200);
+  assert.equal(stored.headers.get('content-type'), 'image/png');
+  assert.ok(Buffer.from(await stored.arrayBuffer()).equals(png), 'the bucket holds the uploaded bytes');
+  // the preview switches to the stored copy
+  await page.waitForFunction((u) => document.querySelector('#preview').src === u, ticket.url);
+  assert.equal(await page.locator('#preview').evaluate((i) => i.complete && i.naturalWidth), 420);
+
+  // generate: input_url is the presigned GET; "auto" makes the simulator's result take the input's aspect,
+  // which it only knows after downloading the image from the bucket
+  await page.selectOption('#aspect', 'auto');
+  const genReq = page.waitForRequest((r) => r.url() === BASE + '/generate');
+  await page.click('#generate:enabled');
+  const sent = JSON.parse((await genReq).postData());
+  assert.equal(sent.input_url, ticket.url);
+  const img = await waitForResultImage(page);
+  console.log(`# result ${img.w}x${img.h}: ${img.src}`);
+  assert.deepEqual([img.w, img.h], [256, 183], 'result has the aspect of the 420x300 input fetched from S3');
+  assert.equal(await page.textContent('#task-state'), 'success');
+  const simTasks = (await getJson(SIM + '/sim/tasks')).body.tasks;
+  const simTask = simTasks.find((t) => img.src.includes(t.taskId));
+  assert.ok(simTask, 'the simulator knows the task');
+  assert.deepEqual(simTask.inputUrls, [ticket.url]);
+  assert.equal(await page.locator('#before-img').evaluate((i) => i.complete && i.naturalWidth), 420);
+  assert.equal(await page.locator('#before-img').getAttribute('src'), ticket.url);
+  const saved = await page.evaluate(() => JSON.parse(localStorage.getItem('ppa.tasks.v1'))[0]);
+  assert.equal(saved.input, ticket.url);
+  assert.deepEqual(seen.filter(isLocalUpload), [], 'still no POST /upload');
+  await page.screenshot({ path: path.join(OUT_DIR, 'browser-s3.png'), fullPage: true });
+  assert.deepEqual(unexpected(), []);
+  await page.close();
+});
+
+test('S3 mode: a JPEG without a usable browser type is sniffed and signed as image/jpeg', { timeout: 60_000 }, async () => {
+  const { page, unexpected } = await openPage();
+  const seen = recordRequests(page);
+  const jpeg = await makeJpeg(page, 200, 150);
+  await pick(page, { name: 'photo.bin', mimeType: 'application/octet-stream', buffer: jpeg });
+  assert.equal(await page.locator('#upload-box').getAttribute('class'), 'upload done', await page.locator('#upload-error').innerText());
+  assert.deepEqual(JSON.parse(seen.find(isUploadUrl).body), { content_type: 'image/jpeg', size: jpeg.length });
+  const put = seen.find(isS3Put);
+  assert.equal(put.headers['content-type'], 'image/jpeg');
+  const key = new URL(put.url).pathname;
+  assert.match(key, /\.jpe?g$/, 'stored under a JPEG name: ' + key);
+  assert.equal(await page.locator('#generate').isDisabled(), false);
+  assert.deepEqual(unexpected(), []);
+  await page.close();
+});
+
+test('S3 mode: an oversized file is refused before any request', { timeout: 60_000 }, async () => {
+  const max = (await getJson(BASE + '/config')).body.max_upload_bytes;
+  assert.ok(Number.isInteger(max) && max > 0);
+  const { page, unexpected } = await openPage();
+  const seen = recordRequests(page);
+  const big = Buffer.alloc(max + 1, 0);
+  makePng(8, 8).copy(big);
+  await page.setInputFiles('#file', { name: 'huge.png', mimeType: 'image/png', buffer: big });
+  await page.waitForSelector('#upload-error:not([hidden])');
+  assert.match(await page.locator('#upload-error').innerText(), /too large/i);
+  await page.waitForTimeout(500);
+  assert.deepEqual(seen.map((q) => q.method + ' ' + q.url), [], 'no request at all (no /upload-url, no PUT)');
+  assert.equal(await page.locator('#upload-box').isHidden(), true);
+  assert.equal(await page.locator('#generate').isDisabled(), true);
+  assert.deepEqual(unexpected(), []);
+  await page.close();
+});
+
+test('S3 mode: a text file named .png is refused by its bytes before any request', { timeout: 60_000 }, async () => {
+  const { page, unexpected } = await openPage();
+  const seen = recordRequests(page);
+  await page.setInputFiles('#file', { name: 'notes.png', mimeType: 'image/png', buffer: Buffer.from('not an image\n'.repeat(50)) });
+  await page.waitForSelector('#upload-error:not([hidden])');
+  assert.match(await page.locator('#upload-error').innerText(), /notes\.png.*not a real JPEG, PNG or WEBP/);
+  await page.waitForTimeout(500);
+  assert.deepEqual(seen.map((q) => q.method + ' ' + q.url), [], 'no request at all');
+  assert.equal(await page.locator('#preview').isHidden(), true);
+  assert.equal(await page.locator('#generate').isDisabled(), true);
+  assert.deepEqual(unexpected(), []);
+  await page.close();
+});
+
+test('S3 mode: the bucket\'s XML error (Code and Message) is shown', { timeout: 60_000 }, async () => {
+  const { page, unexpected } = await openPage();
+  // the PUT reaches s3rver with a Content-Type other than the signed one: a real SignatureDoesNotMatch
+  await page.route((u) => u.href.startsWith(S3 + '/'), (route) => {
+    const r = route.request();
+    if (r.method() !== 'PUT') return route.continue();
+    return route.continue({ headers: { ...r.headers(), 'content-type': 'image/jpeg' } });
+  });
+  const putResp = page.waitForResponse((r) => r.request().method() === 'PUT' && r.url().startsWith(S3 + '/'));
+  await pick(page, { name: 'tampered.png', mimeType: 'image/png', buffer: makePng(64, 64) });
+  const r = await putResp;
+  assert.equal(r.status(), 403);
+  const xml = s3Xml(await r.text());
+  console.log(`# S3 answered ${r.status()} ${xml.code}: ${xml.message}`);
+  assert.equal(xml.code, 'SignatureDoesNotMatch');
+  assert.ok(xml.message.length > 10);
+  const shown = await page.locator('#upload-error').innerText();
+  assert.ok(shown.includes(xml.code) && shown.includes(xml.message), `"${shown}" shows Code and Message`);
+  assert.match(shown, /storage bucket refused the upload \(HTTP 403\)/);
+  assert.equal(await page.locator('#generate').isDisabled(), true);
+  assert.equal(await page.locator('#preview').isHidden(), true);
+  assert.deepEqual(unexpected([/status of 403/]), []);
+  await page.close();
+});
+
+test('S3 mode: a PUT that never gets an answer (CORS or connection) is explained', { timeout: 60_000 }, async () => {
+  const { page, unexpected } = await openPage();
+  await page.route((u) => u.href.startsWith(S3 + '/'), (route) =>
+    route.request().method() === 'PUT' ? route.abort('connectionrefused') : route.continue());
+  await pick(page, { name: 'p.png', mimeType: 'image/png', buffer: makePng(64, 64) });
+  const shown = await page.locator('#upload-error').innerText();
+  assert.match(shown, /upload to the storage bucket failed before it answered/);
+  assert.match(shown, /CORS/);
+  assert.ok(shown.includes(S3), 'names the bucket origin: ' + shown);
+  assert.equal(await page.locator('#generate').isDisabled(), true);
+  assert.deepEqual(unexpected([/ERR_CONNECTION_REFUSED|ERR_FAILED/]), []);
+  await page.close();
+});
