@@ -3,8 +3,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import {
-  env, launch, newPage, makePng, makeJpeg, simConfig, getJson, waitForResultImage, recordProgress, OUT_DIR,
-} from './helpers.mjs';
+  env, launch, newPage, makePng, makeJpeg, simConfig, getJson, waitForResultImage, recordProgress, OUT_DIR, throttleUploads } from './helpers.mjs';
 
 const BASE = env('E2E_FLOW_BASE');
 const SIM = env('E2E_SIM_BASE');
@@ -33,17 +32,13 @@ test('upload with progress, generate, poll, result image, download link, history
   else assert.ok((await page.locator('.notice.warn').innerText()).includes('PUBLIC_BASE_URL is ' + BASE));
 
   // throttle the upload so the progress bar moves through intermediate values
-  const cdp = await browser.context.newCDPSession(page);
-  await cdp.send('Network.enable');
-  await cdp.send('Network.emulateNetworkConditions', {
-    offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 512 * 1024,
-  });
+  const unthrottle = await throttleUploads(browser.context, page, 512 * 1024);
   await recordProgress(page);
   const png = makePng(420, 300, { noise: true });           // ~380 KB, incompressible
   const uploadResp = page.waitForResponse((r) => r.url().endsWith('/upload') && r.request().method() === 'POST');
   await uploadViaInput(page, { name: 'product.png', mimeType: 'image/png', buffer: png });
   const up = await (await uploadResp).json();
-  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+  await unthrottle();
   assert.equal((await uploadResp).status(), 200);
   assert.match(up.url, /\/files\//);
   assert.equal(up.size, png.length);

@@ -140,6 +140,18 @@ export async function waitForResultImage(page, timeout = 60_000) {
 }
 
 /** Records every value the upload progress bar takes (attribute mutations) into window.__progress. */
+// Slow the page's uploads to `bytesPerSecond`, so a progress bar passes through
+// intermediate values. Returns a function that lifts the limit.
+export async function throttleUploads(context, page, bytesPerSecond) {
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  const set = (up) => cdp.send('Network.emulateNetworkConditions', {
+    offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: up,
+  });
+  await set(bytesPerSecond);
+  return () => set(-1);
+}
+
 export async function recordProgress(page) {
   await page.evaluate(() => {
     const bar = document.querySelector('#upload-progress');

@@ -5,8 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import {
-  env, launch, newPage, makePng, makeJpeg, simConfig, getJson, waitForResultImage, recordProgress, OUT_DIR,
-} from './helpers.mjs';
+  env, launch, newPage, makePng, makeJpeg, simConfig, getJson, waitForResultImage, recordProgress, OUT_DIR, throttleUploads } from './helpers.mjs';
 
 const BASE = env('E2E_S3_BASE');
 const S3 = env('E2E_S3_ORIGIN');
@@ -53,17 +52,13 @@ test('S3 mode: direct PUT to the bucket with progress, stored bytes, generate fr
   assert.match(await page.textContent('#server-state'), /S3/);
   const seen = recordRequests(page);
 
-  const cdp = await browser.context.newCDPSession(page);
-  await cdp.send('Network.enable');
-  await cdp.send('Network.emulateNetworkConditions', {
-    offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 512 * 1024,
-  });
+  const unthrottle = await throttleUploads(browser.context, page, 512 * 1024);
   await recordProgress(page);
   const png = makePng(420, 300, { noise: true });           // ~380 KB, incompressible
   const ticketResp = page.waitForResponse((r) => r.url() === BASE + '/upload-url');
   const putResp = page.waitForResponse((r) => r.request().method() === 'PUT' && r.url().startsWith(S3 + '/'));
   await pick(page, { name: 'product.png', mimeType: 'image/png', buffer: png });
-  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+  await unthrottle();
   assert.equal(await page.locator('#upload-box').getAttribute('class'), 'upload done', await page.locator('#upload-error').innerText());
 
   // 1) the server presigned, 2) the browser PUT the bytes to the bucket, 3) no POST /upload through the API
