@@ -5,7 +5,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import {
-  env, launch, newPage, makePng, makeJpeg, simConfig, getJson, waitForResultImage, recordProgress, OUT_DIR, throttleUploads } from './helpers.mjs';
+  env, launch, newPage, makePng, makeJpeg, simConfig, getJson, waitForResultImage, recordProgress, OUT_DIR,
+  throttleUploads,
+} from './helpers.mjs';
 
 const BASE = env('E2E_S3_BASE');
 const S3 = env('E2E_S3_ORIGIN');
