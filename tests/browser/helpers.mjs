@@ -1,5 +1,6 @@
 // Shared helpers for the browser tests: Chromium launch (loopback-only), PNG encoder, page with error capture.
 // The servers are started by run.sh, which exports their base URLs (see env() below).
+import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -150,6 +151,17 @@ export async function throttleUploads(context, page, bytesPerSecond) {
   });
   await set(bytesPerSecond);
   return () => set(-1);
+}
+
+// After an upload recorded with recordProgress: the bar reached 100 % through
+// intermediate values, never going backwards.
+export async function assertProgressCompleted(page) {
+  const progress = await page.evaluate(() => window.__progress);
+  console.log('# progress values: ' + progress.join(','));
+  assert.equal(await page.locator('#upload-progress').evaluate((b) => b.value), 100);
+  assert.equal(progress.at(-1), 100);
+  assert.ok(progress.some((v) => v > 0 && v < 100), 'saw intermediate progress: ' + progress.join(','));
+  for (let i = 1; i < progress.length; i++) assert.ok(progress[i] >= progress[i - 1], 'progress is monotonic');
 }
 
 export async function recordProgress(page) {

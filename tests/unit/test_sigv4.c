@@ -53,6 +53,16 @@ static char *read_file(const char *path, size_t *len_out)
 }
 
 /* Expected-value file with trailing CR/LF removed. */
+static char *read_expected(const char *dir, const char *name);
+
+/* Compare `got` with the expected value in `dir`/`file`; `label` names the check. */
+static void expect_file(const char *dir, const char *file, const char *got, const char *label)
+{
+    char *want = read_expected(dir, file);
+    TEST_STR_EQ(got, want, label);
+    free(want);
+}
+
 static char *read_expected(const char *dir, const char *name)
 {
     char path[1024];
@@ -472,20 +482,14 @@ static void run_crt_test(const char *root, const char *name)
         req = (struct sigv4_request){r->method, curi, r->query, r->nquery, h, nh, body_hash};
         sigv4_canonical_request(&req, creq, BIG, sh, sizeof(sh));
     }
-    want = read_expected(dir, "header-canonical-request.txt");
     snprintf(what, sizeof(what), "%s: header canonical request", name);
-    TEST_STR_EQ(creq, want, what);
-    free(want);
+    expect_file(dir, "header-canonical-request.txt", creq, what);
     sigv4_string_to_sign(amz, scope, creq, sts, sizeof(sts));
-    want = read_expected(dir, "header-string-to-sign.txt");
     snprintf(what, sizeof(what), "%s: header string to sign", name);
-    TEST_STR_EQ(sts, want, what);
-    free(want);
+    expect_file(dir, "header-string-to-sign.txt", sts, what);
     sigv4_signature(key, sts, sig);
-    want = read_expected(dir, "header-signature.txt");
     snprintf(what, sizeof(what), "%s: header signature", name);
-    TEST_STR_EQ(sig, want, what);
-    free(want);
+    expect_file(dir, "header-signature.txt", sig, what);
 
     /* header auth through the public one-call API */
     nh = 0;
@@ -528,20 +532,14 @@ static void run_crt_test(const char *root, const char *name)
         req.nquery = nq;
         sigv4_canonical_request(&req, creq, BIG, NULL, 0);
     }
-    want = read_expected(dir, "query-canonical-request.txt");
     snprintf(what, sizeof(what), "%s: query canonical request", name);
-    TEST_STR_EQ(creq, want, what);
-    free(want);
+    expect_file(dir, "query-canonical-request.txt", creq, what);
     sigv4_string_to_sign(amz, scope, creq, sts, sizeof(sts));
-    want = read_expected(dir, "query-string-to-sign.txt");
     snprintf(what, sizeof(what), "%s: query string to sign", name);
-    TEST_STR_EQ(sts, want, what);
-    free(want);
+    expect_file(dir, "query-string-to-sign.txt", sts, what);
     sigv4_signature(key, sts, sig);
-    want = read_expected(dir, "query-signature.txt");
     snprintf(what, sizeof(what), "%s: query signature", name);
-    TEST_STR_EQ(sig, want, what);
-    free(want);
+    expect_file(dir, "query-signature.txt", sig, what);
 
     /* query auth through sigv4_presign_url: same parameters, same signature */
     nh = 0;
@@ -641,10 +639,8 @@ static void run_2015_test(const char *dir, const char *name)
     req = (struct sigv4_request){r->method, curi, r->query, r->nquery, r->headers, r->nheaders, body_hash};
     sigv4_canonical_request(&req, creq, BIG, NULL, 0);
     snprintf(path, sizeof(path), "%s.creq", name);
-    want = read_expected(dir, path);
     snprintf(what, sizeof(what), "2015 %s: canonical request", name);
-    TEST_STR_EQ(creq, want, what);
-    free(want);
+    expect_file(dir, path, creq, what);
     want = NULL;
     if (is_2015_erratum(name)) {
         printf("note: 2015 %s: .sts/.authz skipped (known erratum, aws-c-auth copy used)\n", name);
@@ -655,10 +651,8 @@ static void run_2015_test(const char *dir, const char *name)
     sigv4_scope(date8, "us-east-1", "service", scope, sizeof(scope));
     sigv4_string_to_sign(amz, scope, creq, sts, sizeof(sts));
     snprintf(path, sizeof(path), "%s.sts", name);
-    want = read_expected(dir, path);
     snprintf(what, sizeof(what), "2015 %s: string to sign", name);
-    TEST_STR_EQ(sts, want, what);
-    free(want);
+    expect_file(dir, path, sts, what);
     sigv4_signing_key("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", date8, "us-east-1", "service", key);
     sigv4_signature(key, sts, sig);
     {
