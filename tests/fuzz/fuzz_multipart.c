@@ -27,6 +27,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -327,6 +329,35 @@ static int send_all(int fd, const char *p, size_t n)
     return 0;
 }
 
+/* libFuzzer's SIGALRM timer can interrupt connect(); the connection then
+ * completes asynchronously, so wait for it instead of retrying. */
+static int connect_loopback(int fd, const struct sockaddr_in *sa)
+{
+    struct pollfd p = {.fd = fd, .events = POLLOUT, .revents = 0};
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+
+    if (connect(fd, (const struct sockaddr *)sa, sizeof *sa) == 0)
+        return 0;
+    if (errno != EINTR)
+        return -1;
+    for (;;) {
+        int r = poll(&p, 1, 15000);
+        if (r > 0)
+            break;
+        if (r == 0) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        if (errno != EINTR)
+            return -1;
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
+        return -1;
+    errno = soerr;
+    return soerr == 0 ? 0 : -1;
+}
+
 /* Complete once the headers and Content-Length bytes of body are in. */
 static int answer_complete(const char *raw, size_t len)
 {
@@ -361,7 +392,7 @@ static void do_request(const struct server *s, const uint8_t *data, size_t size,
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)s->app.port);
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    FUZZ_CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect: %s", strerror(errno));
+    FUZZ_CHECK(connect_loopback(fd, &sa) == 0, "connect: %s", strerror(errno));
     hl = snprintf(head, sizeof head,
                   "POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
                   "Content-Type: multipart/form-data; boundary=" BOUNDARY "\r\nContent-Length: %zu\r\n\r\n",
@@ -565,6 +596,8 @@ static void start(struct server *s, const char *max_bytes, const char *sub)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     const char *tmp = getenv("TMPDIR");
+    sigset_t alarm_only;
+    sigset_t old_mask;
 
     (void)argc;
     (void)argv;
@@ -572,8 +605,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     log_setup(LOG_ERROR, 0);
     snprintf(g_base, sizeof g_base, "%s/ppa-fuzz-multipart-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     FUZZ_CHECK(mkdtemp(g_base) != NULL, "mkdtemp: %s", strerror(errno));
+    /* The server threads inherit a mask without SIGALRM, so libFuzzer's
+     * timer only ever interrupts this thread, whose calls handle EINTR. */
+    sigemptyset(&alarm_only);
+    sigaddset(&alarm_only, SIGALRM);
+    pthread_sigmask(SIG_BLOCK, &alarm_only, &old_mask);
     start(&g_srv[0], "10485760", "default");
     start(&g_srv[1], SMALL_LIMIT, "small");
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
     atexit(stop_all);
     return 0;
 }
