@@ -49,6 +49,7 @@ struct config {
     long rate_limit_upload;
     int trust_proxy;
     long upload_ttl_hours;
+    long result_ttl_hours;
     long min_free_disk_mb;
     /* derived */
     int on_lambda;

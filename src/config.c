@@ -93,6 +93,8 @@ static const struct cfg_entry entries[] = {
      "1 takes the client IP from CF-Connecting-IP / X-Forwarded-For"},
     {"UPLOAD_TTL_HOURS", CFG_LONG, OFF(upload_ttl_hours), "24", 0, 87600, 0,
      "local uploads older than this are deleted (0 = keep forever)"},
+    {"RESULT_TTL_HOURS", CFG_LONG, OFF(result_ttl_hours), "0", 0, 87600, 0,
+     "local kept results (UPLOAD_DIR/results/) older than this are deleted (0 = keep forever)"},
     {"MIN_FREE_DISK_MB", CFG_LONG, OFF(min_free_disk_mb), "100", 0, 10000000, 0,
      "refuse uploads (507) when free space in UPLOAD_DIR falls below this"},
 };

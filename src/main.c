@@ -250,14 +250,17 @@ static int cmd_serve(void)
             tunnel_pending = !discover_tunnel(&app);
             next_tunnel_try = time(NULL) + TUNNEL_RETRY_SECONDS;
         }
+        /* retention: at start-up, then every SWEEP_INTERVAL */
+        if (!cfg.use_s3 && time(NULL) - last_sweep >= SWEEP_INTERVAL) {
+            last_sweep = time(NULL);
+            (void)sweeper_run(cfg.upload_dir, cfg.upload_ttl_hours * 3600, last_sweep);
+            if (cfg.result_ttl_hours > 0)
+                (void)sweeper_run_results(cfg.upload_dir, cfg.result_ttl_hours * 3600, last_sweep);
+        }
         sig = sigtimedwait(&sigs, NULL, &wait);
         if (sig == SIGINT || sig == SIGTERM) {
             log_info("signal %d: stopping (finishing in-flight requests)", sig);
             break;
-        }
-        if (!cfg.use_s3 && cfg.upload_ttl_hours > 0 && time(NULL) - last_sweep >= SWEEP_INTERVAL) {
-            last_sweep = time(NULL);
-            (void)sweeper_run(cfg.upload_dir, cfg.upload_ttl_hours * 3600, last_sweep);
         }
     }
     ls = http_quiesce(&app, (cfg.kie_timeout_seconds + 5) * 1000);

@@ -7,13 +7,43 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define SPOOL_MAX_AGE 3600
 
-int sweeper_run(const char *dir, long ttl_seconds, time_t now)
+/* How old a file may grow, by its name: 0 = not ours (never touched). */
+typedef long (*max_age_fn)(const char *name, long ttl_seconds);
+
+static long upload_max_age(const char *name, long ttl_seconds)
+{
+    if (stored_name_check(name) != IMAGE_UNKNOWN)
+        return ttl_seconds;
+    if (strncmp(name, ".upload-", 8) == 0 && strlen(name) == 14)
+        return SPOOL_MAX_AGE;
+    return 0;
+}
+
+/* "<task id>.<png|jpg|webp>", as results.c names kept results */
+static long result_max_age(const char *name, long ttl_seconds)
+{
+    const char *dot = strrchr(name, '.');
+    char id[130];
+    size_t n;
+
+    if (!dot || (strcmp(dot, ".png") != 0 && strcmp(dot, ".jpg") != 0 && strcmp(dot, ".webp") != 0))
+        return 0;
+    n = (size_t)(dot - name);
+    if (n == 0 || n >= sizeof id)
+        return 0;
+    memcpy(id, name, n);
+    id[n] = '\0';
+    return task_id_valid(id) ? ttl_seconds : 0;
+}
+
+static int sweep(const char *dir, max_age_fn max_age_of, long ttl_seconds, time_t now)
 {
     DIR *d = opendir(dir);
     struct dirent *e;
@@ -23,13 +53,7 @@ int sweeper_run(const char *dir, long ttl_seconds, time_t now)
         return ERR_IO;
     while ((e = readdir(d))) {
         struct stat st;
-        long max_age;
-        if (stored_name_check(e->d_name) != IMAGE_UNKNOWN)
-            max_age = ttl_seconds;
-        else if (strncmp(e->d_name, ".upload-", 8) == 0 && strlen(e->d_name) == 14)
-            max_age = SPOOL_MAX_AGE;
-        else
-            continue;
+        long max_age = max_age_of(e->d_name, ttl_seconds);
         if (max_age <= 0)
             continue;
         if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
@@ -41,4 +65,18 @@ int sweeper_run(const char *dir, long ttl_seconds, time_t now)
     }
     closedir(d);
     return removed;
+}
+
+int sweeper_run(const char *dir, long ttl_seconds, time_t now)
+{
+    return sweep(dir, upload_max_age, ttl_seconds, now);
+}
+
+int sweeper_run_results(const char *dir, long ttl_seconds, time_t now)
+{
+    char sub[4096];
+
+    if ((size_t)snprintf(sub, sizeof sub, "%s/results", dir) >= sizeof sub)
+        return ERR_IO;
+    return sweep(sub, result_max_age, ttl_seconds, now);
 }

@@ -1,6 +1,7 @@
 """Access control, abuse limits, secrets, and the concurrency model."""
 import os
 import socket
+import tempfile
 import threading
 import time
 
@@ -65,6 +66,37 @@ def test_low_disk_refuses_uploads_with_507(server_factory):
     r = upload(srv.port, png_bytes())
     assert r.status == 507 and r.json()["error"]["code"] == "insufficient_storage"
     assert list_uploads(srv) == []
+
+
+def test_retention_sweeps_old_uploads_and_results_at_start_up(server_factory):
+    up = tempfile.mkdtemp(prefix="ppa-retention-")
+    os.mkdir(os.path.join(up, "results"))
+    now = time.time()
+
+    def put(name, age_hours, data=b""):
+        path = os.path.join(up, name)
+        with open(path, "wb") as f:
+            f.write(data or png_bytes())
+        os.utime(path, (now - age_hours * 3600, now - age_hours * 3600))
+
+    put("0f8fad5b-d9cb-469f-a165-70867728950e.png", 3)      # upload past UPLOAD_TTL_HOURS=2
+    put("1f8fad5b-d9cb-469f-a165-70867728950e.png", 1)      # young upload
+    put("results/task_old.png", 49)                         # result past RESULT_TTL_HOURS=48
+    put("results/task_young.png", 47)
+    put(".upload-a1b2c3", 2)                                # spool left by a crash
+    put("notes.txt", 1000, b"not ours")                     # foreign files are never touched
+    put("results/not a task.png", 1000, b"not ours either")
+    srv = server_factory({"UPLOAD_DIR": up, "UPLOAD_TTL_HOURS": "2", "RESULT_TTL_HOURS": "48"})
+    gone = ["0f8fad5b-d9cb-469f-a165-70867728950e.png", "results/task_old.png", ".upload-a1b2c3"]
+    wait_for(lambda: not any(os.path.exists(os.path.join(up, g)) for g in gone))
+    for kept in ["1f8fad5b-d9cb-469f-a165-70867728950e.png", "results/task_young.png", "notes.txt",
+                 "results/not a task.png"]:
+        assert os.path.exists(os.path.join(up, kept)), kept
+    assert request(srv.port, "GET", "/files/0f8fad5b-d9cb-469f-a165-70867728950e.png").status == 404
+    assert request(srv.port, "GET", "/files/1f8fad5b-d9cb-469f-a165-70867728950e.png").status == 200
+    r = request(srv.port, "GET", "/results/task_young")
+    assert r.status == 200 and r.body == png_bytes(), r
+    assert "retention: removed task_old.png" in srv.log()
 
 
 def test_page_security_headers(server):

@@ -125,6 +125,29 @@ int main(void)
     TEST_ASSERT(exists(dir, ".upload-def456"), "live spool kept");
     TEST_ASSERT(exists(dir, "keep-me.txt"), "foreign file never touched");
     TEST_ASSERT(sweeper_run("/nonexistent-dir-ppa", 1, now) < 0, "missing dir is an error");
+    TEST_ASSERT(sweeper_run(dir, 0, now) == 0, "TTL 0 keeps every upload");
+    TEST_ASSERT(exists(dir, "1f8fad5b-d9cb-469f-a165-70867728950e.jpg"), "kept with TTL 0");
+
+    /* kept results: <dir>/results/<task id>.<png|jpg|webp> */
+    TEST_ASSERT(sweeper_run_results(dir, 3600, now) < 0, "no results/ yet is an error");
+    {
+        char sub[600];
+        snprintf(sub, sizeof sub, "%s/results", dir);
+        TEST_ASSERT(mkdir(sub, 0755) == 0, "mkdir results");
+        touch(sub, "task_old.png", now - 50 * 3600);
+        touch(sub, "task-old-2.webp", now - 50 * 3600);
+        touch(sub, "task_young.jpg", now - 3600);
+        touch(sub, "task_old.gif", now - 50 * 3600);
+        touch(sub, "not a task.png", now - 50 * 3600);
+        touch(sub, ".png", now - 50 * 3600);
+        TEST_ASSERT(sweeper_run_results(dir, 48 * 3600, now) == 2, "two old results removed");
+        TEST_ASSERT(!exists(sub, "task_old.png") && !exists(sub, "task-old-2.webp"), "old results removed");
+        TEST_ASSERT(exists(sub, "task_young.jpg"), "young result kept");
+        TEST_ASSERT(exists(sub, "task_old.gif") && exists(sub, "not a task.png") && exists(sub, ".png"),
+                    "names the server does not produce are never touched");
+        TEST_ASSERT(sweeper_run(dir, 1, now) >= 0 && exists(sub, "task_young.jpg"),
+                    "the uploads sweep leaves results/ alone");
+    }
     {
         char cmd[600];
         snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
