@@ -6,6 +6,13 @@
 
 #include <stddef.h>
 
+/* Where the client IP of a request comes from (rate limits, per-IP caps). */
+enum trust_proxy {
+    TRUST_NONE,       /* the socket peer */
+    TRUST_XFF,        /* the last X-Forwarded-For entry: the one our proxy appended */
+    TRUST_CLOUDFLARE, /* CF-Connecting-IP, which Cloudflare sets */
+};
+
 struct config {
     /* server */
     long port;
@@ -47,12 +54,13 @@ struct config {
     char *api_token; /* secret */
     long rate_limit_generate;
     long rate_limit_upload;
-    int trust_proxy;
+    char *trust_proxy_name; /* TRUST_PROXY as given */
     long upload_ttl_hours;
     long result_ttl_hours;
     long min_free_disk_mb;
     /* derived */
     int on_lambda;
+    enum trust_proxy trust_proxy; /* from TRUST_PROXY */
 };
 
 /* Describe one variable for --help and the docs test: name, default, help. */

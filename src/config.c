@@ -45,7 +45,7 @@ static const struct cfg_entry entries[] = {
      "HTTP worker threads (0 = number of CPU cores)"},
     {"MAX_CONNECTIONS", CFG_LONG, OFF(max_connections), "1000", 4, 100000, 0, "total connection limit"},
     {"PER_IP_CONNECTIONS", CFG_LONG, OFF(per_ip_connections), "64", 0, 100000, 0,
-     "open connections per client IP (0 = no limit; default 0 with TRUST_PROXY=1)"},
+     "open connections per client IP (0 = no limit; default 0 with TRUST_PROXY set)"},
     {"CONNECTION_TIMEOUT", CFG_LONG, OFF(connection_timeout), "30", 0, 3600, 0,
      "seconds of inactivity before a connection is closed"},
     {"ALLOW_PRIVATE_INPUT_URLS", CFG_BOOL, OFF(allow_private_input_urls), "0", 0, 0, 0,
@@ -89,8 +89,9 @@ static const struct cfg_entry entries[] = {
      "POST /generate per client IP per minute (0 = off)"},
     {"RATE_LIMIT_UPLOAD", CFG_LONG, OFF(rate_limit_upload), "60", 0, 100000, 0,
      "uploads per client IP per minute (0 = off)"},
-    {"TRUST_PROXY", CFG_BOOL, OFF(trust_proxy), "0", 0, 0, 0,
-     "1 takes the client IP from CF-Connecting-IP / X-Forwarded-For"},
+    {"TRUST_PROXY", CFG_STR, OFF(trust_proxy_name), "0", 0, 0, 0,
+     "client IP for rate limits: 0 = socket peer; 1 = last X-Forwarded-For entry (one proxy in front, e.g. "
+     "API Gateway); cloudflare = CF-Connecting-IP"},
     {"UPLOAD_TTL_HOURS", CFG_LONG, OFF(upload_ttl_hours), "24", 0, 87600, 0,
      "local uploads older than this are deleted (0 = keep forever)"},
     {"RESULT_TTL_HOURS", CFG_LONG, OFF(result_ttl_hours), "0", 0, 87600, 0,
@@ -370,9 +371,17 @@ int config_load(struct config *c, const char *dotenv_path, const char *(*lookup_
                 goto out;
             }
         }
+        const char *tp = c->trust_proxy_name ? c->trust_proxy_name : "0";
+        int on = 0;
+        if (strcasecmp(tp, "cloudflare") == 0)
+            c->trust_proxy = TRUST_CLOUDFLARE;
+        else if (config_parse_bool(tp, &on) == 0)
+            c->trust_proxy = on ? TRUST_XFF : TRUST_NONE;
+        else
+            ADD_ERR("TRUST_PROXY must be 0, 1 or cloudflare (got \"%.40s\")\n", tp);
         /* behind a proxy every client arrives from the proxy's address: a
          * per-IP cap would cap everyone, so it is off unless set explicitly */
-        if (c->trust_proxy && !lookup_env("PER_IP_CONNECTIONS") && !dotenv_get(&d, "PER_IP_CONNECTIONS"))
+        if (c->trust_proxy != TRUST_NONE && !lookup_env("PER_IP_CONNECTIONS") && !dotenv_get(&d, "PER_IP_CONNECTIONS"))
             c->per_ip_connections = 0;
         /* the Lambda Web Adapter forwards to AWS_LWA_PORT first, then PORT */
         if (lwa && *lwa && config_parse_long(lwa, 1, 65535, &c->port))

@@ -286,9 +286,56 @@ static const struct route *route_find(const char *method, const char *path, char
     return found;
 }
 
+/* The value of the last `name` header of the request (NULL if none): a
+ * proxy appends its view after whatever the client sent. */
+struct last_header {
+    const char *name;
+    const char *value;
+};
+
+static enum MHD_Result keep_last(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    struct last_header *lh = cls;
+    (void)kind;
+    if (key && value && strcasecmp(key, lh->name) == 0)
+        lh->value = value;
+    return MHD_YES;
+}
+
+static const char *last_header(struct req *r, const char *name)
+{
+    struct last_header lh = {.name = name, .value = NULL};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, keep_last, &lh);
+    return lh.value;
+}
+
+/* Copy the IP address in s[0..n) (spaces trimmed) to out if it is one. */
+static void take_ip(char *out, size_t cap, const char *s, size_t n)
+{
+    char ip[64];
+    unsigned char tmp[16];
+
+    while (n > 0 && (*s == ' ' || *s == '\t')) {
+        s++;
+        n--;
+    }
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--;
+    if (n == 0 || n >= sizeof ip)
+        return;
+    memcpy(ip, s, n);
+    ip[n] = '\0';
+    if (inet_pton(AF_INET, ip, tmp) == 1 || inet_pton(AF_INET6, ip, tmp) == 1)
+        snprintf(out, cap, "%s", ip);
+}
+
+/* The socket peer; behind a trusted proxy, the address it reports. Only the
+ * proxy's own entry counts: with X-Forwarded-For that is the last one, since
+ * a client may send any list and the proxy appends what it saw. */
 static void client_ip(struct req *r)
 {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const char *h;
 
     snprintf(r->client_ip, sizeof r->client_ip, "unknown");
     if (ci && ci->client_addr) {
@@ -300,27 +347,22 @@ static void client_ip(struct req *r)
             inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, r->client_ip,
                       sizeof r->client_ip);
     }
-    if (r->app->cfg->trust_proxy) {
-        const char *h = http_header(r, "CF-Connecting-IP");
-        char first[64];
-        unsigned char tmp[16];
-        if (!h)
-            h = http_header(r, "X-Forwarded-For");
+    switch (r->app->cfg->trust_proxy) {
+    case TRUST_XFF:
+        h = last_header(r, "X-Forwarded-For");
         if (h) {
-            size_t n = strcspn(h, ",");
-            while (*h == ' ' && n > 0) {
-                h++;
-                n--;
-            }
-            while (n > 0 && h[n - 1] == ' ')
-                n--;
-            if (n > 0 && n < sizeof first) {
-                memcpy(first, h, n);
-                first[n] = '\0';
-                if (inet_pton(AF_INET, first, tmp) == 1 || inet_pton(AF_INET6, first, tmp) == 1)
-                    snprintf(r->client_ip, sizeof r->client_ip, "%s", first);
-            }
+            const char *comma = strrchr(h, ',');
+            const char *entry = comma ? comma + 1 : h;
+            take_ip(r->client_ip, sizeof r->client_ip, entry, strlen(entry));
         }
+        break;
+    case TRUST_CLOUDFLARE:
+        h = last_header(r, "CF-Connecting-IP");
+        if (h)
+            take_ip(r->client_ip, sizeof r->client_ip, h, strlen(h));
+        break;
+    case TRUST_NONE:
+        break;
     }
 }
 

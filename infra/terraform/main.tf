@@ -151,6 +151,8 @@ resource "aws_lambda_function" "api" {
       API_TOKEN       = var.api_token
       CALLBACK_SECRET = var.callback_secret
       LOG_FORMAT      = "json"
+      # API Gateway appends the caller's address to X-Forwarded-For: rate limits per real client
+      TRUST_PROXY = "1"
     }
   }
 

@@ -1,4 +1,5 @@
 """Access control, abuse limits, secrets, and the concurrency model."""
+import http.client
 import os
 import socket
 import tempfile
@@ -7,8 +8,8 @@ import time
 
 import pytest
 
-from conftest import (KIE_KEY, SLOW, VALGRIND, free_port, list_uploads, png_bytes, request, sim_config, upload,
-                      wait_for)
+from conftest import (KIE_KEY, SLOW, VALGRIND, free_port, list_uploads, multipart, png_bytes, request, sim_config,
+                      start_server, upload, wait_for)
 
 TOKEN = "ppa-token-4c1d9e2f7a8b"
 
@@ -51,14 +52,55 @@ def test_rate_limit_generate(sim, server_factory):
     assert upload(srv.port, png_bytes()).status == 200
 
 
+def upload_with_headers(port, header_list):
+    """An upload with headers given as (name, value) pairs; a name may repeat."""
+    body, ct = multipart([("file", "photo.png", "image/png", png_bytes())])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30 * SLOW)
+    conn.putrequest("POST", "/upload")
+    for name, value in [("Content-Type", ct), ("Content-Length", str(len(body)))] + header_list:
+        conn.putheader(name, value)
+    conn.endheaders(body)
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
 def test_rate_limit_uses_proxy_header_only_when_trusted(server_factory):
     srv = server_factory({"RATE_LIMIT_UPLOAD": "1"})
     assert upload(srv.port, png_bytes(), headers={"X-Forwarded-For": "1.1.1.1"}).status == 200
     assert upload(srv.port, png_bytes(), headers={"X-Forwarded-For": "2.2.2.2"}).status == 429  # header ignored
-    srv2 = server_factory({"RATE_LIMIT_UPLOAD": "1", "TRUST_PROXY": "1"})
-    assert upload(srv2.port, png_bytes(), headers={"CF-Connecting-IP": "1.1.1.1"}).status == 200
-    assert upload(srv2.port, png_bytes(), headers={"CF-Connecting-IP": "2.2.2.2"}).status == 200
-    assert upload(srv2.port, png_bytes(), headers={"CF-Connecting-IP": "2.2.2.2"}).status == 429
+    assert upload(srv.port, png_bytes(), headers={"CF-Connecting-IP": "3.3.3.3"}).status == 429  # this one too
+
+
+def test_trust_proxy_1_takes_the_entry_the_proxy_appended(server_factory):
+    srv = server_factory({"RATE_LIMIT_UPLOAD": "1", "TRUST_PROXY": "1"})
+    assert upload_with_headers(srv.port, [("X-Forwarded-For", "9.9.9.9, 1.1.1.1")]) == 200
+    # a client cannot dodge the limit by making up the entries before the proxy's own
+    assert upload_with_headers(srv.port, [("X-Forwarded-For", "8.8.8.8, 1.1.1.1")]) == 429
+    assert upload_with_headers(srv.port, [("X-Forwarded-For", "1.1.1.1")]) == 429
+    # nor with a header of its own that the proxy followed with another one
+    assert upload_with_headers(srv.port, [("X-Forwarded-For", "7.7.7.7"), ("X-Forwarded-For", "1.1.1.1")]) == 429
+    # nor with CF-Connecting-IP, which only Cloudflare mode believes
+    assert upload_with_headers(srv.port, [("CF-Connecting-IP", "6.6.6.6"), ("X-Forwarded-For", "1.1.1.1")]) == 429
+    assert upload_with_headers(srv.port, [("X-Forwarded-For", "1.1.1.1,2.2.2.2")]) == 200
+    assert upload_with_headers(srv.port, [("X-Forwarded-For", "2001:db8::1")]) == 200
+    # garbage is no address: the socket peer (127.0.0.1) counts, once
+    assert upload_with_headers(srv.port, [("X-Forwarded-For", "1.1.1.1, not-an-ip")]) == 200
+    assert upload_with_headers(srv.port, []) == 429
+
+
+def test_trust_proxy_cloudflare_takes_cf_connecting_ip(server_factory):
+    srv = server_factory({"RATE_LIMIT_UPLOAD": "1", "TRUST_PROXY": "cloudflare"})
+    assert upload_with_headers(srv.port, [("CF-Connecting-IP", "1.1.1.1"), ("X-Forwarded-For", "5.5.5.5")]) == 200
+    assert upload_with_headers(srv.port, [("CF-Connecting-IP", "1.1.1.1"), ("X-Forwarded-For", "4.4.4.4")]) == 429
+    assert upload_with_headers(srv.port, [("CF-Connecting-IP", "2.2.2.2")]) == 200
+    assert upload_with_headers(srv.port, [("X-Forwarded-For", "3.3.3.3")]) == 200  # the peer, 127.0.0.1
+    assert upload_with_headers(srv.port, [("X-Forwarded-For", "4.4.4.4")]) == 429
+
+
+def test_trust_proxy_rejects_unknown_modes(server_factory):
+    proc, log = start_server({"TRUST_PROXY": "maybe"}, expect_fail=True)
+    assert proc.returncode != 0 and "TRUST_PROXY must be 0, 1 or cloudflare" in log, log
 
 
 def test_low_disk_refuses_uploads_with_507(server_factory):

@@ -20,6 +20,11 @@ static const char *lookup(const char *name)
 
 static void set_env(const char *k, const char *v)
 {
+    for (size_t i = 0; i < n_fake; i++)
+        if (strcmp(fake_env[i][0], k) == 0) {
+            fake_env[i][1] = v;
+            return;
+        }
     fake_env[n_fake][0] = k;
     fake_env[n_fake][1] = v;
     n_fake++;
@@ -107,9 +112,23 @@ int main(void)
     TEST_ASSERT(config_load(&c, NULL, lookup, errors, sizeof errors) == 0 && c.per_ip_connections == 64,
                 "per-IP default 64");
     config_free(&c);
+    TEST_ASSERT(config_load(&c, NULL, lookup, errors, sizeof errors) == 0 && c.trust_proxy == TRUST_NONE,
+                "TRUST_PROXY default: the socket peer");
+    config_free(&c);
+    set_env("TRUST_PROXY", "cloudflare");
+    TEST_ASSERT(config_load(&c, NULL, lookup, errors, sizeof errors) == 0 && c.trust_proxy == TRUST_CLOUDFLARE &&
+                    c.per_ip_connections == 0,
+                "TRUST_PROXY=cloudflare, per-IP default off");
+    config_free(&c);
+    set_env("TRUST_PROXY", "maybe");
+    TEST_ASSERT(config_load(&c, NULL, lookup, errors, sizeof errors) != 0 &&
+                    strstr(errors, "TRUST_PROXY must be 0, 1 or cloudflare (got \"maybe\")"),
+                "unknown TRUST_PROXY: %s", errors);
+    config_free(&c);
     set_env("TRUST_PROXY", "1");
-    TEST_ASSERT(config_load(&c, NULL, lookup, errors, sizeof errors) == 0 && c.per_ip_connections == 0,
-                "TRUST_PROXY turns the per-IP default off");
+    TEST_ASSERT(config_load(&c, NULL, lookup, errors, sizeof errors) == 0 && c.per_ip_connections == 0 &&
+                    c.trust_proxy == TRUST_XFF,
+                "TRUST_PROXY=1: X-Forwarded-For, per-IP default off");
     config_free(&c);
     set_env("PER_IP_CONNECTIONS", "10");
     TEST_ASSERT(config_load(&c, NULL, lookup, errors, sizeof errors) == 0 && c.per_ip_connections == 10,
