@@ -50,6 +50,7 @@ struct config {
     int s3_public;
     long s3_presign_ttl;
     char *s3_prefix;
+    char *s3_results_prefix;
     /* access control and limits */
     char *api_token; /* secret */
     long rate_limit_generate;

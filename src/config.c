@@ -83,6 +83,8 @@ static const struct cfg_entry entries[] = {
     {"S3_PRESIGN_TTL", CFG_LONG, OFF(s3_presign_ttl), "3600", 60, 604800, 0,
      "lifetime of presigned URLs in seconds (max 7 days)"},
     {"S3_PREFIX", CFG_STR, OFF(s3_prefix), "uploads/", 0, 0, 0, "key prefix for uploaded objects"},
+    {"S3_RESULTS_PREFIX", CFG_STR, OFF(s3_results_prefix), "results/", 0, 0, 0,
+     "key prefix for kept results (outside S3_PREFIX, so a lifecycle rule can expire uploads alone)"},
     {"API_TOKEN", CFG_STR, OFF(api_token), NULL, 0, 0, CFG_SECRET,
      "when set, API routes require Authorization: Bearer <API_TOKEN>"},
     {"RATE_LIMIT_GENERATE", CFG_LONG, OFF(rate_limit_generate), "10", 0, 100000, 0,

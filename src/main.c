@@ -215,6 +215,10 @@ static int cmd_serve(void)
         fprintf(stderr, "product-photo-api: %s\n", err);
         goto out;
     }
+    if (cfg.use_s3 && cfg.s3_prefix && *cfg.s3_prefix && cfg.s3_results_prefix &&
+        strncmp(cfg.s3_results_prefix, cfg.s3_prefix, strlen(cfg.s3_prefix)) == 0)
+        log_warn("S3_RESULTS_PREFIX (%s) is inside S3_PREFIX (%s): a lifecycle rule that expires uploads will "
+                 "expire kept results too", cfg.s3_results_prefix, cfg.s3_prefix);
     app.tasks = taskcache_new(TASK_CACHE_SIZE);
     if (!app.tasks || make_callback_secret(&app)) {
         log_error("out of memory or no randomness");

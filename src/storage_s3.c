@@ -24,7 +24,7 @@
 
 struct s3store {
     struct s3_target t;
-    char *bucket, *region, *endpoint, *ak, *sk, *token, *prefix;
+    char *bucket, *region, *endpoint, *ak, *sk, *token, *prefix, *results_prefix;
     long ttl;
     int public_urls;
     struct upstream *up;
@@ -42,9 +42,12 @@ static const char *s3_spool_dir(struct storage *s)
     return ((struct s3store *)s->priv)->spool;
 }
 
+/* Uploads live under S3_PREFIX, kept results ("results/<task>.<ext>")
+ * under S3_RESULTS_PREFIX. */
 static int make_key(struct s3store *s, const char *name, char *out, size_t cap)
 {
-    int n = snprintf(out, cap, "%s%s", s->prefix, name);
+    int n = strncmp(name, "results/", 8) == 0 ? snprintf(out, cap, "%s%s", s->results_prefix, name + 8)
+                                               : snprintf(out, cap, "%s%s", s->prefix, name);
     return n < 0 || (size_t)n >= cap ? ERR_TOO_LARGE : 0;
 }
 
@@ -271,6 +274,7 @@ static void s3_destroy(struct storage *st)
         free(s->sk);
         free(s->token);
         free(s->prefix);
+        free(s->results_prefix);
         free(s);
     }
     free(st);
@@ -323,6 +327,7 @@ struct storage *storage_s3_open(const struct config *cfg, struct upstream *up, c
     s->sk = dup_or_null(cfg->aws_secret_access_key, &oom);
     s->token = dup_or_null(cfg->aws_session_token, &oom);
     s->prefix = dup_or_null(cfg->s3_prefix ? cfg->s3_prefix : "", &oom);
+    s->results_prefix = dup_or_null(cfg->s3_results_prefix ? cfg->s3_results_prefix : "", &oom);
     if (oom) {
         snprintf(err, cap, "out of memory");
         goto fail;

@@ -68,6 +68,25 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "files" {
   }
 }
 
+# Uploads only need to live until KIE has fetched them; kept results (S3_RESULTS_PREFIX, outside
+# this prefix) stay. The prefix is the server's S3_PREFIX, set in the function's environment below.
+resource "aws_s3_bucket_lifecycle_configuration" "files" {
+  bucket = aws_s3_bucket.files.id
+
+  rule {
+    id     = "expire-uploads"
+    status = "Enabled"
+
+    filter {
+      prefix = "uploads/"
+    }
+
+    expiration {
+      days = var.upload_expiration_days
+    }
+  }
+}
+
 # Browsers PUT straight to presigned URLs (POST /upload-url) and GET results from them.
 resource "aws_s3_bucket_cors_configuration" "files" {
   bucket = aws_s3_bucket.files.id
@@ -141,18 +160,20 @@ resource "aws_lambda_function" "api" {
     # PORT=8000 and AWS_LWA_READINESS_CHECK_PATH=/healthz come from the image (Dockerfile).
     # Empty values (API_TOKEN, CALLBACK_SECRET) mean "unset" to the server.
     variables = {
-      KIE_API_KEY     = var.kie_api_key
-      KIE_BASE_URL    = var.kie_base_url
-      KIE_MODEL       = var.kie_model
-      USE_S3          = "1"
-      S3_BUCKET       = aws_s3_bucket.files.bucket
-      S3_PRESIGN_TTL  = tostring(var.s3_presign_ttl)
-      CORS_ORIGINS    = join(",", var.cors_origins)
-      API_TOKEN       = var.api_token
-      CALLBACK_SECRET = var.callback_secret
-      LOG_FORMAT      = "json"
+      KIE_API_KEY       = var.kie_api_key
+      KIE_BASE_URL      = var.kie_base_url
+      KIE_MODEL         = var.kie_model
+      USE_S3            = "1"
+      S3_BUCKET         = aws_s3_bucket.files.bucket
+      S3_PREFIX         = "uploads/"
+      S3_RESULTS_PREFIX = "results/"
+      S3_PRESIGN_TTL    = tostring(var.s3_presign_ttl)
+      CORS_ORIGINS      = join(",", var.cors_origins)
+      API_TOKEN         = var.api_token
+      CALLBACK_SECRET   = var.callback_secret
+      LOG_FORMAT        = "json"
       # API Gateway appends the caller's address to X-Forwarded-For: rate limits per real client
-      TRUST_PROXY = "1"
+      TRUST_PROXY       = "1"
     }
   }
 

@@ -104,6 +104,17 @@ variable "s3_presign_ttl" {
   default     = 3600
 }
 
+variable "upload_expiration_days" {
+  description = "Days after which S3 deletes uploads (the uploads/ prefix); kept results under results/ stay."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.upload_expiration_days >= 1
+    error_message = "S3 lifecycle expiration counts whole days: at least 1."
+  }
+}
+
 variable "log_retention_days" {
   description = "CloudWatch log retention for the function."
   type        = number

@@ -50,6 +50,17 @@ def aws_get_object(s3, key, out_path):
     return json.loads(r.stdout)
 
 
+def aws_list_keys(s3):
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_DEFAULT_REGION="us-east-1",
+               AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true")
+    r = subprocess.run(["/usr/bin/aws", "--endpoint-url", s3["endpoint"], "s3api", "list-objects-v2", "--bucket", BUCKET,
+                        "--query", "Contents[].Key", "--output", "json"], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    import json
+    return json.loads(r.stdout) or []
+
+
 def curl(*args):
     r = subprocess.run(["curl", "-sS", "--noproxy", "*", "-o", "/dev/stderr", "-w", "%{http_code}", *args],
                        capture_output=True, timeout=60)
@@ -175,3 +186,42 @@ def test_page_may_upload_straight_to_the_bucket(s3, s3_server, server_factory):
     assert request(s3_server.port, "GET", "/config").json()["direct_upload"] is True
     local = server_factory({})
     assert "connect-src 'self';" in request(local.port, "GET", "/").header("Content-Security-Policy")
+
+
+def test_kept_result_goes_to_the_results_prefix(s3, sim, server_factory, tmp_path):
+    srv = server_factory(s3_env(s3, KIE_API_KEY=KIE_KEY, KIE_BASE_URL=f"http://127.0.0.1:{sim.port}",
+                                ALLOW_PRIVATE_INPUT_URLS="1", S3_RESULTS_PREFIX="kept/"))
+    up = upload(srv.port, png_bytes(20, 20)).json()
+    g = request(srv.port, "POST", "/generate", {"input_url": up["url"], "prompt": "studio product shot",
+                                                "keep_result": True})
+    assert g.status == 200, g
+    task = g.json()["data"]["taskId"]
+    # keep_result copies as soon as the task succeeds; /status then names the stable URL
+    d = wait_for(lambda: (lambda d: d if d.get("stable_url") else None)(
+        request(srv.port, "GET", f"/status?task_id={task}").json()["data"]), timeout=20)
+    assert d["state"] == "success" and d["stable_url"].endswith(f"/results/{task}"), d
+    # the copy is an S3 object under S3_RESULTS_PREFIX, not under S3_PREFIX
+    meta = aws_get_object(s3, f"kept/{task}.png", str(tmp_path / "kept.png"))
+    kept = (tmp_path / "kept.png").read_bytes()
+    assert meta["ContentType"] == "image/png" and kept.startswith(b"\x89PNG"), meta
+    keys = aws_list_keys(s3)
+    assert f"kept/{task}.png" in keys and not [k for k in keys if k.startswith("uploads/results")], keys
+    # /results redirects to a presigned URL of that object, which serves the same bytes
+    r = request(srv.port, "GET", f"/results/{task}")
+    assert r.status == 302, r
+    loc = r.header("Location")
+    assert loc.startswith(f"{s3['endpoint']}/{BUCKET}/kept/{task}.png?X-Amz-"), loc
+    code, body = curl(loc)
+    assert code == 200 and body == kept
+    # the redirect comes from our copy: the simulator is not asked for the result again
+    fetched = len([q for q in sim_requests(sim) if q["path"].startswith("/results/")])
+    assert request(srv.port, "GET", f"/results/{task}").status == 302
+    assert len([q for q in sim_requests(sim) if q["path"].startswith("/results/")]) == fetched
+
+
+def test_results_prefix_inside_upload_prefix_is_warned_about(s3, server_factory):
+    srv = server_factory(s3_env(s3, S3_RESULTS_PREFIX="uploads/results/"))
+    # logged before the server listens, so it is there once the server answers
+    assert "S3_RESULTS_PREFIX (uploads/results/) is inside S3_PREFIX (uploads/)" in srv.log()
+    srv2 = server_factory(s3_env(s3))
+    assert "S3_RESULTS_PREFIX" not in srv2.log().replace("config S3_RESULTS_PREFIX=", "")

@@ -204,6 +204,41 @@ function tfValue(v, tf) {
     L.assert(/execute-api/.test(JSON.stringify(sam.Outputs.ApiUrl.Value)), 'Outputs.ApiUrl must be the execute-api URL');
   });
 
+  await L.check('S3 retention: a lifecycle rule expires the server\'s upload prefix, never the results prefix', async () => {
+    // Terraform
+    const lc = one(tf.resource.aws_s3_bucket_lifecycle_configuration, 'aws_s3_bucket_lifecycle_configuration');
+    L.assert(/aws_s3_bucket\.files\.(id|bucket)/.test(lc.bucket), 'lifecycle must target the files bucket');
+    L.assertEq(lc.rule.length, 1, 'one lifecycle rule');
+    const r = lc.rule[0];
+    L.assertEq(r.status, 'Enabled', 'rule status');
+    const tfPrefix = r.filter[0].prefix;
+    L.assertEq(r.expiration[0].days, '${var.upload_expiration_days}', 'expiration days from the variable');
+    L.assert(tfValue(r.expiration[0].days, tf) >= 1, 'upload_expiration_days default must be at least 1');
+    const tfEnv = one(tf.resource.aws_lambda_function, 'aws_lambda_function').environment[0].variables;
+    // SAM
+    const bp = samByType('AWS::S3::Bucket')[0][1].Properties;
+    const rules = bp.LifecycleConfiguration.Rules;
+    L.assertEq(rules.length, 1, 'one SAM lifecycle rule');
+    L.assertEq([rules[0].Status, rules[0].ExpirationInDays], ['Enabled', { Ref: 'UploadExpirationDays' }], 'SAM rule');
+    L.assert(sam.Parameters.UploadExpirationDays.MinValue >= 1, 'UploadExpirationDays.MinValue');
+    const samEnv = samByType('AWS::Serverless::Function')[0][1].Properties.Environment.Variables;
+    // both agree with each other and with the environment they give the server
+    const serverDefault = (k) => {
+      const m = new RegExp(`^  ${k} .*\\[default: ([^\\]]*)\\]$`, 'm').exec(L.serverHelp());
+      L.assert(m, `${k} missing from the server's --help`);
+      return m[1];
+    };
+    for (const [name, prefix, env] of [['terraform', tfPrefix, tfEnv], ['sam', rules[0].Prefix, samEnv]]) {
+      L.assertEq(prefix, env.S3_PREFIX, `${name}: the rule's prefix must be the function's S3_PREFIX`);
+      L.assert(prefix && prefix.endsWith('/'), `${name}: a prefix ending in / (got ${prefix})`);
+      L.assert(!String(env.S3_RESULTS_PREFIX).startsWith(prefix), `${name}: S3_RESULTS_PREFIX must be outside ${prefix}`);
+    }
+    L.assertEq(tfPrefix, rules[0].Prefix, 'terraform and SAM expire the same prefix');
+    L.assertEq([tfEnv.S3_PREFIX, tfEnv.S3_RESULTS_PREFIX], [serverDefault('S3_PREFIX'), serverDefault('S3_RESULTS_PREFIX')],
+      'templates use the server defaults, so local and AWS keys look alike');
+    return `expires ${tfPrefix} after ${tfValue(r.expiration[0].days, tf)} day(s); results under ${tfEnv.S3_RESULTS_PREFIX} stay`;
+  });
+
   await L.check('sam: IAM role has exactly the least-privilege actions', async () => {
     const [, fn] = samByType('AWS::Serverless::Function')[0];
     L.assert(!fn.Properties.Policies, 'function Policies would add AWSLambdaBasicExecutionRole; use the explicit Role');

@@ -74,6 +74,12 @@ function routesFromBinary() {
   return routes;
 }
 
+// The server's `--help` (its configuration variables with their defaults).
+function serverHelp() {
+  const bin = requireBinary();
+  return execFileSync(bin, ['--help'], { encoding: 'utf8', timeout: 10000, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
 // Terraform: all *.tf files of infra/terraform parsed with @cdktf/hcl2json and merged per top-level kind.
 async function loadTerraform(dir = TF_DIR) {
   const { parse } = require('@cdktf/hcl2json');
@@ -301,6 +307,7 @@ function loadDockerfile(file = DOCKERFILE) {
 }
 
 module.exports = {
+  serverHelp,
   REPO, BIN, TF_DIR, SAM_FILE, DOCKERFILE, COMPOSE_FILE,
   check, finish, assert, assertEq, results,
   normRoute, routesFromText, routesFromBinary, requireBinary,
