@@ -1,6 +1,7 @@
 """S3 mode against a real S3-compatible server that checks SigV4 signatures
 (@20minutes/s3rver, started on loopback by tests/s3/s3-test-server.sh).
 SKIP_S3=1 skips this module with a visible reason; nothing else does."""
+import json
 import os
 import subprocess
 import tempfile
@@ -40,25 +41,22 @@ def s3_env(s3, **over):
     return env
 
 
-def aws_get_object(s3, key, out_path):
+def aws_s3api(s3, *args):
+    """The AWS CLI against the test server, with the test credentials only; the parsed JSON answer."""
     env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_DEFAULT_REGION="us-east-1",
                AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true")
-    r = subprocess.run(["/usr/bin/aws", "--endpoint-url", s3["endpoint"], "s3api", "get-object", "--bucket", BUCKET,
-                        "--key", key, out_path], env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(["/usr/bin/aws", "--endpoint-url", s3["endpoint"], "s3api", *args, "--output", "json"], env=env,
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    import json
-    return json.loads(r.stdout)
+    return json.loads(r.stdout) if r.stdout.strip() else None
+
+
+def aws_get_object(s3, key, out_path):
+    return aws_s3api(s3, "get-object", "--bucket", BUCKET, "--key", key, out_path)
 
 
 def aws_list_keys(s3):
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_DEFAULT_REGION="us-east-1",
-               AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true")
-    r = subprocess.run(["/usr/bin/aws", "--endpoint-url", s3["endpoint"], "s3api", "list-objects-v2", "--bucket", BUCKET,
-                        "--query", "Contents[].Key", "--output", "json"], env=env, capture_output=True, text=True,
-                       timeout=60)
-    assert r.returncode == 0, r.stderr
-    import json
-    return json.loads(r.stdout) or []
+    return aws_s3api(s3, "list-objects-v2", "--bucket", BUCKET, "--query", "Contents[].Key") or []
 
 
 def curl(*args):
