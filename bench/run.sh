@@ -5,7 +5,7 @@
 #   bash bench/run.sh            writes build/bench.md (and prints it)
 #
 # Scenarios (wrk -t$THREADS -c$CONNECTIONS -d$DURATION after a $WARMUP warm-up of the same command):
-#   GET /files/<200 KB jpg>   ours, nginx (sendfile), reference
+#   GET /files/<200 KB jpg>   ours, libmicrohttpd alone (bench/mhd_floor.c), nginx (sendfile), reference
 #   GET /status?task_id=abc   ours, reference  (both proxy to a fast fake KIE: nginx answering fixed JSON)
 #   POST /generate            ours, reference  (same fake KIE)
 #   POST /upload 1 MB         ours, reference  (upload dirs on tmpfs, pruned while wrk runs: see README)
@@ -416,14 +416,28 @@ chmod -R a+rX "$WORK/static-nginx"
 start_nginx static-nginx static-nginx.conf "$STATIC_PORT"
 STATIC_PID=$(cat "$WORK/static-nginx/nginx.pid")
 
+# --- libmicrohttpd alone (bench/mhd_floor.c) serving the same file with our daemon flags: the ceiling for
+#     GET /files on libmicrohttpd, so the report separates what our code costs from what the library costs
+MHD_POOL=$(sed -n 's/^#define CONNECTION_MEMORY_LIMIT (\(.*\))$/\1/p' "$ROOT/src/http.c")
+[[ -n $MHD_POOL ]] || die "cannot read CONNECTION_MEMORY_LIMIT from src/http.c"
+MHD_POOL=$((MHD_POOL))
+cc -O2 -Wall -Wextra -Werror -o "$WORK/mhd-floor" "$HERE/mhd_floor.c" $(pkg-config --cflags --libs libmicrohttpd) ||
+    die "cannot build bench/mhd_floor.c"
+FLOOR_PORT=$(free_port)
+"$WORK/mhd-floor" "$WORK/bench-200k.jpg" "$FLOOR_PORT" "$(nproc)" "$MHD_POOL" >"$WORK/mhd-floor.log" 2>&1 &
+FLOOR_PID=$!; PIDS+=("$FLOOR_PID")
+wait_http "http://127.0.0.1:$FLOOR_PORT/" "$FLOOR_PID"
+
 # --- the wrk scenarios, servers interleaved per scenario (the idle ones use no CPU), so that
 #     what else runs on the box hits the servers of one scenario alike
 for kind in files status generate upload; do
     scenario "$kind" ours "$OURS_URL" "$OURS_PID" "$OURS_FILE"
+    [[ $kind != files ]] || scenario files mhd "" "$FLOOR_PID" "http://127.0.0.1:$FLOOR_PORT/"
     [[ $kind != files ]] || scenario files nginx "" "$STATIC_PID" "http://127.0.0.1:$STATIC_PORT/files/bench-200k.jpg"
     scenario "$kind" ref "$REF_URL" "$REF_PID" "$REF_FILE"
 done
 stop_nginx "$WORK/static-nginx"
+forget_pid "$FLOOR_PID"
 read -r BIG2_T BIG2_BEFORE BIG2_PEAK _ < <(one_upload "$OURS_URL" "$OURS_PID" "$WORK/bench-${BIG_MB}m.jpg")
 forget_pid "$OURS_PID"
 forget_pid "$REF_PID"
@@ -474,14 +488,14 @@ verdict() { if "$@"; then echo PASS; else echo MISS; fi; }
     echo "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"
     for s in "files:GET /files/<200 KB jpg>" "status:GET /status (proxied)" "generate:POST /generate (proxied)" "upload:POST /upload 1 MB multipart"; do
         k=${s%%:*} d=${s#*:}
-        for srv in ours nginx ref; do
+        for srv in ours mhd nginx ref; do
             [[ -n ${RPS[$srv $k]:-} ]] || continue
             r1=; r2=
             if [[ $srv == ours ]]; then
                 r1=$(ratio "${RPS[ours $k]}" "${RPS[ref $k]}")
                 [[ -z ${RPS[nginx $k]:-} ]] || r2=$(ratio "${RPS[ours $k]}" "${RPS[nginx $k]}")
             fi
-            name=$srv; [[ $srv != ref ]] || name=reference
+            name=$srv; [[ $srv != ref ]] || name=reference; [[ $srv != mhd ]] || name="libmicrohttpd alone"
             printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$d" "$name" "${RPS[$srv $k]}" "${P50[$srv $k]}" \
                 "${P99[$srv $k]}" "${ERRS[$srv $k]}" "${KIE_PER_REQ[$srv $k]}" "${USPR[$srv $k]}" "${CPU[$srv $k]}" "${r1:--}" "${r2:--}"
         done
@@ -499,6 +513,8 @@ verdict() { if "$@"; then echo PASS; else echo MISS; fi; }
     echo "| /upload >= 5x reference | $(ratio "${RPS[ours upload]}" "${RPS[ref upload]}") | $(verdict ge "${RPS[ours upload]}" "$(awk -v n="${RPS[ref upload]}" 'BEGIN { print 5 * n }')") |"
     echo "| ${BIG_MB} MB upload peak RSS < 16 MB | $(mb "$BIG_PEAK") MB | $(verdict lt "$BIG_PEAK" 16384) |"
     echo "| all wrk runs without errors | $(for k in "${!ERRS[@]}"; do echo "${ERRS[$k]}"; done | awk '{ s += $1 } END { print s + 0 }') errors | $(verdict [ "$(for k in "${!ERRS[@]}"; do echo "${ERRS[$k]}"; done | awk '{ s += $1 } END { print s + 0 }')" = 0 ]) |"
+    echo
+    echo "/files, ours against libmicrohttpd alone (\`bench/mhd_floor.c\`: same daemon flags, thread pool and connection memory, no routing, headers or logging): $(ratio "${RPS[ours files]}" "${RPS[mhd files]}"); libmicrohttpd alone against nginx: $(ratio "${RPS[mhd files]}" "${RPS[nginx files]}")."
     echo
     echo "## Memory and start-up"
     echo

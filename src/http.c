@@ -32,6 +32,11 @@
 #include <unistd.h>
 #include <uuid/uuid.h>
 
+/* Per-connection memory pool. MHD clears it on every keep-alive request, so it
+ * is kept small; bench/run.sh reads this line for its libmicrohttpd-alone
+ * server. */
+#define CONNECTION_MEMORY_LIMIT (64 * 1024)
+
 /* A request id in UUID v4 form. Ids only correlate log lines, so they come
  * from a per-thread splitmix64 generator seeded once from the kernel rather
  * than from libuuid (a getrandom call each); stored names keep using libuuid. */
@@ -652,8 +657,7 @@ struct MHD_Daemon *http_start(struct app *app, char *err, size_t cap)
                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
                          MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_connections,
                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
-                         /* MHD clears the pool on every keep-alive request: keep it small */
-                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY_LIMIT,
                          MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
                          MHD_OPTION_END);
