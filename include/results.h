@@ -20,6 +20,10 @@ struct keep_outcome {
     char message[800];
 };
 
+/* Fill `o` as a failure: the HTTP status, error code and message to answer. */
+void keep_outcome_fail(struct keep_outcome *o, unsigned status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Copy `result_url` for `task_id`. `done` runs exactly once (on the I/O
  * thread, or at once on an early failure). The task cache is updated. */
 void results_keep(struct app *app, const char *task_id, const char *result_url,

@@ -123,7 +123,7 @@ static enum MHD_Result serve_stable(struct req *r, const char *stable)
     struct storage_file f;
     struct MHD_Response *resp;
     const char *ext = strrchr(stable, '.');
-    enum image_type type = !ext ? IMAGE_UNKNOWN
+    enum image_type type = !ext                       ? IMAGE_UNKNOWN
                            : strcmp(ext, ".png") == 0 ? IMAGE_PNG
                            : strcmp(ext, ".jpg") == 0 ? IMAGE_JPEG
                                                       : IMAGE_WEBP;
@@ -171,20 +171,15 @@ static void keep_from_answer(struct result_state *st, cJSON *answer)
             results_keep(r->app, r->param, url, on_kept, st);
             return;
         }
-        st->out.status = 409;
-        snprintf(st->out.code, sizeof st->out.code, "copy_in_progress");
-        snprintf(st->out.message, sizeof st->out.message, "The result is being copied right now; retry in a moment.");
+        keep_outcome_fail(&st->out, 409, "copy_in_progress",
+                          "The result is being copied right now; retry in a moment.");
     } else if (cJSON_IsString(state) && strcmp(state->valuestring, "fail") == 0) {
         cJSON *msg = cJSON_GetObjectItemCaseSensitive(data, "failMsg");
-        st->out.status = 409;
-        snprintf(st->out.code, sizeof st->out.code, "task_failed");
-        snprintf(st->out.message, sizeof st->out.message, "The task failed: %s",
-                 cJSON_IsString(msg) ? msg->valuestring : "no reason given");
+        keep_outcome_fail(&st->out, 409, "task_failed", "The task failed: %s",
+                          cJSON_IsString(msg) ? msg->valuestring : "no reason given");
     } else {
-        st->out.status = 409;
-        snprintf(st->out.code, sizeof st->out.code, "task_not_finished");
-        snprintf(st->out.message, sizeof st->out.message, "The task is still %s; poll /status until it succeeds.",
-                 cJSON_IsString(state) ? state->valuestring : "running");
+        keep_outcome_fail(&st->out, 409, "task_not_finished", "The task is still %s; poll /status until it succeeds.",
+                          cJSON_IsString(state) ? state->valuestring : "running");
     }
     http_resume(r);
 }
@@ -198,9 +193,7 @@ static void on_record(struct upstream_call *c, void *arg)
     kie_map(t, c->error, st->r->app->cfg->kie_timeout_seconds, c->http_status, c->response.data, c->response.len, 1,
             "recordInfo", &o);
     if (o.status != 200) {
-        st->out.status = o.status;
-        snprintf(st->out.code, sizeof st->out.code, "%s", o.code);
-        snprintf(st->out.message, sizeof st->out.message, "%s", o.message);
+        keep_outcome_fail(&st->out, o.status, o.code, "%s", o.message);
         kie_outcome_free(&o);
         http_resume(st->r);
         return;
@@ -253,9 +246,7 @@ enum MHD_Result h_results(struct req *r)
         }
     }
     if (!cfg->kie_api_key) {
-        st->out.status = 503;
-        snprintf(st->out.code, sizeof st->out.code, "kie_not_configured");
-        snprintf(st->out.message, sizeof st->out.message, "KIE_API_KEY is not set on the server.");
+        keep_outcome_fail(&st->out, 503, "kie_not_configured", "KIE_API_KEY is not set on the server.");
         http_resume(r);
         return MHD_YES;
     }
@@ -263,18 +254,14 @@ enum MHD_Result h_results(struct req *r)
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->kie_api_key);
     st->call = upstream_call_new("GET", endpoint, cfg->kie_timeout_seconds * 1000, MAX_UPSTREAM_RESPONSE);
     if (!st->call || upstream_call_header(st->call, auth)) {
-        st->out.status = 500;
-        snprintf(st->out.code, sizeof st->out.code, "internal_error");
-        snprintf(st->out.message, sizeof st->out.message, "Out of memory.");
+        keep_outcome_fail(&st->out, 500, "internal_error", "Out of memory.");
         http_resume(r);
         return MHD_YES;
     }
     st->call->done = on_record;
     st->call->arg = st;
     if (upstream_submit(r->app->up, st->call)) {
-        st->out.status = 503;
-        snprintf(st->out.code, sizeof st->out.code, "shutting_down");
-        snprintf(st->out.message, sizeof st->out.message, "The server is shutting down.");
+        keep_outcome_fail(&st->out, 503, "shutting_down", "The server is shutting down.");
         http_resume(r);
     }
     return MHD_YES;

@@ -31,17 +31,14 @@ struct keep_job {
     void *arg;
 };
 
-static void job_fail(struct keep_job *j, unsigned status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void job_fail(struct keep_job *j, unsigned status, const char *code, const char *fmt, ...)
+void keep_outcome_fail(struct keep_outcome *o, unsigned status, const char *code, const char *fmt, ...)
 {
     va_list ap;
-    j->out.ok = 0;
-    j->out.status = status;
-    snprintf(j->out.code, sizeof j->out.code, "%s", code);
+    o->ok = 0;
+    o->status = status;
+    snprintf(o->code, sizeof o->code, "%s", code);
     va_start(ap, fmt);
-    vsnprintf(j->out.message, sizeof j->out.message, fmt, ap);
+    vsnprintf(o->message, sizeof o->message, fmt, ap);
     va_end(ap);
 }
 
@@ -67,7 +64,7 @@ static void on_committed(struct storage_put *p, void *arg)
 {
     struct keep_job *j = arg;
     if (p->http_status)
-        job_fail(j, (unsigned)p->http_status, p->error_code, "%s", p->error_msg);
+        keep_outcome_fail(&j->out, (unsigned)p->http_status, p->error_code, "%s", p->error_msg);
     else
         j->out.ok = 1;
     job_finish(j);
@@ -83,12 +80,14 @@ static void on_downloaded(struct upstream_call *c, void *arg)
     int rc;
 
     if (c->result == ERR_TOO_LARGE) {
-        job_fail(j, 502, "result_too_large", "KIE's result image is larger than %ld bytes.", MAX_RESULT_BYTES);
+        keep_outcome_fail(&j->out, 502, "result_too_large", "KIE's result image is larger than %ld bytes.",
+                          MAX_RESULT_BYTES);
     } else if (c->result == ERR_TIMEOUT) {
-        job_fail(j, 504, "upstream_timeout", "Downloading KIE's result timed out.");
+        keep_outcome_fail(&j->out, 504, "upstream_timeout", "Downloading KIE's result timed out.");
     } else if (c->result || c->http_status != 200) {
-        job_fail(j, 502, "result_unavailable", "KIE's result could not be downloaded (%s%ld); it may have expired.",
-                 c->result ? "error, HTTP " : "HTTP ", c->http_status);
+        keep_outcome_fail(&j->out, 502, "result_unavailable",
+                          "KIE's result could not be downloaded (%s%ld); it may have expired.",
+                          c->result ? "error, HTTP " : "HTTP ", c->http_status);
     }
     upstream_call_free(c);
     if (j->out.status)
@@ -96,7 +95,7 @@ static void on_downloaded(struct upstream_call *c, void *arg)
     n = pread(j->fd, magic, sizeof magic, 0);
     type = n > 0 ? image_detect(magic, (size_t)n) : IMAGE_UNKNOWN;
     if (type == IMAGE_UNKNOWN) {
-        job_fail(j, 502, "result_not_image", "KIE's result is not a JPEG, PNG or WEBP image.");
+        keep_outcome_fail(&j->out, 502, "result_not_image", "KIE's result is not a JPEG, PNG or WEBP image.");
         goto finish;
     }
     snprintf(j->put.name, sizeof j->put.name, "results/%s.%s", j->task_id, image_ext(type));
@@ -111,9 +110,9 @@ static void on_downloaded(struct upstream_call *c, void *arg)
     if (rc == STORAGE_PENDING)
         return; /* on_committed follows */
     if (rc) {
-        job_fail(j, j->put.http_status ? (unsigned)j->put.http_status : 500,
-                 j->put.error_code[0] ? j->put.error_code : "storage_error", "%s",
-                 j->put.error_msg[0] ? j->put.error_msg : "Could not store the result.");
+        keep_outcome_fail(&j->out, j->put.http_status ? (unsigned)j->put.http_status : 500,
+                          j->put.error_code[0] ? j->put.error_code : "storage_error", "%s",
+                          j->put.error_msg[0] ? j->put.error_msg : "Could not store the result.");
     } else {
         j->out.ok = 1;
     }
@@ -147,13 +146,13 @@ void results_keep(struct app *app, const char *task_id, const char *result_url,
     n = snprintf(j->spool, sizeof j->spool, "%s/.upload-XXXXXX", dir);
     if (n < 0 || (size_t)n >= sizeof j->spool || (j->fd = mkostemp(j->spool, O_CLOEXEC)) < 0) {
         j->spool[0] = '\0';
-        job_fail(j, 500, "storage_error", "Could not create a temporary file for the result.");
+        keep_outcome_fail(&j->out, 500, "storage_error", "Could not create a temporary file for the result.");
         job_finish(j);
         return;
     }
     c = upstream_call_new("GET", result_url, RESULT_TIMEOUT_MS, (size_t)MAX_RESULT_BYTES);
     if (!c) {
-        job_fail(j, 500, "internal_error", "Out of memory.");
+        keep_outcome_fail(&j->out, 500, "internal_error", "Out of memory.");
         job_finish(j);
         return;
     }
@@ -163,7 +162,7 @@ void results_keep(struct app *app, const char *task_id, const char *result_url,
     c->arg = j;
     if (upstream_submit(app->up, c)) {
         upstream_call_free(c);
-        job_fail(j, 503, "shutting_down", "The server is shutting down.");
+        keep_outcome_fail(&j->out, 503, "shutting_down", "The server is shutting down.");
         job_finish(j);
     }
 }
