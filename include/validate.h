@@ -17,6 +17,10 @@ const char *image_ext(enum image_type t);  /* "png"... or NULL */
 /* Map a MIME type (exactly image/jpeg, image/png, image/webp) to a type. */
 enum image_type image_from_mime(const char *mime);
 
+/* The type named by an extension: exactly "jpg", "png" or "webp"; else
+ * IMAGE_UNKNOWN. */
+enum image_type image_from_ext(const char *ext);
+
 /* A stored name is exactly "<lowercase uuid>.<jpg|png|webp>": the only names
  * the server produces. Returns the type, or IMAGE_UNKNOWN for anything else
  * (traversal, encodings, other extensions...). */
@@ -62,5 +66,9 @@ int range_parse(const char *header, long long size, long long *start, long long 
 /* A KIE task id we are willing to put in a URL or a cache key:
  * 1-128 characters of [A-Za-z0-9_.-]. */
 int task_id_valid(const char *s);
+
+/* A kept result's name is "<task id>.<jpg|png|webp>" (task_id_valid id).
+ * Returns the type, or IMAGE_UNKNOWN for anything else. */
+enum image_type result_name_check(const char *name);
 
 #endif

@@ -122,11 +122,8 @@ static enum MHD_Result serve_stable(struct req *r, const char *stable)
     struct storage *store = r->app->store;
     struct storage_file f;
     struct MHD_Response *resp;
-    const char *ext = strrchr(stable, '.');
-    enum image_type type = !ext                       ? IMAGE_UNKNOWN
-                           : strcmp(ext, ".png") == 0 ? IMAGE_PNG
-                           : strcmp(ext, ".jpg") == 0 ? IMAGE_JPEG
-                                                      : IMAGE_WEBP;
+    const char *base = strrchr(stable, '/'); /* "results/<task id>.<ext>" */
+    enum image_type type = result_name_check(base ? base + 1 : stable);
 
     if (store->ops->open_file(store, stable, &f))
         return http_error(r, 404, "not_found", "The kept result is gone.");

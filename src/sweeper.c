@@ -29,18 +29,7 @@ static long upload_max_age(const char *name, long ttl_seconds)
 /* "<task id>.<png|jpg|webp>", as results.c names kept results */
 static long result_max_age(const char *name, long ttl_seconds)
 {
-    const char *dot = strrchr(name, '.');
-    char id[130];
-    size_t n;
-
-    if (!dot || (strcmp(dot, ".png") != 0 && strcmp(dot, ".jpg") != 0 && strcmp(dot, ".webp") != 0))
-        return 0;
-    n = (size_t)(dot - name);
-    if (n == 0 || n >= sizeof id)
-        return 0;
-    memcpy(id, name, n);
-    id[n] = '\0';
-    return task_id_valid(id) ? ttl_seconds : 0;
+    return result_name_check(name) != IMAGE_UNKNOWN ? ttl_seconds : 0;
 }
 
 static int sweep(const char *dir, max_age_fn max_age_of, long ttl_seconds, time_t now)

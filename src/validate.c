@@ -57,10 +57,22 @@ enum image_type image_from_mime(const char *mime)
     return IMAGE_UNKNOWN;
 }
 
+enum image_type image_from_ext(const char *ext)
+{
+    if (!ext)
+        return IMAGE_UNKNOWN;
+    if (strcmp(ext, "jpg") == 0)
+        return IMAGE_JPEG;
+    if (strcmp(ext, "png") == 0)
+        return IMAGE_PNG;
+    if (strcmp(ext, "webp") == 0)
+        return IMAGE_WEBP;
+    return IMAGE_UNKNOWN;
+}
+
 enum image_type stored_name_check(const char *name)
 {
     static const int dash_at[] = {8, 13, 18, 23};
-    const char *ext;
     size_t d = 0;
 
     if (!name || strnlen(name, 48) < 36 + 4)
@@ -78,14 +90,7 @@ enum image_type stored_name_check(const char *name)
     }
     if (name[36] != '.')
         return IMAGE_UNKNOWN;
-    ext = name + 37;
-    if (strcmp(ext, "jpg") == 0)
-        return IMAGE_JPEG;
-    if (strcmp(ext, "png") == 0)
-        return IMAGE_PNG;
-    if (strcmp(ext, "webp") == 0)
-        return IMAGE_WEBP;
-    return IMAGE_UNKNOWN;
+    return image_from_ext(name + 37);
 }
 
 int url_parse(const char *url, struct url_parts *out)
@@ -335,4 +340,20 @@ int range_parse(const char *header, long long size, long long *start, long long 
     *start = a;
     *len = b - a + 1;
     return 0;
+}
+
+enum image_type result_name_check(const char *name)
+{
+    const char *dot = name ? strrchr(name, '.') : NULL;
+    char id[129];
+    size_t n;
+
+    if (!dot)
+        return IMAGE_UNKNOWN;
+    n = (size_t)(dot - name);
+    if (n == 0 || n >= sizeof id)
+        return IMAGE_UNKNOWN;
+    memcpy(id, name, n);
+    id[n] = '\0';
+    return task_id_valid(id) ? image_from_ext(dot + 1) : IMAGE_UNKNOWN;
 }

@@ -29,6 +29,27 @@ int main(void)
     TEST_ASSERT(stored_name_check("0F8FAD5B-d9cb-469f-a165-70867728950e.png") == IMAGE_UNKNOWN, "uppercase");
     TEST_ASSERT(stored_name_check("0f8fad5b-d9cb-469f-a165-70867728950e.png/") == IMAGE_UNKNOWN, "slash");
     TEST_ASSERT(stored_name_check("0f8fad5b-d9cb-469f-a165-70867728950e.gif") == IMAGE_UNKNOWN, "gif");
+    TEST_ASSERT(image_from_ext("jpg") == IMAGE_JPEG && image_from_ext("png") == IMAGE_PNG &&
+                    image_from_ext("webp") == IMAGE_WEBP,
+                "extensions");
+    TEST_ASSERT(image_from_ext("jpeg") == IMAGE_UNKNOWN && image_from_ext("PNG") == IMAGE_UNKNOWN &&
+                    image_from_ext("") == IMAGE_UNKNOWN && image_from_ext(NULL) == IMAGE_UNKNOWN,
+                "other extensions");
+    TEST_ASSERT(result_name_check("task_flux-2_1764.png") == IMAGE_PNG, "result name");
+    TEST_ASSERT(result_name_check("task.v2.webp") == IMAGE_WEBP, "result name with a dot in the id");
+    TEST_ASSERT(result_name_check(".png") == IMAGE_UNKNOWN && result_name_check("task.gif") == IMAGE_UNKNOWN &&
+                    result_name_check("not a task.png") == IMAGE_UNKNOWN && result_name_check("task") == IMAGE_UNKNOWN &&
+                    result_name_check("../x.png") == IMAGE_UNKNOWN && result_name_check(NULL) == IMAGE_UNKNOWN,
+                "not result names");
+    {
+        char longid[140];
+        memset(longid, 'a', 128);
+        memcpy(longid + 128, ".jpg", 5);
+        TEST_ASSERT(result_name_check(longid) == IMAGE_JPEG, "128-character task id");
+        memset(longid, 'a', 129);
+        memcpy(longid + 129, ".jpg", 5);
+        TEST_ASSERT(result_name_check(longid) == IMAGE_UNKNOWN, "129-character task id");
+    }
     TEST_ASSERT(stored_name_check("../8fad5b-d9cb-469f-a165-70867728950e.png") == IMAGE_UNKNOWN, "dots");
     TEST_ASSERT(stored_name_check("0f8fad5bxd9cb-469f-a165-70867728950e.png") == IMAGE_UNKNOWN, "dash pos");
     TEST_ASSERT(stored_name_check("") == IMAGE_UNKNOWN, "empty");
