@@ -504,6 +504,16 @@ static const char *cli_sniff_type(const char *path)
     return "application/octet-stream"; /* the server decides (415) */
 }
 
+/* Copy a non-empty JSON string that fits into out[cap]. 0, or -1 when it is
+ * missing, not a string, empty or too long. */
+static int cli_copy_string(const cJSON *v, char *out, size_t cap)
+{
+    if (!cJSON_IsString(v) || !v->valuestring[0] || strlen(v->valuestring) >= cap)
+        return -1;
+    snprintf(out, cap, "%s", v->valuestring);
+    return 0;
+}
+
 /* POST /upload; the URL KIE should fetch goes to input_url. 0 or -1. */
 static int cli_upload(const struct cli_opts *o, char *input_url, size_t cap)
 {
@@ -534,11 +544,10 @@ static int cli_upload(const struct cli_opts *o, char *input_url, size_t cap)
     u = cJSON_GetObjectItemCaseSensitive(j, "public_url");
     if (!cJSON_IsString(u) || !u->valuestring[0])
         u = cJSON_GetObjectItemCaseSensitive(j, "url");
-    if (!cJSON_IsString(u) || !u->valuestring[0] || strlen(u->valuestring) >= cap) {
+    if (cli_copy_string(u, input_url, cap)) {
         snprintf(msg, sizeof msg, "upload: the server's answer has no usable \"url\".");
         goto out;
     }
-    snprintf(input_url, cap, "%s", u->valuestring);
     if (!o->quiet)
         fprintf(stderr, "Uploaded: %s\n", input_url);
     rc = 0;
@@ -578,11 +587,10 @@ static int cli_create(const struct cli_opts *o, const char *input_url, char *tas
     if (!j)
         goto out;
     id = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "data"), "taskId");
-    if (!cJSON_IsString(id) || !id->valuestring[0] || strlen(id->valuestring) >= cap) {
+    if (cli_copy_string(id, task, cap)) {
         snprintf(msg, sizeof msg, "generate: the server's answer has no data.taskId.");
         goto out;
     }
-    snprintf(task, cap, "%s", id->valuestring);
     if (!o->quiet)
         fprintf(stderr, "Task %s created\n", task);
     rc = 0;
