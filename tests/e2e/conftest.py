@@ -262,6 +262,21 @@ def wait_for(fn, timeout=10, interval=0.05):
     raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
 
 
+def finished(data):
+    return data["state"] in ("success", "fail")
+
+
+def wait_task(port, task, until=finished, timeout=20):
+    """Poll GET /status (each answer must be 200) until until(data) holds; returns that data."""
+    def poll():
+        s = request(port, "GET", f"/status?task_id={task}")
+        assert s.status == 200, s
+        d = s.json()["data"]
+        return d if until(d) else None
+
+    return wait_for(poll, timeout=timeout)
+
+
 def list_uploads(srv):
     """Files (stored or spooled) in UPLOAD_DIR; the results/ directory is not an upload."""
     return sorted(f for f in os.listdir(srv.upload_dir) if os.path.isfile(os.path.join(srv.upload_dir, f)))

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import (JPEG_BYTES, KIE_KEY, SLOW, WEBP_BYTES, free_port, list_uploads, multipart, png_bytes,
-                      request, sim_config, sim_requests, start_server, upload, wait_for)
+                      request, sim_config, sim_requests, start_server, upload, wait_for, wait_task)
 
 
 def error_of(r):
@@ -274,13 +274,7 @@ def full_flow(server, sim, **extra):
     assert body["code"] == 200
     task = body["data"]["taskId"]
 
-    def done():
-        s = request(server.port, "GET", f"/status?task_id={task}")
-        assert s.status == 200, s
-        d = s.json()["data"]
-        return d if d["state"] in ("success", "fail") else None
-
-    return up.json(), task, wait_for(done, timeout=20)
+    return up.json(), task, wait_task(server.port, task)
 
 
 def test_full_flow_upload_generate_status(server, sim):
@@ -327,8 +321,7 @@ def test_task_fails_when_kie_cannot_fetch_input(server, sim):
                 good_generate(f"http://127.0.0.1:{server.port}/files/aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee.png"))
     assert g.status == 200
     task = g.json()["data"]["taskId"]
-    d = wait_for(lambda: (lambda s: s if s["state"] in ("success", "fail") else None)(
-        request(server.port, "GET", f"/status?task_id={task}").json()["data"]), timeout=20)
+    d = wait_task(server.port, task)
     assert d["state"] == "fail" and "404" in d["failMsg"]
 
 

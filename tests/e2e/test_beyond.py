@@ -9,8 +9,8 @@ import urllib.parse
 
 import pytest
 
-from conftest import (KIE_KEY, PPA_BIN, ROOT, free_port, png_bytes, request, sim_config, sim_requests, upload,
-                      wait_for)
+from conftest import (KIE_KEY, PPA_BIN, free_port, png_bytes, request, sim_config, sim_requests, upload,
+                      wait_for, wait_task)
 
 
 def creates(sim):
@@ -75,8 +75,7 @@ def test_polling_works_without_callbacks_and_fills_cache(sim, server_factory):
                                                 "prompt": "studio product photo"})
     task = r.json()["data"]["taskId"]
     assert "callBackUrl" not in creates(sim)[0]["body"]
-    wait_for(lambda: request(srv.port, "GET", f"/status?task_id={task}").json()["data"]["state"] in ("fail", "success"),
-             timeout=20)
+    wait_task(srv.port, task)
     n = len(records(sim))
     request(srv.port, "GET", f"/status?task_id={task}")
     assert len(records(sim)) == n
@@ -84,8 +83,7 @@ def test_polling_works_without_callbacks_and_fills_cache(sim, server_factory):
 
 def test_results_copy_on_first_use(server, sim):
     task = generate(server)
-    wait_for(lambda: request(server.port, "GET", f"/status?task_id={task}").json()["data"]["state"] == "success",
-             timeout=20)
+    wait_task(server.port, task, lambda d: d["state"] == "success")
     r = request(server.port, "GET", f"/results/{task}")
     assert r.status == 200 and r.body.startswith(b"\x89PNG") and r.header("Content-Type") == "image/png"
     kept = os.path.join(server.upload_dir, "results", f"{task}.png")
@@ -103,8 +101,7 @@ def test_keep_result_copies_automatically(server, sim):
     task = generate(server, keep_result=True)
     kept = os.path.join(server.upload_dir, "results", f"{task}.png")
     wait_for(lambda: os.path.exists(kept), timeout=20)
-    d = wait_for(lambda: (lambda d: d if d.get("stable_url") else None)(
-        request(server.port, "GET", f"/status?task_id={task}").json()["data"]), timeout=10)
+    d = wait_task(server.port, task, lambda d: d.get("stable_url"), timeout=10)
     assert d["stable_url"].endswith(f"/results/{task}")
 
 
@@ -118,8 +115,7 @@ def test_results_errors(server, sim):
     assert request(server.port, "GET", "/results/..%2Fetc").status == 404
     sim_config(sim, outcome="fail", fail_msg="no product found")
     task = generate(server)
-    wait_for(lambda: request(server.port, "GET", f"/status?task_id={task}").json()["data"]["state"] == "fail",
-             timeout=20)
+    wait_task(server.port, task, lambda d: d["state"] == "fail")
     r = request(server.port, "GET", f"/results/{task}")
     assert r.status == 409 and "no product found" in r.json()["error"]["message"]
 
@@ -210,8 +206,7 @@ def test_webhook_signature_checked_when_configured(sim, server_factory, server_k
         wait_for(lambda: "bad or missing webhook signature" in srv.log(), timeout=20)
         assert f"KIE callback for task {task}" not in srv.log()
         # polling still works
-        wait_for(lambda: request(srv.port, "GET", f"/status?task_id={task}").json()["data"]["state"] == "success",
-                 timeout=20)
+        wait_task(srv.port, task, lambda d: d["state"] == "success")
     # a forged callback with the right token but no signature is refused either way
     forged = {"code": 200, "data": {"taskId": "task_forged_2", "state": "success", "resultJson": ""}}
     r = request(srv.port, "POST", "/kie/callback?token=cb-secret-123", forged)

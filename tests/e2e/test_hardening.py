@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import (KIE_KEY, SLOW, VALGRIND, free_port, list_uploads, multipart, png_bytes, request, sim_config,
+from conftest import (KIE_KEY, SLOW, VALGRIND, list_uploads, multipart, png_bytes, request, sim_config,
                       start_server, upload, wait_for)
 
 TOKEN = "ppa-token-4c1d9e2f7a8b"

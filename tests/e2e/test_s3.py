@@ -9,8 +9,8 @@ import urllib.parse
 
 import pytest
 
-from conftest import (KIE_KEY, ROOT, free_port, png_bytes, request, sim_requests, start_server, upload, wait_for,
-                      JPEG_BYTES)
+from conftest import (KIE_KEY, ROOT, free_port, png_bytes, request, sim_requests, start_server, upload,
+                      wait_task, JPEG_BYTES)
 
 if os.environ.get("SKIP_S3") == "1":
     pytest.skip("S3 end-to-end tests skipped because SKIP_S3=1", allow_module_level=True)
@@ -137,12 +137,7 @@ def test_generate_with_s3_input_fetched_by_simulator(s3, sim, server_factory):
         g = request(srv.port, "POST", "/generate", {"input_url": given, "prompt": "studio product shot"})
         assert g.status == 200, g
         task = g.json()["data"]["taskId"]
-
-        def done():
-            d = request(srv.port, "GET", f"/status?task_id={task}").json()["data"]
-            return d if d["state"] in ("success", "fail") else None
-
-        d = wait_for(done, timeout=20)
+        d = wait_task(srv.port, task)
         assert d["state"] == "success", d  # the simulator downloaded the presigned S3 URL
     sent = [q["body"]["input"]["input_urls"][0] for q in sim_requests(sim) if q["path"] == "/api/v1/jobs/createTask"]
     assert all(u.startswith(f"{s3['endpoint']}/{BUCKET}/uploads/{up['filename']}?X-Amz-") for u in sent), sent
@@ -195,8 +190,7 @@ def test_kept_result_goes_to_the_results_prefix(s3, sim, server_factory, tmp_pat
     assert g.status == 200, g
     task = g.json()["data"]["taskId"]
     # keep_result copies as soon as the task succeeds; /status then names the stable URL
-    d = wait_for(lambda: (lambda d: d if d.get("stable_url") else None)(
-        request(srv.port, "GET", f"/status?task_id={task}").json()["data"]), timeout=20)
+    d = wait_task(srv.port, task, lambda d: d.get("stable_url"))
     assert d["state"] == "success" and d["stable_url"].endswith(f"/results/{task}"), d
     # the copy is an S3 object under S3_RESULTS_PREFIX, not under S3_PREFIX
     meta = aws_get_object(s3, f"kept/{task}.png", str(tmp_path / "kept.png"))
