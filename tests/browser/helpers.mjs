@@ -153,6 +153,20 @@ export async function throttleUploads(context, page, bytesPerSecond) {
   return () => set(-1);
 }
 
+// Pick a PNG one byte over `max` (the server's MAX_UPLOAD_BYTES): the page must refuse it by itself, saying
+// it is too large, with no upload box and Generate still off. Waits 500 ms first, so that a request the page
+// should not have sent has time to show up in the caller's record.
+export async function pickOversizedFile(page, max) {
+  const big = Buffer.alloc(max + 1, 0);
+  makePng(8, 8).copy(big);
+  await page.setInputFiles('#file', { name: 'huge.png', mimeType: 'image/png', buffer: big });
+  await page.waitForSelector('#upload-error:not([hidden])');
+  assert.match(await page.locator('#upload-error').innerText(), /too large/i);
+  await page.waitForTimeout(500);
+  assert.equal(await page.locator('#upload-box').isHidden(), true);
+  assert.equal(await page.locator('#generate').isDisabled(), true);
+}
+
 // After an upload recorded with recordProgress: the bar reached 100 % through
 // intermediate values, never going backwards.
 export async function assertProgressCompleted(page) {
