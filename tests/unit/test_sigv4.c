@@ -437,10 +437,42 @@ out:
     return rc;
 }
 
+/* The request's headers into h (without Host when drop_host: the one-call
+ * APIs add it themselves); returns how many. */
+static size_t copy_headers(const struct parsed_req *r, struct sigv4_kv *h, int drop_host)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (!drop_host || strcasecmp(r->headers[i].name, "host") != 0)
+            h[n++] = r->headers[i];
+    return n;
+}
+
+/* Check a canonical request and the steps that follow it against the suite's
+ * <kind>-canonical-request.txt, <kind>-string-to-sign.txt, <kind>-signature.txt. */
+static void expect_steps(const char *dir, const char *name, const char *kind, const char *creq, const char *amz,
+                         const char *scope, const unsigned char key[32])
+{
+    static const char *const step[] = {"canonical-request", "string-to-sign", "signature"};
+    char sts[512], sig[65], file[64], what[256];
+    const char *got[3];
+
+    sigv4_string_to_sign(amz, scope, creq, sts, sizeof(sts));
+    sigv4_signature(key, sts, sig);
+    got[0] = creq;
+    got[1] = sts;
+    got[2] = sig;
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(file, sizeof(file), "%s-%s.txt", kind, step[i]);
+        snprintf(what, sizeof(what), "%s: %s %s", name, kind, step[i]);
+        expect_file(dir, file, got[i], what);
+    }
+}
+
 static void run_crt_test(const char *root, const char *name)
 {
     char dir[1024], path[1200], what[256];
-    char amz[17], date8[9], scope[128], sts[512], sig[65], auth[1024], sh[512], url[BIG];
+    char amz[17], date8[9], scope[128], auth[1024], sh[512], url[BIG];
     char body_hash[65], cred[256], expires[16], want_auth[1024], got_q[BIG], want_q[BIG];
     char *creq = malloc(BIG), *text = NULL, *want = NULL;
     struct parsed_req *r = malloc(sizeof(*r));
@@ -469,8 +501,7 @@ static void run_crt_test(const char *root, const char *name)
     cr = (struct sigv4_creds){c.ak, c.sk, (c.token[0] && !c.omit_token) ? c.token : NULL};
 
     /* header auth, step by step */
-    for (size_t i = 0; i < r->nheaders; i++)
-        h[nh++] = r->headers[i];
+    nh = copy_headers(r, h, 0);
     h[nh++] = (struct sigv4_kv){"X-Amz-Date", amz};
     if (cr.session_token != NULL)
         h[nh++] = (struct sigv4_kv){"X-Amz-Security-Token", cr.session_token};
@@ -482,20 +513,10 @@ static void run_crt_test(const char *root, const char *name)
         req = (struct sigv4_request){r->method, curi, r->query, r->nquery, h, nh, body_hash};
         sigv4_canonical_request(&req, creq, BIG, sh, sizeof(sh));
     }
-    snprintf(what, sizeof(what), "%s: header canonical request", name);
-    expect_file(dir, "header-canonical-request.txt", creq, what);
-    sigv4_string_to_sign(amz, scope, creq, sts, sizeof(sts));
-    snprintf(what, sizeof(what), "%s: header string to sign", name);
-    expect_file(dir, "header-string-to-sign.txt", sts, what);
-    sigv4_signature(key, sts, sig);
-    snprintf(what, sizeof(what), "%s: header signature", name);
-    expect_file(dir, "header-signature.txt", sig, what);
+    expect_steps(dir, name, "header", creq, amz, scope, key);
 
     /* header auth through the public one-call API */
-    nh = 0;
-    for (size_t i = 0; i < r->nheaders; i++)
-        if (strcasecmp(r->headers[i].name, "host") != 0)
-            h[nh++] = r->headers[i];
+    nh = copy_headers(r, h, 1);
     if (c.sign_body)
         h[nh++] = (struct sigv4_kv){"x-amz-content-sha256", body_hash};
     ok = sigv4_sign_headers(&cr, c.region, c.service, r->method, r->host, r->path, r->query, r->nquery, h, nh,
@@ -511,9 +532,7 @@ static void run_crt_test(const char *root, const char *name)
     /* query auth (presigned), step by step */
     snprintf(cred, sizeof(cred), "%s/%s", c.ak, scope);
     snprintf(expires, sizeof(expires), "%u", c.expires);
-    nh = 0;
-    for (size_t i = 0; i < r->nheaders; i++)
-        h[nh++] = r->headers[i];
+    nh = copy_headers(r, h, 0);
     for (size_t i = 0; i < r->nquery; i++)
         q[nq++] = r->query[i];
     q[nq++] = (struct sigv4_kv){"X-Amz-Algorithm", "AWS4-HMAC-SHA256"};
@@ -532,20 +551,10 @@ static void run_crt_test(const char *root, const char *name)
         req.nquery = nq;
         sigv4_canonical_request(&req, creq, BIG, NULL, 0);
     }
-    snprintf(what, sizeof(what), "%s: query canonical request", name);
-    expect_file(dir, "query-canonical-request.txt", creq, what);
-    sigv4_string_to_sign(amz, scope, creq, sts, sizeof(sts));
-    snprintf(what, sizeof(what), "%s: query string to sign", name);
-    expect_file(dir, "query-string-to-sign.txt", sts, what);
-    sigv4_signature(key, sts, sig);
-    snprintf(what, sizeof(what), "%s: query signature", name);
-    expect_file(dir, "query-signature.txt", sig, what);
+    expect_steps(dir, name, "query", creq, amz, scope, key);
 
     /* query auth through sigv4_presign_url: same parameters, same signature */
-    nh = 0;
-    for (size_t i = 0; i < r->nheaders; i++)
-        if (strcasecmp(r->headers[i].name, "host") != 0)
-            h[nh++] = r->headers[i];
+    nh = copy_headers(r, h, 1);
     cr.session_token = (c.token[0] && !c.omit_token) ? c.token : NULL;
     ok = sigv4_presign_url(&cr, c.region, c.service, r->method, "https", r->host, r->path, r->query, r->nquery, h, nh,
                            body_hash, c.expires, c.now, !c.normalize, url, sizeof(url)) > 0;
