@@ -4,6 +4,7 @@
 #include "kie.h"
 #include "err.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +78,6 @@ int kie_add_result_urls(cJSON *data)
 static void set_error(struct kie_outcome *out, unsigned status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-#include <stdarg.h>
 static void set_error(struct kie_outcome *out, unsigned status, const char *code, const char *fmt, ...)
 {
     va_list ap;

@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 #include <openssl/evp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,7 +80,6 @@ out:
 static void put_fail(struct storage_put *p, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-#include <stdarg.h>
 static void put_fail(struct storage_put *p, int status, const char *code, const char *fmt, ...)
 {
     va_list ap;
