@@ -44,30 +44,25 @@ const char *image_ext(enum image_type t)
     }
 }
 
+/* The type that name_of (image_mime or image_ext) calls `s`; the inverse of
+ * both, so the three names of a type live in one place each. */
+static enum image_type image_named(const char *s, const char *(*name_of)(enum image_type))
+{
+    if (s)
+        for (int t = IMAGE_JPEG; t <= IMAGE_WEBP; t++)
+            if (strcmp(s, name_of((enum image_type)t)) == 0)
+                return (enum image_type)t;
+    return IMAGE_UNKNOWN;
+}
+
 enum image_type image_from_mime(const char *mime)
 {
-    if (!mime)
-        return IMAGE_UNKNOWN;
-    if (strcmp(mime, "image/jpeg") == 0)
-        return IMAGE_JPEG;
-    if (strcmp(mime, "image/png") == 0)
-        return IMAGE_PNG;
-    if (strcmp(mime, "image/webp") == 0)
-        return IMAGE_WEBP;
-    return IMAGE_UNKNOWN;
+    return image_named(mime, image_mime);
 }
 
 enum image_type image_from_ext(const char *ext)
 {
-    if (!ext)
-        return IMAGE_UNKNOWN;
-    if (strcmp(ext, "jpg") == 0)
-        return IMAGE_JPEG;
-    if (strcmp(ext, "png") == 0)
-        return IMAGE_PNG;
-    if (strcmp(ext, "webp") == 0)
-        return IMAGE_WEBP;
-    return IMAGE_UNKNOWN;
+    return image_named(ext, image_ext);
 }
 
 enum image_type stored_name_check(const char *name)

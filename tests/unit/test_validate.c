@@ -21,6 +21,9 @@ int main(void)
     TEST_STR_EQ(image_mime(IMAGE_WEBP), "image/webp", "mime");
     TEST_STR_EQ(image_ext(IMAGE_JPEG), "jpg", "ext");
     TEST_ASSERT(image_from_mime("image/png") == IMAGE_PNG, "from mime");
+    TEST_ASSERT(image_from_mime("image/jpeg") == IMAGE_JPEG && image_from_mime("image/webp") == IMAGE_WEBP &&
+                    image_from_mime(NULL) == IMAGE_UNKNOWN && image_from_mime("IMAGE/PNG") == IMAGE_UNKNOWN,
+                "every mime, exactly");
     TEST_ASSERT(image_from_mime("image/gif") == IMAGE_UNKNOWN, "gif mime");
     TEST_ASSERT(image_from_mime("image/png; x=1") == IMAGE_UNKNOWN, "mime with params");
 
