@@ -17,8 +17,8 @@
 
 BUILD ?= release
 CC ?= cc
-PKGS := libmicrohttpd libcurl libcjson
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKGS := libmicrohttpd libcurl libcjson vips
+PKG_CFLAGS := $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(PKGS) 2>/dev/null))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Werror -Wshadow -Wconversion -Wno-sign-conversion -Wformat=2 -Wvla
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -Ibuild/gen $(PKG_CFLAGS) -MMD -MP -DPPA_HAVE_S3
@@ -157,9 +157,10 @@ fuzz-ci:
 # ---- dependencies (Debian 12) -------------------------------------------------
 
 BUILD_DEPS := build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev uuid-dev \
-  libssl-dev zlib1g-dev
+  libssl-dev zlib1g-dev libvips-dev
 TEST_DEPS := curl ca-certificates python3 python3-pytest python3-pytest-xdist valgrind clang libclang-rt-14-dev awscli fonts-liberation \
-  chromium nginx-light wrk python3-fastapi python3-uvicorn python3-multipart python3-httpx
+  chromium nginx-light wrk python3-fastapi python3-uvicorn python3-multipart python3-httpx \
+  libvips-tools libheif-examples libimage-exiftool-perl python3-pil imagemagick time bc
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
