@@ -12,12 +12,14 @@ struct storage;
 struct upstream;
 struct ratelimit;
 struct taskcache;
+struct imagepool;
 struct MHD_Daemon;
 
 struct app {
     const struct config *cfg;
     struct storage *store;
     struct upstream *up;
+    struct imagepool *images;      /* the image pipeline's workers */
     struct MHD_Daemon *daemon;
     struct ratelimit *rl_generate;
     struct ratelimit *rl_upload;

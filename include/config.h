@@ -21,6 +21,12 @@ struct config {
     char *public_base_url; /* NULL when unset; "auto" = ask cloudflared */
     char *cors_origins;
     long max_upload_bytes;
+    /* image pipeline */
+    long image_max_side;
+    long image_max_pixels;
+    long image_workers; /* 0 = cores */
+    long image_queue;
+    int keep_metadata;
     long thread_pool_size;
     long max_connections;
     long per_ip_connections;

@@ -15,6 +15,7 @@ enum MHD_Result h_config(struct req *r);
 enum MHD_Result h_openapi(struct req *r);
 enum MHD_Result h_upload(struct req *r);
 enum MHD_Result h_upload_url(struct req *r);
+enum MHD_Result h_upload_complete(struct req *r);
 enum MHD_Result h_files(struct req *r);
 enum MHD_Result h_generate(struct req *r);
 enum MHD_Result h_status(struct req *r);

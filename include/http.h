@@ -78,6 +78,9 @@ enum MHD_Result http_json(struct req *r, unsigned status, cJSON *json);
 enum MHD_Result http_error_extra(struct req *r, unsigned status, const char *code, cJSON *extra,
                                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 #define http_error(r, status, code, ...) http_error_extra(r, status, code, NULL, __VA_ARGS__)
+/* The same with "retry_after" in the error and a Retry-After header (429, 503). */
+enum MHD_Result http_error_retry(struct req *r, unsigned status, const char *code, long retry_after,
+                                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* Answer with a prepared MHD response (ownership taken); adds common headers. */
 enum MHD_Result http_send(struct req *r, unsigned status, struct MHD_Response *resp,
                           unsigned long long bytes);

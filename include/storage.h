@@ -35,6 +35,20 @@ struct storage_put {
     void *arg;
 };
 
+/* A direct upload's raw object (S3 mode), fetched for the image pipeline. */
+struct storage_fetch {
+    char upload_id[40];     /* the lowercase UUID /upload-url handed out */
+    int fd;                 /* the body is written here; not owned */
+    long long max_bytes;    /* larger objects fail with 413 */
+    /* result (set before done) */
+    long long size;
+    int http_status;        /* error status to answer, 0 on success */
+    char error_code[48];
+    char error_msg[512];
+    void (*done)(struct storage_fetch *f, void *arg); /* I/O thread; exactly once */
+    void *arg;
+};
+
 /* Where a served file is: an open fd (local) or a URL to redirect to (S3). */
 struct storage_file {
     int fd;                 /* -1 when redirect */
@@ -55,11 +69,18 @@ struct storage_ops {
      * minimum lifetime; local: "/files/<name>" (made absolute by the caller). */
     int (*file_url)(struct storage *s, const char *name, long ttl_seconds, char *out, size_t cap,
                     time_t *expires_at);
-    /* Direct upload (S3 only, else NULL): a presigned PUT for `name` with the
-     * headers the client must send, and the GET URL it will have afterwards.
-     * Fills a JSON object. 0 or ERR_*. */
-    int (*presign_put)(struct storage *s, const char *name, const char *content_type, long long size,
+    /* Direct upload (S3 only, else NULL): a presigned PUT of the raw photo to
+     * the incoming object of `upload_id` (under S3_PREFIX "incoming/", never
+     * served), with the headers the client must send. Fills a JSON object.
+     * 0 or ERR_*. The client then calls POST /upload-complete: the server
+     * fetches it (fetch_incoming), normalises it, commits the result like an
+     * upload and deletes the incoming object (delete_incoming). */
+    int (*presign_put)(struct storage *s, const char *upload_id, const char *content_type, long long size,
                        struct cJSON *out);
+    /* STORAGE_PENDING (then f->done later) or ERR_* with f's error set. */
+    int (*fetch_incoming)(struct storage *s, struct storage_fetch *f);
+    /* Best effort, answer not awaited (a lifecycle rule expires leftovers). */
+    void (*delete_incoming)(struct storage *s, const char *upload_id);
     /* The origin ("https://host[:port]") browsers upload to directly, for the
      * page's Content-Security-Policy; NULL when uploads go through us. */
     const char *(*direct_upload_origin)(struct storage *s);

@@ -5,20 +5,41 @@
 
 #include <stddef.h>
 
-enum image_type { IMAGE_UNKNOWN = 0, IMAGE_JPEG, IMAGE_PNG, IMAGE_WEBP };
+/* Image types. JPEG, PNG and WEBP are what we store, serve and send KIE
+ * (KIE accepts those three); HEIF, AVIF and TIFF are accepted as uploads only
+ * and always re-encoded by the image pipeline (image.h). */
+enum image_type {
+    IMAGE_UNKNOWN = 0,
+    IMAGE_JPEG,
+    IMAGE_PNG,
+    IMAGE_WEBP,
+    IMAGE_HEIF, /* HEIC/HEIF (iPhone photos) */
+    IMAGE_AVIF,
+    IMAGE_TIFF,
+};
+#define IMAGE_TYPE_LAST IMAGE_TIFF
 
-/* Bytes needed by image_detect to decide. */
+/* Bytes needed by image_detect (and image_refusal) to decide. */
 #define IMAGE_MAGIC_LEN 12
 
-/* Detect JPEG/PNG/WEBP from the first bytes of a file (len may be short). */
+/* Detect an accepted upload type from the first bytes of a file (len may be
+ * short): JPEG, PNG, WEBP, HEIC/HEIF, AVIF (ISO-BMFF "ftyp" brands) and
+ * TIFF. Camera RAW files built on TIFF headers (CR2, ORF, RW2) are not TIFF. */
 enum image_type image_detect(const unsigned char *p, size_t len);
+/* For a file that image_detect refuses: when its first bytes are a format we
+ * know (RAW, GIF, BMP, PDF, SVG, FITS, PSD, JPEG XL, video...), a sentence
+ * naming it and what to do instead; NULL otherwise. */
+const char *image_refusal(const unsigned char *p, size_t len);
+/* 1 for the types we store, serve and send to KIE (JPEG, PNG, WEBP). */
+int image_is_output(enum image_type t);
 const char *image_mime(enum image_type t); /* "image/png"... or NULL */
 const char *image_ext(enum image_type t);  /* "png"... or NULL */
-/* Map a MIME type (exactly image/jpeg, image/png, image/webp) to a type. */
+/* Map a MIME type (exactly image/jpeg, image/png, image/webp, image/heic,
+ * image/avif, image/tiff; image/heif and image/jpg too) to a type. */
 enum image_type image_from_mime(const char *mime);
 
-/* The type named by an extension: exactly "jpg", "png" or "webp"; else
- * IMAGE_UNKNOWN. */
+/* The stored type named by an extension: exactly "jpg", "png" or "webp";
+ * else IMAGE_UNKNOWN. */
 enum image_type image_from_ext(const char *ext);
 
 /* A stored name is exactly "<lowercase uuid>.<jpg|png|webp>": the only names

@@ -5,6 +5,7 @@
 #include "config.h"
 #include "handlers.h"
 #include "http.h"
+#include "imagepool.h"
 #include "storage.h"
 #include "upstream.h"
 #include "validate.h"
@@ -116,6 +117,14 @@ enum MHD_Result h_healthz(struct req *r)
     cJSON_AddNumberToObject(j, "uptime_seconds", (double)(time(NULL) - r->app->started));
     cJSON_AddNumberToObject(j, "active_requests", (double)atomic_load(&r->app->active_requests));
     cJSON_AddNumberToObject(j, "waiting_on_upstream", (double)atomic_load(&r->app->suspended));
+    if (r->app->images) {
+        long queued = 0, running = 0;
+        cJSON *img = cJSON_AddObjectToObject(j, "image_workers");
+        imagepool_load(r->app->images, &queued, &running);
+        cJSON_AddNumberToObject(img, "workers", imagepool_workers(r->app->images));
+        cJSON_AddNumberToObject(img, "running", (double)running);
+        cJSON_AddNumberToObject(img, "queued", (double)queued);
+    }
     return http_json(r, 200, j);
 }
 
@@ -150,6 +159,15 @@ enum MHD_Result h_config(struct req *r)
     cJSON_AddBoolToObject(j, "auth_required", cfg->api_token != NULL);
     cJSON_AddBoolToObject(j, "direct_upload", cfg->use_s3);
     cJSON_AddNumberToObject(j, "max_upload_bytes", (double)cfg->max_upload_bytes);
+    cJSON_AddNumberToObject(j, "image_max_side", (double)cfg->image_max_side);
+    cJSON_AddNumberToObject(j, "image_max_pixels", (double)cfg->image_max_pixels);
+    {
+        cJSON *types = cJSON_AddArrayToObject(j, "accepted_types");
+        for (int t = IMAGE_JPEG; t <= IMAGE_TYPE_LAST; t++)
+            cJSON_AddItemToArray(types, cJSON_CreateString(image_mime((enum image_type)t)));
+    }
+    if (r->app->images)
+        cJSON_AddNumberToObject(j, "image_workers", imagepool_workers(r->app->images));
     cJSON_AddItemToObject(j, "aspect_ratios", cJSON_CreateStringArray(ASPECT_RATIOS, N_ASPECT_RATIOS));
     cJSON_AddItemToObject(j, "resolutions", cJSON_CreateStringArray(RESOLUTIONS, N_RESOLUTIONS));
     cJSON_AddStringToObject(j, "default_prompt", DEFAULT_PROMPT);

@@ -178,22 +178,17 @@ enum MHD_Result http_json(struct req *r, unsigned status, cJSON *json)
     return http_send(r, status, resp, len);
 }
 
-enum MHD_Result http_error_extra(struct req *r, unsigned status, const char *code, cJSON *extra,
-                                 const char *fmt, ...)
+/* {"error":{code, message, request_id, ...extra}}; NULL on out of memory. */
+static cJSON *error_body(struct req *r, const char *code, cJSON *extra, const char *msg)
 {
-    char msg[1024];
-    va_list ap;
     cJSON *root = cJSON_CreateObject();
     cJSON *err = cJSON_CreateObject();
 
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     if (!root || !err) {
         cJSON_Delete(root);
         cJSON_Delete(err);
         cJSON_Delete(extra);
-        return MHD_NO;
+        return NULL;
     }
     cJSON_AddItemToObject(root, "error", err);
     cJSON_AddStringToObject(err, "code", code);
@@ -208,9 +203,60 @@ enum MHD_Result http_error_extra(struct req *r, unsigned status, const char *cod
         }
         cJSON_Delete(extra);
     }
+    return root;
+}
+
+enum MHD_Result http_error_extra(struct req *r, unsigned status, const char *code, cJSON *extra,
+                                 const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    cJSON *root;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    root = error_body(r, code, extra, msg);
+    if (!root)
+        return MHD_NO;
     if (status >= 500)
         log_warn("request %s: %u %s: %s", r->id, status, code, msg);
     return http_json(r, status, root);
+}
+
+enum MHD_Result http_error_retry(struct req *r, unsigned status, const char *code, long retry_after,
+                                 const char *fmt, ...)
+{
+    char msg[1024];
+    char secs[24];
+    va_list ap;
+    cJSON *root;
+    cJSON *extra = cJSON_CreateObject();
+    struct MHD_Response *resp;
+    char *text;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (extra)
+        cJSON_AddNumberToObject(extra, "retry_after", (double)retry_after);
+    root = error_body(r, code, extra, msg);
+    text = root ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (!text)
+        return MHD_NO;
+    resp = MHD_create_response_from_buffer_with_free_callback(strlen(text), text, cJSON_free);
+    if (!resp) {
+        cJSON_free(text);
+        return MHD_NO;
+    }
+    snprintf(secs, sizeof secs, "%ld", retry_after);
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "Retry-After", secs);
+    if (status >= 500)
+        log_warn("request %s: %u %s: %s", r->id, status, code, msg);
+    return http_send(r, status, resp, strlen(text));
 }
 
 enum MHD_Result http_redirect(struct req *r, const char *location)
@@ -408,38 +454,8 @@ static enum MHD_Result preflight(struct req *r, const char *allow)
 
 static enum MHD_Result too_many(struct req *r, long wait)
 {
-    char secs[24];
-    cJSON *extra = cJSON_CreateObject();
-    struct MHD_Response *resp;
-    char *text;
-    cJSON *root;
-
-    cJSON_AddNumberToObject(extra, "retry_after", (double)wait);
-    snprintf(secs, sizeof secs, "%ld", wait);
-    /* built by hand to add Retry-After */
-    root = cJSON_CreateObject();
-    {
-        cJSON *err = cJSON_AddObjectToObject(root, "error");
-        char msg[160];
-        snprintf(msg, sizeof msg, "Too many requests from your address; try again in %ld s.", wait);
-        cJSON_AddStringToObject(err, "code", "rate_limited");
-        cJSON_AddStringToObject(err, "message", msg);
-        cJSON_AddStringToObject(err, "request_id", r->id);
-        cJSON_AddItemToObject(err, "retry_after", cJSON_DetachItemFromObject(extra, "retry_after"));
-    }
-    cJSON_Delete(extra);
-    text = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    if (!text)
-        return MHD_NO;
-    resp = MHD_create_response_from_buffer_with_free_callback(strlen(text), text, cJSON_free);
-    if (!resp) {
-        cJSON_free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, "Content-Type", "application/json");
-    MHD_add_response_header(resp, "Retry-After", secs);
-    return http_send(r, 429, resp, strlen(text));
+    return http_error_retry(r, 429, "rate_limited", wait, "Too many requests from your address; try again in %ld s.",
+                            wait);
 }
 
 /* Central checks on the first callback (headers only). Returns MHD_YES to go

@@ -10,6 +10,8 @@
 #include "config.h"
 #include "err.h"
 #include "http.h"
+#include "image.h"
+#include "imagepool.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "storage.h"
@@ -173,6 +175,7 @@ static int cmd_serve(void)
     time_t next_tunnel_try = 0;
     int tunnel_pending = 0;
     enum log_level lvl = LOG_INFO;
+    int vips_started = 0;
 
     memset(&app, 0, sizeof app);
     pthread_mutex_init(&app.public_lock, NULL);
@@ -208,6 +211,24 @@ static int cmd_serve(void)
     if (!app.up) {
         log_error("cannot start the upstream I/O thread");
         goto out;
+    }
+    {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        int workers = (int)(cfg.image_workers > 0 ? cfg.image_workers : cores > 0 ? cores : 1);
+        /* libvips' own threads per pipeline: as many as cores, as vipsthumbnail
+         * does (measured: a 12 MP JPEG takes 150 ms with 2 threads, 230 with 1);
+         * a burst of uploads then runs workers x cores threads, all bounded */
+        int vips_threads = (int)(cores > 0 ? cores : 1);
+        if (image_lib_init("product-photo-api", vips_threads, err, sizeof err)) {
+            log_error("%s", err);
+            goto out;
+        }
+        vips_started = 1;
+        app.images = imagepool_new(workers, (int)cfg.image_queue, image_lib_thread_done);
+        if (!app.images) {
+            log_error("cannot start the image workers");
+            goto out;
+        }
     }
     app.store = storage_open(&cfg, app.up, err, sizeof err);
     if (!app.store) {
@@ -270,6 +291,7 @@ static int cmd_serve(void)
     ls = http_quiesce(&app, (cfg.kie_timeout_seconds + 5) * 1000);
     rc = 0;
 out:
+    imagepool_free(app.images); /* finishes queued images; resumes their connections */
     upstream_stop(app.up); /* fails what is left; resumes their connections */
     if (app.daemon)
         MHD_stop_daemon(app.daemon);
@@ -280,6 +302,8 @@ out:
     ratelimit_free(app.rl_upload);
     taskcache_free(app.tasks);
     curl_global_cleanup();
+    if (vips_started)
+        image_lib_shutdown();
     config_free(&cfg);
     pthread_mutex_destroy(&app.public_lock);
     if (rc == 0)

@@ -94,6 +94,8 @@ static void on_downloaded(struct upstream_call *c, void *arg)
         goto finish;
     n = pread(j->fd, magic, sizeof magic, 0);
     type = n > 0 ? image_detect(magic, (size_t)n) : IMAGE_UNKNOWN;
+    if (!image_is_output(type))
+        type = IMAGE_UNKNOWN; /* KIE answers JPEG, PNG or WEBP; nothing else is kept */
     if (type == IMAGE_UNKNOWN) {
         keep_outcome_fail(&j->out, 502, "result_not_image", "KIE's result is not a JPEG, PNG or WEBP image.");
         goto finish;

@@ -43,8 +43,9 @@ static const char *s3_spool_dir(struct storage *s)
     return ((struct s3store *)s->priv)->spool;
 }
 
-/* Uploads live under S3_PREFIX, kept results ("results/<task>.<ext>")
- * under S3_RESULTS_PREFIX. */
+/* Uploads live under S3_PREFIX (direct uploads' raw objects under its
+ * "incoming/"), kept results ("results/<task>.<ext>") under
+ * S3_RESULTS_PREFIX. */
 static int make_key(struct s3store *s, const char *name, char *out, size_t cap)
 {
     int n = strncmp(name, "results/", 8) == 0 ? snprintf(out, cap, "%s%s", s->results_prefix, name + 8)
@@ -210,22 +211,27 @@ static int s3_open_file(struct storage *st, const char *name, struct storage_fil
     return s3_file_url(st, name, 0, out->redirect, sizeof out->redirect, NULL);
 }
 
-static int s3_presign_put_json(struct storage *st, const char *name, const char *content_type, long long size,
+static void incoming_name(const char *upload_id, char *out, size_t cap)
+{
+    snprintf(out, cap, "incoming/%s", upload_id);
+}
+
+static int s3_presign_put_json(struct storage *st, const char *upload_id, const char *content_type, long long size,
                                cJSON *out)
 {
     struct s3store *s = st->priv;
     struct s3_request *rq = malloc(sizeof *rq);
+    char name[64];
     char key[S3_KEY_MAX + 1];
-    char get_url[S3_URL_MAX];
     char when[32];
     time_t now = time(NULL);
-    time_t expires = 0;
     struct tm tm;
     cJSON *headers;
     int rc = ERR_INVALID;
 
     if (!rq)
         return ERR_NOMEM;
+    incoming_name(upload_id, name, sizeof name);
     if (make_key(s, name, key, sizeof key) || s3_presign_put(&s->t, key, content_type, (unsigned)s->ttl, now, rq))
         goto out;
     cJSON_AddStringToObject(out, "upload_url", rq->url);
@@ -241,10 +247,6 @@ static int s3_presign_put_json(struct storage *st, const char *name, const char 
         *colon = '\0';
         cJSON_AddStringToObject(headers, line, colon[1] == ' ' ? colon + 2 : colon + 1);
     }
-    if (s3_file_url(st, name, 0, get_url, sizeof get_url, &expires))
-        goto out;
-    cJSON_AddStringToObject(out, "url", get_url);
-    cJSON_AddStringToObject(out, "filename", name);
     cJSON_AddStringToObject(out, "key", key);
     if (size >= 0)
         cJSON_AddNumberToObject(out, "size", (double)size);
@@ -256,6 +258,126 @@ static int s3_presign_put_json(struct storage *st, const char *name, const char 
 out:
     free(rq);
     return rc;
+}
+
+/* A signed request without a body for the incoming object of upload_id. */
+static struct upstream_call *incoming_call(struct s3store *s, const char *method, const char *upload_id,
+                                           size_t max_response)
+{
+    struct s3_request *rq = malloc(sizeof *rq);
+    struct upstream_call *c = NULL;
+    char name[64];
+    char key[S3_KEY_MAX + 1];
+
+    if (!rq)
+        return NULL;
+    incoming_name(upload_id, name, sizeof name);
+    if (make_key(s, name, key, sizeof key) || s3_sign_get(&s->t, method, key, time(NULL), rq))
+        goto fail;
+    c = upstream_call_new(method, rq->url, S3_TIMEOUT_MS, max_response);
+    if (!c)
+        goto fail;
+    for (size_t i = 0; i < rq->nheaders; i++)
+        if (upstream_call_header(c, rq->headers[i]))
+            goto fail;
+    free(rq);
+    return c;
+fail:
+    upstream_call_free(c);
+    free(rq);
+    return NULL;
+}
+
+static void fetch_fail(struct storage_fetch *f, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void fetch_fail(struct storage_fetch *f, int status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    f->http_status = status;
+    snprintf(f->error_code, sizeof f->error_code, "%s", code);
+    va_start(ap, fmt);
+    vsnprintf(f->error_msg, sizeof f->error_msg, fmt, ap);
+    va_end(ap);
+}
+
+struct fetch_ctx {
+    struct s3store *s;
+    struct storage_fetch *f;
+};
+
+static void on_fetch_done(struct upstream_call *c, void *arg)
+{
+    struct fetch_ctx *ctx = arg;
+    struct storage_fetch *f = ctx->f;
+    const char *bucket = ctx->s->bucket;
+
+    f->size = (long long)c->downloaded;
+    if (c->result == ERR_TOO_LARGE) {
+        fetch_fail(f, 413, "file_too_large", "The uploaded file is larger than the limit of %lld bytes.", f->max_bytes);
+    } else if (c->result == ERR_TIMEOUT) {
+        fetch_fail(f, 504, "s3_timeout", "S3 did not answer within %d s (bucket %s).", S3_TIMEOUT_MS / 1000, bucket);
+    } else if (c->result && c->http_status == 0) {
+        fetch_fail(f, 502, "s3_unreachable", "Could not reach S3 (bucket %s): %s.", bucket, c->error);
+    } else if (c->http_status == 404 || c->http_status == 403) {
+        /* presigned PUTs can only create this key: 403 on a missing object
+         * is what S3 says when the policy lacks ListBucket */
+        fetch_fail(f, 404, "upload_not_found",
+                   "Nothing was uploaded for this upload_id: PUT the file to upload_url first (it expires "
+                   "with expires_at).");
+    } else if (c->http_status != 200) {
+        fetch_fail(f, 502, "s3_error", "S3 answered HTTP %ld for the uploaded file (bucket %s).", c->http_status,
+                   bucket);
+    }
+    upstream_call_free(c);
+    free(ctx);
+    f->done(f, f->arg);
+}
+
+static int s3_fetch_incoming(struct storage *st, struct storage_fetch *f)
+{
+    struct s3store *s = st->priv;
+    struct fetch_ctx *ctx = calloc(1, sizeof *ctx);
+    struct upstream_call *c = ctx ? incoming_call(s, "GET", f->upload_id, (size_t)f->max_bytes) : NULL;
+
+    if (!c) {
+        free(ctx);
+        fetch_fail(f, 500, "internal_error", "Could not prepare the S3 request.");
+        return ERR_NOMEM;
+    }
+    c->download_fd = f->fd;
+    ctx->s = s;
+    ctx->f = f;
+    c->done = on_fetch_done;
+    c->arg = ctx;
+    if (upstream_submit(s->up, c)) {
+        fetch_fail(f, 503, "shutting_down", "The server is shutting down; retry.");
+        upstream_call_free(c);
+        free(ctx);
+        return ERR_INVALID;
+    }
+    return STORAGE_PENDING;
+}
+
+static void on_delete_done(struct upstream_call *c, void *arg)
+{
+    (void)arg;
+    if (c->result || (c->http_status != 204 && c->http_status != 200))
+        log_warn("s3: could not delete an incoming object (HTTP %ld%s%s); the lifecycle rule will", c->http_status,
+                 c->result ? ", " : "", c->result ? c->error : "");
+    upstream_call_free(c);
+}
+
+static void s3_delete_incoming(struct storage *st, const char *upload_id)
+{
+    struct s3store *s = st->priv;
+    struct upstream_call *c = incoming_call(s, "DELETE", upload_id, S3_MAX_ERROR_BODY);
+
+    if (!c)
+        return;
+    c->done = on_delete_done;
+    if (upstream_submit(s->up, c))
+        upstream_call_free(c);
 }
 
 static const char *s3_origin(struct storage *st)
@@ -289,6 +411,8 @@ const struct storage_ops storage_s3_ops = {
     .open_file = s3_open_file,
     .file_url = s3_file_url,
     .presign_put = s3_presign_put_json,
+    .fetch_incoming = s3_fetch_incoming,
+    .delete_incoming = s3_delete_incoming,
     .direct_upload_origin = s3_origin,
     .destroy = s3_destroy,
 };

@@ -4,7 +4,8 @@
  * (field, filename, content-type, offset, data) pieces and calls on_part().
  * We keep the first part named "file", write it to a spool file created with
  * mkostemp, count its bytes against the limit, and decide the image type as
- * soon as IMAGE_MAGIC_LEN bytes are in. Every error is sticky: the rest of
+ * soon as IMAGE_MAGIC_LEN bytes are in (a type we do not accept is refused
+ * before anything is written). Every error is sticky: the rest of
  * the body is drained and ignored, and the spool file is removed. */
 #include "upload.h"
 #include "err.h"
@@ -79,6 +80,18 @@ static int spool_open(struct upload *u, const char *dir)
     return u->fd < 0 ? ERR_IO : 0;
 }
 
+/* 415, with what to do when we know the format. */
+static void refuse(struct upload *u)
+{
+    const char *why = image_refusal(u->magic, u->magic_len);
+    if (why)
+        fail(u, ERR_UNSUPPORTED, 415, "unsupported_media_type", "%s", why);
+    else
+        fail(u, ERR_UNSUPPORTED, 415, "unsupported_media_type",
+             "The file is not a supported image: send a JPEG, PNG, WEBP, HEIC/HEIF, AVIF or TIFF photo (the type "
+             "is checked from the content, not the name).");
+}
+
 static void detect(struct upload *u, const char *data, size_t size)
 {
     size_t take = IMAGE_MAGIC_LEN - u->magic_len;
@@ -89,8 +102,7 @@ static void detect(struct upload *u, const char *data, size_t size)
     if (u->magic_len == IMAGE_MAGIC_LEN) {
         u->type = image_detect(u->magic, u->magic_len);
         if (u->type == IMAGE_UNKNOWN)
-            fail(u, ERR_UNSUPPORTED, 415, "unsupported_media_type",
-                 "The file is not a JPEG, PNG or WEBP image (checked from its content, not its name).");
+            refuse(u);
     }
 }
 
@@ -200,8 +212,7 @@ int upload_finish(struct upload *u)
     } else if (u->magic_len < IMAGE_MAGIC_LEN) {
         u->type = image_detect(u->magic, u->magic_len);
         if (u->type == IMAGE_UNKNOWN)
-            fail(u, ERR_UNSUPPORTED, 415, "unsupported_media_type",
-                 "The file is not a JPEG, PNG or WEBP image (checked from its content, not its name).");
+            refuse(u);
     }
 out:
     if (u->err)

@@ -11,9 +11,22 @@
 const char *const ASPECT_RATIOS[] = {"1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "auto"};
 const char *const RESOLUTIONS[] = {"1K", "2K"};
 
+/* ISO-BMFF (HEIF, AVIF, MP4...): "....ftyp<brand>". */
+static int ftyp_brand(const unsigned char *p, size_t len, char brand[5])
+{
+    if (len < 12 || memcmp(p + 4, "ftyp", 4) != 0)
+        return 0;
+    memcpy(brand, p + 8, 4);
+    brand[4] = '\0';
+    return 1;
+}
+
 enum image_type image_detect(const unsigned char *p, size_t len)
 {
     static const unsigned char png[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
+    static const char *const heif_brands[] = {"heic", "heix", "hevc", "hevx", "heim", "heis",
+                                              "hevm", "hevs", "mif1", "msf1"};
+    char brand[5];
 
     if (len >= 3 && p[0] == 0xff && p[1] == 0xd8 && p[2] == 0xff)
         return IMAGE_JPEG;
@@ -21,7 +34,71 @@ enum image_type image_detect(const unsigned char *p, size_t len)
         return IMAGE_PNG;
     if (len >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WEBP", 4) == 0)
         return IMAGE_WEBP;
+    if (ftyp_brand(p, len, brand)) {
+        if (strcmp(brand, "avif") == 0 || strcmp(brand, "avis") == 0)
+            return IMAGE_AVIF;
+        for (size_t i = 0; i < sizeof heif_brands / sizeof heif_brands[0]; i++)
+            if (strcmp(brand, heif_brands[i]) == 0)
+                return IMAGE_HEIF;
+        return IMAGE_UNKNOWN;
+    }
+    /* TIFF, but not the RAW formats that reuse its header: Canon CR2 has
+     * "CR" at offset 8; Olympus ORF and Panasonic RW2 change the magic */
+    if (len >= 10 && ((memcmp(p, "II*\0", 4) == 0 && memcmp(p + 8, "CR", 2) != 0) || memcmp(p, "MM\0*", 4) == 0))
+        return IMAGE_TIFF;
     return IMAGE_UNKNOWN;
+}
+
+static int starts(const unsigned char *p, size_t len, const char *magic)
+{
+    size_t n = strlen(magic);
+    return len >= n && memcmp(p, magic, n) == 0;
+}
+
+const char *image_refusal(const unsigned char *p, size_t len)
+{
+    static const char raw[] = "This is a camera RAW file, which cannot be used directly: export it as JPEG "
+                              "from your camera app or photo editor and upload that.";
+    char brand[5];
+    size_t i = 0;
+
+    if (ftyp_brand(p, len, brand)) {
+        if (strcmp(brand, "crx ") == 0)
+            return raw;
+        if (strncmp(brand, "qt", 2) == 0 || strncmp(brand, "iso", 3) == 0 || strncmp(brand, "mp4", 3) == 0 ||
+            strncmp(brand, "M4V", 3) == 0 || strncmp(brand, "3g", 2) == 0)
+            return "This is a video, not a photo: upload a still image (JPEG, PNG, WEBP, HEIC, AVIF or TIFF).";
+        return NULL;
+    }
+    if (len >= 10 && memcmp(p, "II*\0", 4) == 0 && memcmp(p + 8, "CR", 2) == 0)
+        return raw;
+    if (starts(p, len, "IIRO") || starts(p, len, "IIRS") || starts(p, len, "IIU\0") || starts(p, len, "FUJIFILM"))
+        return raw;
+    if (starts(p, len, "GIF87a") || starts(p, len, "GIF89a"))
+        return "GIF images are not accepted: save the photo as JPEG or PNG and upload that.";
+    if (starts(p, len, "BM"))
+        return "BMP images are not accepted: save the photo as JPEG or PNG and upload that.";
+    if (starts(p, len, "8BPS"))
+        return "Photoshop (PSD) files are not accepted: export the image as JPEG or PNG and upload that.";
+    if (starts(p, len, "%PDF-"))
+        return "This is a PDF document, not a photo: export the page or picture as JPEG or PNG and upload that.";
+    if (starts(p, len, "SIMPLE  ="))
+        return "FITS files are not accepted: convert the image to JPEG or PNG and upload that.";
+    if ((len >= 2 && p[0] == 0xff && p[1] == 0x0a) || (len >= 12 && memcmp(p, "\0\0\0\x0cJXL \r\n", 12) == 0))
+        return "JPEG XL images are not accepted yet: save the photo as JPEG or PNG and upload that.";
+    if (len >= 3 && p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf)
+        i = 3; /* UTF-8 byte order mark */
+    while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
+        i++;
+    if (i < len && p[i] == '<')
+        return "This is a text document (SVG, XML or HTML), not a photo: export the image as JPEG or PNG and "
+               "upload that.";
+    return NULL;
+}
+
+int image_is_output(enum image_type t)
+{
+    return t == IMAGE_JPEG || t == IMAGE_PNG || t == IMAGE_WEBP;
 }
 
 const char *image_mime(enum image_type t)
@@ -30,6 +107,9 @@ const char *image_mime(enum image_type t)
     case IMAGE_JPEG: return "image/jpeg";
     case IMAGE_PNG: return "image/png";
     case IMAGE_WEBP: return "image/webp";
+    case IMAGE_HEIF: return "image/heic";
+    case IMAGE_AVIF: return "image/avif";
+    case IMAGE_TIFF: return "image/tiff";
     default: return NULL;
     }
 }
@@ -40,16 +120,19 @@ const char *image_ext(enum image_type t)
     case IMAGE_JPEG: return "jpg";
     case IMAGE_PNG: return "png";
     case IMAGE_WEBP: return "webp";
+    case IMAGE_HEIF: return "heic";
+    case IMAGE_AVIF: return "avif";
+    case IMAGE_TIFF: return "tiff";
     default: return NULL;
     }
 }
 
-/* The type that name_of (image_mime or image_ext) calls `s`; the inverse of
- * both, so the three names of a type live in one place each. */
-static enum image_type image_named(const char *s, const char *(*name_of)(enum image_type))
+/* The type among [first, last] that name_of (image_mime or image_ext) calls
+ * `s`; the inverse of both, so the names of a type live in one place each. */
+static enum image_type image_named(const char *s, const char *(*name_of)(enum image_type), int last)
 {
     if (s)
-        for (int t = IMAGE_JPEG; t <= IMAGE_WEBP; t++)
+        for (int t = IMAGE_JPEG; t <= last; t++)
             if (strcmp(s, name_of((enum image_type)t)) == 0)
                 return (enum image_type)t;
     return IMAGE_UNKNOWN;
@@ -57,12 +140,16 @@ static enum image_type image_named(const char *s, const char *(*name_of)(enum im
 
 enum image_type image_from_mime(const char *mime)
 {
-    return image_named(mime, image_mime);
+    if (mime && strcmp(mime, "image/heif") == 0)
+        return IMAGE_HEIF;
+    if (mime && strcmp(mime, "image/jpg") == 0)
+        return IMAGE_JPEG;
+    return image_named(mime, image_mime, IMAGE_TYPE_LAST);
 }
 
 enum image_type image_from_ext(const char *ext)
 {
-    return image_named(ext, image_ext);
+    return image_named(ext, image_ext, IMAGE_WEBP);
 }
 
 enum image_type stored_name_check(const char *name)

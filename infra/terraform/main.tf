@@ -16,6 +16,7 @@ locals {
     "GET /openapi.json",
     "POST /upload",
     "POST /upload-url",
+    "POST /upload-complete",
     "GET /files/{name}",
     "POST /generate",
     "GET /status",

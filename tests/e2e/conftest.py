@@ -247,8 +247,35 @@ def png_bytes(w=8, h=8):
             chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
-JPEG_BYTES = bytes.fromhex("ffd8ffe000104a46494600010100000100010000") + b"\x00" * 64 + b"\xff\xd9"
-WEBP_BYTES = b"RIFF" + (30).to_bytes(4, "little") + b"WEBPVP8 " + b"\x00" * 22
+def pil_bytes(fmt, w=16, h=12, mode="RGB", **save):
+    """A small real image made with Pillow (Debian's python3-pil)."""
+    import io
+
+    from PIL import Image
+
+    im = Image.new(mode, (w, h))
+    px = im.load()
+    for y in range(h):
+        for x in range(w):
+            c = ((x * 255) // max(1, w - 1), (y * 255) // max(1, h - 1), 160)
+            px[x, y] = c + ((255 if x < w // 2 else 0),) if mode == "RGBA" else c
+    out = io.BytesIO()
+    im.save(out, fmt, **save)
+    return out.getvalue()
+
+
+JPEG_BYTES = pil_bytes("JPEG", quality=90)
+WEBP_BYTES = pil_bytes("WEBP", quality=90)
+
+
+def error_of(r):
+    body = r.json()
+    assert set(body) == {"error"}, body
+    err = body["error"]
+    assert isinstance(err["code"], str) and err["code"]
+    assert isinstance(err["message"], str) and len(err["message"]) > 10
+    assert err["request_id"] == r.header("X-Request-Id")
+    return err
 
 
 def wait_for(fn, timeout=10, interval=0.05):

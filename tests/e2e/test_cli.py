@@ -91,9 +91,10 @@ def test_generate_end_to_end(server, sim, tmp_path):
     body = sent[0]["body"]["input"]
     assert body["prompt"] == PROMPT and body["aspect_ratio"] == "4:3" and body["resolution"] == "1K"
     (url,) = body["input_urls"]
-    assert re.fullmatch(rf"http://127\.0\.0\.1:{server.port}/files/[0-9a-f-]{{36}}\.png", url), url
+    # an opaque PNG is re-encoded as JPEG by the image pipeline
+    assert re.fullmatch(rf"http://127\.0\.0\.1:{server.port}/files/[0-9a-f-]{{36}}\.jpg", url), url
     with open(os.path.join(server.upload_dir, url.rsplit("/", 1)[1]), "rb") as f:
-        assert f.read() == src.read_bytes()
+        assert f.read()[:3] == b"\xff\xd8\xff"
 
 
 def test_default_output_name_quiet_and_env_server(server, sim, tmp_path):

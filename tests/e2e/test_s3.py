@@ -9,8 +9,8 @@ import urllib.parse
 
 import pytest
 
-from conftest import (KIE_KEY, ROOT, free_port, png_bytes, request, sim_requests, start_server, upload,
-                      wait_task, JPEG_BYTES)
+from conftest import (KIE_KEY, ROOT, WEBP_BYTES, error_of, free_port, png_bytes, request, sim_requests, start_server,
+                      upload, wait_for, wait_task)
 
 if os.environ.get("SKIP_S3") == "1":
     pytest.skip("S3 end-to-end tests skipped because SKIP_S3=1", allow_module_level=True)
@@ -81,13 +81,16 @@ def test_upload_goes_to_s3_with_presigned_url(s3, s3_server, tmp_path):
     q = urllib.parse.parse_qs(urllib.parse.urlsplit(body["url"]).query)
     assert q["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"] and q["X-Amz-Expires"] == ["3600"]
     assert body["expires_at"].endswith("Z")
-    # an independent client reads the object back
+    # an independent client reads the object back: the re-encoded image
+    # (an opaque PNG becomes a JPEG), never the uploaded bytes
     meta = aws_get_object(s3, key, str(tmp_path / "obj"))
-    assert (tmp_path / "obj").read_bytes() == data
-    assert meta["ContentType"] == "image/png"
+    stored = (tmp_path / "obj").read_bytes()
+    assert stored[:3] == b"\xff\xd8\xff" and len(stored) == body["size"] and key.endswith(".jpg")
+    assert meta["ContentType"] == "image/jpeg"
+    assert body["original"] == {"content_type": "image/png", "width": 20, "height": 20, "size": len(data)}
     # the presigned GET works with plain curl; a tampered one is refused
     code, got = curl(body["url"])
-    assert code == 200 and got == data
+    assert code == 200 and got == stored
     tampered = body["url"][:-4] + ("0000" if not body["url"].endswith("0000") else "1111")
     code, got = curl(tampered)
     assert code == 403 and b"SignatureDoesNotMatch" in got
@@ -96,37 +99,75 @@ def test_upload_goes_to_s3_with_presigned_url(s3, s3_server, tmp_path):
 
 
 def test_files_route_redirects_to_fresh_presigned_url(s3, s3_server):
-    body = upload(s3_server.port, JPEG_BYTES).json()
+    body = upload(s3_server.port, png_bytes(10, 10)).json()
     r = request(s3_server.port, "GET", f"/files/{body['filename']}")
     assert r.status == 302
     loc = r.header("Location")
     assert loc.startswith(f"{s3['endpoint']}/{BUCKET}/uploads/{body['filename']}?") and "X-Amz-Signature=" in loc
     code, got = curl(loc)
-    assert code == 200 and got == JPEG_BYTES
+    assert code == 200 and got[:3] == b"\xff\xd8\xff" and len(got) == body["size"]
 
 
-def test_presigned_put_for_direct_browser_upload(s3, s3_server):
-    r = request(s3_server.port, "POST", "/upload-url", {"content_type": "image/webp", "size": 1234})
-    assert r.status == 200, r
-    d = r.json()
-    assert d["method"] == "PUT" and d["headers"] == {"Content-Type": "image/webp"}
-    assert d["filename"].endswith(".webp") and d["key"] == "uploads/" + d["filename"]
-    payload = b"RIFF" + (30).to_bytes(4, "little") + b"WEBPVP8 " + b"\x01" * 22
+def put_direct(d, payload, ctype):
     src = tempfile.NamedTemporaryFile(delete=False)
     src.write(payload)
     src.close()
-    code, _ = curl("-X", "PUT", "-H", "Content-Type: image/webp", "--data-binary", f"@{src.name}", d["upload_url"])
-    assert code == 200
-    code, got = curl(d["url"])
-    assert code == 200 and got == payload
+    try:
+        return curl("-X", "PUT", "-H", f"Content-Type: {ctype}", "--data-binary", f"@{src.name}", d["upload_url"])
+    finally:
+        os.unlink(src.name)
+
+
+def test_presigned_put_for_direct_browser_upload(s3, s3_server, tmp_path):
+    payload = WEBP_BYTES
+    r = request(s3_server.port, "POST", "/upload-url", {"content_type": "image/webp", "size": len(payload)})
+    assert r.status == 200, r
+    d = r.json()
+    assert d["method"] == "PUT" and d["headers"] == {"Content-Type": "image/webp"}
+    assert d["key"] == "uploads/incoming/" + d["upload_id"] and "url" not in d and "filename" not in d
+    assert d["complete"] == {"method": "POST", "url": "/upload-complete", "body": {"upload_id": d["upload_id"]}}
+    # completing before the PUT: nothing there yet
+    r = request(s3_server.port, "POST", "/upload-complete", {"upload_id": d["upload_id"]})
+    assert r.status == 404 and error_of(r)["code"] == "upload_not_found", r
     # the signature covers Content-Type: another type is refused
-    code, got = curl("-X", "PUT", "-H", "Content-Type: image/png", "--data-binary", f"@{src.name}", d["upload_url"])
+    code, _ = put_direct(d, payload, "image/png")
     assert code == 403
-    os.unlink(src.name)
+    code, _ = put_direct(d, payload, "image/webp")
+    assert code == 200
+    # the raw object is never served: /upload-complete normalises it and stores it like /upload
+    r = request(s3_server.port, "POST", "/upload-complete", d["complete"]["body"])
+    assert r.status == 200, r
+    up = r.json()
+    assert up["key"] == "uploads/" + up["filename"] and up["filename"].endswith(".jpg")
+    assert up["original"] == {"content_type": "image/webp", "width": 16, "height": 12, "size": len(payload)}
+    code, got = curl(up["url"])
+    assert code == 200 and got[:3] == b"\xff\xd8\xff" and len(got) == up["size"]
+    # the incoming object is deleted once normalised (asynchronously)
+    def gone():
+        try:
+            aws_get_object(s3, d["key"], str(tmp_path / "raw"))
+            return False
+        except Exception:
+            return True
+    assert wait_for(gone, timeout=5)
+    r = request(s3_server.port, "POST", "/upload-complete", d["complete"]["body"])
+    assert r.status == 404
     # refusals
     assert request(s3_server.port, "POST", "/upload-url", {"content_type": "text/html"}).status == 415
-    assert request(s3_server.port, "POST", "/upload-url", {"content_type": "image/png", "size": 10485761}).status == 413
+    assert request(s3_server.port, "POST", "/upload-url", {"content_type": "image/png", "size": 33554433}).status == 413
     assert request(s3_server.port, "POST", "/upload-url", {"content_type": "image/png", "size": "big"}).status == 400
+    assert request(s3_server.port, "POST", "/upload-url", {"content_type": "image/heic"}).status == 200
+    for bad in ({"upload_id": "../../x"}, {"upload_id": d["upload_id"].upper()}, {}, {"upload_id": 5}):
+        r = request(s3_server.port, "POST", "/upload-complete", bad)
+        assert r.status == 400 and error_of(r)["code"] == "invalid_upload_id", (bad, r)
+
+
+def test_direct_upload_of_a_non_image_is_refused_and_removed(s3, s3_server, tmp_path):
+    d = request(s3_server.port, "POST", "/upload-url", {"content_type": "image/jpeg"}).json()
+    code, _ = put_direct(d, b"%PDF-1.4 not a photo at all", "image/jpeg")
+    assert code == 200
+    r = request(s3_server.port, "POST", "/upload-complete", {"upload_id": d["upload_id"]})
+    assert r.status == 415 and "PDF" in error_of(r)["message"], r
 
 
 def test_generate_with_s3_input_fetched_by_simulator(s3, sim, server_factory):

@@ -58,7 +58,7 @@ int main(void)
     TEST_STR_EQ(c.upload_dir, "./uploads", "default upload dir");
     TEST_STR_EQ(c.kie_base_url, "https://api.kie.ai", "default KIE base");
     TEST_STR_EQ(c.kie_model, "flux-2/pro-image-to-image", "default model");
-    TEST_ASSERT(c.max_upload_bytes == 10485760, "10 MiB");
+    TEST_ASSERT(c.max_upload_bytes == 33554432, "32 MiB");
     TEST_ASSERT(c.kie_timeout_seconds == 30, "timeout");
     TEST_ASSERT(c.kie_api_key == NULL && c.public_base_url == NULL, "unset");
     TEST_STR_EQ(c.aws_region, "us-east-1", "region default");
