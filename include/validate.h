@@ -30,6 +30,15 @@ enum image_type image_detect(const unsigned char *p, size_t len);
  * know (RAW, GIF, BMP, PDF, SVG, FITS, PSD, JPEG XL, video...), a sentence
  * naming it and what to do instead; NULL otherwise. */
 const char *image_refusal(const unsigned char *p, size_t len);
+/* A TIFF that is really a camera RAW file: its first IFD (within the len
+ * bytes given, the start of the file) carries DNGVersion (DNG), or is marked
+ * a reduced-resolution preview (NEF, ARW and most TIFF-based RAWs put a small
+ * preview first). 1 or 0; malformed or short headers are 0 (the decoder
+ * decides). */
+int tiff_is_raw(const unsigned char *p, size_t len);
+/* The sentence image_refusal gives for a RAW file. */
+extern const char IMAGE_RAW_REFUSAL[];
+
 /* 1 for the types we store, serve and send to KIE (JPEG, PNG, WEBP). */
 int image_is_output(enum image_type t);
 const char *image_mime(enum image_type t); /* "image/png"... or NULL */

@@ -82,7 +82,9 @@ void cli_usage(FILE *out)
     fprintf(out,
             "Usage: product-photo-api generate PHOTO --prompt TEXT [options]\n"
             "\n"
-            "Upload PHOTO (JPEG, PNG or WEBP) to a running product-photo-api server, ask it for a\n"
+            "Upload PHOTO (JPEG, PNG, WEBP, HEIC/HEIF, AVIF or TIFF, as it comes from the phone or\n"
+            "camera: the server turns it upright, strips its metadata and resizes it) to a running\n"
+            "product-photo-api server, ask it for a\n"
             "studio shot, wait for KIE to finish and save the result. Progress goes to stderr; the\n"
             "path of the saved image is printed on stdout.\n"
             "\n"
@@ -143,9 +145,9 @@ static void cli_usage_error(const char *fmt, ...)
 static void cli_human(double bytes, char *out, size_t cap)
 {
     if (bytes >= 1024.0 * 1024.0)
-        snprintf(out, cap, "%.1f MB", bytes / (1024.0 * 1024.0));
+        snprintf(out, cap, "%.1f MiB", bytes / (1024.0 * 1024.0));
     else if (bytes >= 1024.0)
-        snprintf(out, cap, "%.0f KB", bytes / 1024.0);
+        snprintf(out, cap, "%.0f KiB", bytes / 1024.0);
     else
         snprintf(out, cap, "%.0f B", bytes);
 }
@@ -487,21 +489,40 @@ static cJSON *cli_json_ok(const struct cli_opts *o, const char *what, const stru
 
 static const char *cli_sniff_type(const char *path)
 {
-    unsigned char h[12] = {0};
+    unsigned char h[IMAGE_MAGIC_LEN] = {0};
     size_t n = 0;
     FILE *f = fopen(path, "rb");
+    const char *mime;
 
     if (f) {
         n = fread(h, 1, sizeof h, f);
         fclose(f);
     }
-    if (n >= 3 && h[0] == 0xFF && h[1] == 0xD8 && h[2] == 0xFF)
-        return "image/jpeg";
-    if (n >= 8 && memcmp(h, "\x89PNG\r\n\x1a\n", 8) == 0)
-        return "image/png";
-    if (n >= 12 && memcmp(h, "RIFF", 4) == 0 && memcmp(h + 8, "WEBP", 4) == 0)
-        return "image/webp";
-    return "application/octet-stream"; /* the server decides (415) */
+    mime = image_mime(image_detect(h, n));
+    return mime ? mime : "application/octet-stream"; /* the server decides (415) */
+}
+
+/* The server's upload limit from GET /config, or -1 when it does not say. */
+static double cli_server_limit(const struct cli_opts *o)
+{
+    struct cli_reply r;
+    char url[CLI_URL_MAX];
+    double limit = -1;
+    cJSON *j;
+    const cJSON *m;
+
+    buf_init(&r.body, CLI_MAX_REPLY);
+    snprintf(url, sizeof url, "%s/config", o->server);
+    cli_call(o, url, NULL, NULL, NULL, CLI_API_TIMEOUT_S, NULL, &r);
+    if (r.code == CURLE_OK && r.status == 200) {
+        j = cJSON_ParseWithLength(buf_str(&r.body), r.body.len);
+        m = cJSON_GetObjectItemCaseSensitive(j, "max_upload_bytes");
+        if (cJSON_IsNumber(m) && m->valuedouble > 0)
+            limit = m->valuedouble;
+        cJSON_Delete(j);
+    }
+    buf_free(&r.body);
+    return limit;
 }
 
 /* Copy a non-empty JSON string that fits into out[cap]. 0, or -1 when it is
@@ -530,6 +551,17 @@ static int cli_upload(const struct cli_opts *o, char *input_url, size_t cap)
     buf_init(&r.body, CLI_MAX_REPLY);
     pg.name = base ? base + 1 : o->photo;
     snprintf(url, sizeof url, "%s/upload", o->server);
+    if (stat(o->photo, &st) == 0) {
+        double limit = cli_server_limit(o);
+        if (limit > 0 && (double)st.st_size > limit) {
+            char size[32], lim[32];
+            cli_human((double)st.st_size, size, sizeof size);
+            cli_human(limit, lim, sizeof lim);
+            snprintf(msg, sizeof msg, "%s is %s; the server accepts photos up to %s (MAX_UPLOAD_BYTES).", pg.name,
+                     size, lim);
+            goto out;
+        }
+    }
     if (!o->quiet && !o->tty) {
         char size[32];
         cli_human(stat(o->photo, &st) == 0 ? (double)st.st_size : 0.0, size, sizeof size);
@@ -548,8 +580,21 @@ static int cli_upload(const struct cli_opts *o, char *input_url, size_t cap)
         snprintf(msg, sizeof msg, "upload: the server's answer has no usable \"url\".");
         goto out;
     }
-    if (!o->quiet)
-        fprintf(stderr, "Uploaded: %s\n", input_url);
+    if (!o->quiet) {
+        const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "width");
+        const cJSON *hh = cJSON_GetObjectItemCaseSensitive(j, "height");
+        const cJSON *orig = cJSON_GetObjectItemCaseSensitive(j, "original");
+        const cJSON *ow = cJSON_GetObjectItemCaseSensitive(orig, "width");
+        const cJSON *oh = cJSON_GetObjectItemCaseSensitive(orig, "height");
+        const cJSON *ot = cJSON_GetObjectItemCaseSensitive(orig, "content_type");
+        const cJSON *st_t = cJSON_GetObjectItemCaseSensitive(j, "content_type");
+        if (cJSON_IsNumber(w) && cJSON_IsNumber(hh) && cJSON_IsNumber(ow) && cJSON_IsNumber(oh) && cJSON_IsString(ot) &&
+            cJSON_IsString(st_t))
+            fprintf(stderr, "Uploaded: %s (%.0fx%.0f %s -> %.0fx%.0f %s)\n", input_url, ow->valuedouble,
+                    oh->valuedouble, ot->valuestring, w->valuedouble, hh->valuedouble, st_t->valuestring);
+        else
+            fprintf(stderr, "Uploaded: %s\n", input_url);
+    }
     rc = 0;
 out:
     if (rc)

@@ -144,10 +144,14 @@ static enum MHD_Result upload_reply(struct req *r)
     cJSON *j;
     cJSON *orig;
 
-    if (p->http_status)
+    if (p->http_status) {
+        spool_close(&st->out);
         return http_error(r, (unsigned)p->http_status, p->error_code, "%s", p->error_msg);
+    }
     if (store->ops->keeps_spool)
         st->out.kept = 1; /* renamed into place */
+    else
+        spool_close(&st->out); /* copied (S3): not needed any more */
     if (store->ops->file_url(store, p->name, r->app->cfg->s3_presign_ttl, url, sizeof url, &expires))
         return http_error(r, 500, "internal_error", "Could not build the file URL.");
     j = cJSON_CreateObject();
@@ -206,8 +210,10 @@ static enum MHD_Result upload_processed(struct req *r)
     spool_close(&st->in);
     if (st->fetch.upload_id[0] && store->ops->delete_incoming)
         store->ops->delete_incoming(store, st->fetch.upload_id);
-    if (st->img.status)
+    if (st->img.status) {
+        spool_close(&st->out); /* gone before the answer leaves */
         return http_error(r, st->img.status, st->img.code, "%s", st->img.message);
+    }
     new_name(st->img.stored.type, st->put.name, sizeof st->put.name);
     st->put.fd = st->out.fd;
     st->put.spool_path = st->out.path;
@@ -384,15 +390,19 @@ static enum MHD_Result fetched(struct req *r)
     ssize_t n;
     const char *why;
 
-    if (st->fetch.http_status)
+    if (st->fetch.http_status) {
+        spool_close(&st->in);
         return http_error(r, (unsigned)st->fetch.http_status, st->fetch.error_code, "%s", st->fetch.error_msg);
+    }
     if (st->fetch.size == 0) {
+        spool_close(&st->in);
         r->app->store->ops->delete_incoming(r->app->store, st->fetch.upload_id);
         return http_error(r, 400, "empty_file", "The uploaded file is empty.");
     }
     n = pread(st->in.fd, magic, sizeof magic, 0);
     st->in_type = n > 0 ? image_detect(magic, (size_t)n) : IMAGE_UNKNOWN;
     if (st->in_type == IMAGE_UNKNOWN) {
+        spool_close(&st->in);
         r->app->store->ops->delete_incoming(r->app->store, st->fetch.upload_id);
         why = n > 0 ? image_refusal(magic, (size_t)n) : NULL;
         return http_error(r, 415, "unsupported_media_type", "%s",

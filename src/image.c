@@ -17,6 +17,7 @@
 #include <vips/vips.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -195,17 +196,18 @@ struct encoded {
 static int has_real_alpha(VipsImage *im, int *err)
 {
     VipsImage *alpha = NULL;
-    double min = 255;
+    const double opaque = 255.0; /* im is 8-bit sRGB(A) */
+    double min = opaque;
 
     *err = 0;
     if (!vips_image_hasalpha(im))
         return 0;
     if (vips_extract_band(im, &alpha, im->Bands - 1, NULL) || vips_min(alpha, &min, NULL)) {
         *err = 1;
-        min = 255;
+        min = opaque;
     }
     VIPS_UNREF(alpha);
-    return min < 255.0;
+    return min < opaque;
 }
 
 /* One attempt: thumbnail `path` to fit `side`, sRGB 8-bit, then encode. */
@@ -242,6 +244,13 @@ static int encode_once(const char *path, enum image_type type, long side, int qu
         fail(res, 422, "unreadable_image", "The image's colours could not be converted to sRGB.");
         goto out;
     }
+    if (vips_image_get_format(srgb) != VIPS_FORMAT_UCHAR) {
+        VipsImage *u = NULL;
+        if (vips_cast_uchar(srgb, &u, NULL))
+            goto vips_failed;
+        VIPS_UNREF(srgb);
+        srgb = u;
+    }
     if (vips_image_hasalpha(srgb)) {
         /* deciding JPEG or PNG needs the pixels: compute them once */
         mem = vips_image_copy_memory(srgb);
@@ -267,13 +276,6 @@ static int encode_once(const char *path, enum image_type type, long side, int qu
         out->type = IMAGE_JPEG;
         final = srgb;
         srgb = NULL;
-    }
-    if (vips_image_get_format(final) != VIPS_FORMAT_UCHAR) {
-        VipsImage *u = NULL;
-        if (vips_cast_uchar(final, &u, NULL))
-            goto vips_failed;
-        VIPS_UNREF(final);
-        final = u;
     }
     if (!strip) {
         VipsImage *copy = NULL;
@@ -328,6 +330,19 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
+/* DNG, NEF, ARW...: TIFF containers whose first image is a RAW's preview. */
+static int tiff_raw(const char *path)
+{
+    unsigned char head[65536];
+    ssize_t n = -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        n = pread(fd, head, sizeof head, 0);
+        close(fd);
+    }
+    return n > 0 && tiff_is_raw(head, (size_t)n);
+}
+
 int image_normalize(const char *in_path, enum image_type type, long long in_size, const struct image_limits *lim,
                     int out_fd, struct image_result *res)
 {
@@ -344,6 +359,10 @@ int image_normalize(const char *in_path, enum image_type type, long long in_size
     if (!loader_nickname(type)) {
         fail(res, 415, "unsupported_media_type", "This image type is not supported.");
         return ERR_UNSUPPORTED;
+    }
+    if (type == IMAGE_TIFF && tiff_raw(in_path)) {
+        fail(res, 415, "unsupported_media_type", "%s", IMAGE_RAW_REFUSAL);
+        goto out;
     }
     hdr = load_header(in_path, type);
     if (!hdr) {

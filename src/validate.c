@@ -55,10 +55,51 @@ static int starts(const unsigned char *p, size_t len, const char *magic)
     return len >= n && memcmp(p, magic, n) == 0;
 }
 
+const char IMAGE_RAW_REFUSAL[] = "This is a camera RAW file, which cannot be used directly: export it as JPEG "
+                                 "from your camera app or photo editor and upload that.";
+
+static unsigned tiff_u16(const unsigned char *p, int be)
+{
+    return be ? (unsigned)(p[0] << 8 | p[1]) : (unsigned)(p[1] << 8 | p[0]);
+}
+
+static unsigned long tiff_u32(const unsigned char *p, int be)
+{
+    return be ? (unsigned long)p[0] << 24 | (unsigned long)p[1] << 16 | (unsigned long)p[2] << 8 | p[3]
+              : (unsigned long)p[3] << 24 | (unsigned long)p[2] << 16 | (unsigned long)p[1] << 8 | p[0];
+}
+
+int tiff_is_raw(const unsigned char *p, size_t len)
+{
+    int be;
+    unsigned long ifd;
+    unsigned n;
+
+    if (len < 8 || (memcmp(p, "II*\0", 4) != 0 && memcmp(p, "MM\0*", 4) != 0))
+        return 0;
+    be = p[0] == 'M';
+    ifd = tiff_u32(p + 4, be);
+    if (ifd < 8 || ifd > len - 2)
+        return 0;
+    n = tiff_u16(p + ifd, be);
+    for (unsigned i = 0; i < n && ifd + 2 + 12 * (i + 1) <= len; i++) {
+        const unsigned char *e = p + ifd + 2 + 12 * i;
+        unsigned tag = tiff_u16(e, be);
+        unsigned type = tiff_u16(e + 2, be);
+        if (tag == 50706) /* DNGVersion */
+            return 1;
+        if (tag == 254) { /* NewSubfileType: bit 0 = reduced-resolution image */
+            unsigned long v = type == 3 ? tiff_u16(e + 8, be) : tiff_u32(e + 8, be);
+            if (v & 1)
+                return 1;
+        }
+    }
+    return 0;
+}
+
 const char *image_refusal(const unsigned char *p, size_t len)
 {
-    static const char raw[] = "This is a camera RAW file, which cannot be used directly: export it as JPEG "
-                              "from your camera app or photo editor and upload that.";
+    const char *raw = IMAGE_RAW_REFUSAL;
     char brand[5];
     size_t i = 0;
 
