@@ -125,7 +125,7 @@ const char *image_refusal(const unsigned char *p, size_t len)
         return "This is a PDF document, not a photo: export the page or picture as JPEG or PNG and upload that.";
     if (starts(p, len, "SIMPLE  ="))
         return "FITS files are not accepted: convert the image to JPEG or PNG and upload that.";
-    if ((len >= 2 && p[0] == 0xff && p[1] == 0x0a) || (len >= 12 && memcmp(p, "\0\0\0\x0cJXL \r\n", 12) == 0))
+    if ((len >= 2 && p[0] == 0xff && p[1] == 0x0a) || (len >= 12 && memcmp(p, "\0\0\0\x0cJXL \r\n\x87\n", 12) == 0))
         return "JPEG XL images are not accepted yet: save the photo as JPEG or PNG and upload that.";
     if (len >= 3 && p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf)
         i = 3; /* UTF-8 byte order mark */

@@ -175,8 +175,9 @@ def start_server(env=None, port=0, cwd=None, expect_fail=False):
         "RATE_LIMIT_UPLOAD": "0",
         "MIN_FREE_DISK_MB": "0",
     }
-    if "ASAN_OPTIONS" in os.environ:
-        full["ASAN_OPTIONS"] = os.environ["ASAN_OPTIONS"]
+    for passed in ("ASAN_OPTIONS", "VIPS_NOVECTOR"):  # sanitizer settings; VIPS_NOVECTOR under valgrind
+        if passed in os.environ:
+            full[passed] = os.environ[passed]
     full.update(env or {})
     full = {k: v for k, v in full.items() if v is not None}
     log_path = os.path.join(LOG_DIR, f"server-{time.time_ns()}.log")

@@ -132,6 +132,7 @@ def test_keep_metadata_keeps_the_camera_but_never_the_location(server_factory, i
         assert secret not in data
 
 
+@pytest.mark.skipif(SLOW > 1, reason="decodes 48 MP up to five times: minutes under valgrind (the unit test covers the cap)")
 def test_no_resize_still_fits_kies_limit(server_factory, images):
     # IMAGE_MAX_SIDE=0 keeps all 48 MP: the encoder lowers the quality (then the size) to stay within 10 MB
     srv = server_factory({"IMAGE_MAX_SIDE": "0"})

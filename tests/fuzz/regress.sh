@@ -6,14 +6,19 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
-TARGETS=${FUZZ_TARGETS:-generate url kie_answer sigv4 multipart}
+TARGETS=${FUZZ_TARGETS:-generate url kie_answer sigv4 multipart image}
 # shellcheck disable=SC2086
 bash tests/fuzz/build.sh $TARGETS || { echo "regress: build failed" >&2; exit 1; }
 
 failed=0
 for t in $TARGETS; do
     files=()
-    for d in "tests/fuzz/regressions/$t" "tests/fuzz/corpus/$t"; do
+    seeds="tests/fuzz/corpus/$t"
+    if [ "$t" = image ]; then
+        bash tests/fuzz/seed_image.sh build/fuzz/seeds/image || failed=1
+        seeds=build/fuzz/seeds/image
+    fi
+    for d in "tests/fuzz/regressions/$t" "$seeds"; do
         [ -d "$d" ] || continue
         while IFS= read -r f; do files+=("$f"); done < <(find "$d" -type f | sort)
     done

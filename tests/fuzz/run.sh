@@ -11,7 +11,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 
 SECONDS_EACH=${1:-60}
-TARGETS=${FUZZ_TARGETS:-generate url kie_answer sigv4 multipart}
+TARGETS=${FUZZ_TARGETS:-generate url kie_answer sigv4 multipart image}
 OUT=build/fuzz
 
 case "$SECONDS_EACH" in '' | *[!0-9]*) echo "usage: $0 SECONDS" >&2; exit 2 ;; esac
@@ -22,6 +22,7 @@ bash tests/fuzz/build.sh $TARGETS || { echo "fuzz: build failed" >&2; exit 1; }
 extra_opts() {
     case "$1" in
     multipart) echo "-max_len=24576 -timeout=30" ;; # two loopback requests per input
+    image) echo "-max_len=65536 -timeout=20 -rss_limit_mb=1024" ;; # decoders: bounded by the pixel limit
     *) echo "-timeout=10" ;;
     esac
 }
@@ -40,7 +41,11 @@ run_one() {
     log=$OUT/logs/$t.log
     art=$OUT/artifacts/$t
     mkdir -p "$art" "$work/$t" "$work/tmp-$t"
-    cp -R "tests/fuzz/corpus/$t/." "$work/$t/"
+    if [ "$t" = image ]; then # made from Debian tools, not checked in
+        bash tests/fuzz/seed_image.sh "$OUT/seeds/image" && cp -R "$OUT/seeds/image/." "$work/$t/"
+    else
+        cp -R "tests/fuzz/corpus/$t/." "$work/$t/"
+    fi
     dict=""
     [ -f "tests/fuzz/$t.dict" ] && dict="-dict=tests/fuzz/$t.dict"
     echo "== fuzz_$t for ${SECONDS_EACH}s"
