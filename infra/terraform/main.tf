@@ -128,7 +128,7 @@ resource "aws_cloudwatch_log_group" "lambda" {
 data "aws_iam_policy_document" "lambda" {
   statement {
     sid       = "ObjectsReadWrite"
-    actions   = ["s3:PutObject", "s3:GetObject"]
+    actions   = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"]
     resources = ["${aws_s3_bucket.files.arn}/*"]
   }
 

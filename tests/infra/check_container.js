@@ -107,8 +107,27 @@ async function waitReady(child, port, p, ms = 8000) {
 }
 
 function tinyPng() {
-  // 1x1 transparent PNG
-  return Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg==', 'base64');
+  // an 8x8 RGBA PNG with correct CRCs (the server decodes every upload to the end, so a broken one is refused)
+  const zlib = require('zlib');
+  const chunk = (kind, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(kind, 'latin1'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(zlib.crc32(body) >>> 0);
+    return Buffer.concat([len, body, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(8, 0);
+  ihdr.writeUInt32BE(8, 4);
+  ihdr.set([8, 6, 0, 0, 0], 8);
+  const rows = [];
+  for (let y = 0; y < 8; y++) {
+    rows.push(Buffer.from([0]));
+    for (let x = 0; x < 8; x++) rows.push(Buffer.from([x * 32, y * 32, 160, x < 4 ? 255 : 0]));
+  }
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(Buffer.concat(rows))), chunk('IEND', Buffer.alloc(0))]);
 }
 
 function multipart(field, filename, type, data) {

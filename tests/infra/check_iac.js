@@ -5,7 +5,7 @@ const fs = require('fs');
 const path = require('path');
 const L = require('./lib');
 
-const LEAST_PRIVILEGE = ['logs:CreateLogStream', 'logs:PutLogEvents', 's3:GetObject', 's3:PutObject'];
+const LEAST_PRIVILEGE = ['logs:CreateLogStream', 'logs:PutLogEvents', 's3:DeleteObject', 's3:GetObject', 's3:PutObject'];
 // Lambda rejects these in Environment.Variables (reserved) or they would shadow the runtime's values.
 const RESERVED_ENV = /^(AWS_REGION|AWS_DEFAULT_REGION|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|AWS_LAMBDA_.*|AWS_EXECUTION_ENV|_HANDLER|_X_AMZN_TRACE_ID|LAMBDA_TASK_ROOT|LAMBDA_RUNTIME_DIR|AWS_XRAY_.*)$/;
 const REQUIRED_ENV = ['KIE_API_KEY', 'KIE_BASE_URL', 'KIE_MODEL', 'USE_S3', 'S3_BUCKET'];
