@@ -13,6 +13,7 @@ struct upstream;
 struct ratelimit;
 struct taskcache;
 struct imagepool;
+struct kieupload;
 struct MHD_Daemon;
 
 struct app {
@@ -24,6 +25,7 @@ struct app {
     struct ratelimit *rl_generate;
     struct ratelimit *rl_upload;
     struct taskcache *tasks;       /* finished tasks, kept results */
+    struct kieupload *pushed;      /* our files already on KIE's file upload */
     char callback_secret[65];      /* token in KIE's callBackUrl */
     unsigned port;                 /* the bound port */
     time_t started;

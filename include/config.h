@@ -44,6 +44,8 @@ struct config {
     char *callback_secret; /* secret */
     char *kie_webhook_hmac_key; /* secret */
     char *cloudflared_metrics_url;
+    char *kie_upload_name;     /* KIE_UPLOAD as given */
+    char *kie_upload_base_url;
     /* S3 */
     int use_s3;
     char *s3_bucket;
@@ -68,6 +70,7 @@ struct config {
     /* derived */
     int on_lambda;
     enum trust_proxy trust_proxy; /* from TRUST_PROXY */
+    int kie_upload;               /* enum kie_upload_mode (kieupload.h), from KIE_UPLOAD */
 };
 
 /* Describe one variable for --help and the docs test: name, default, help. */

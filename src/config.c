@@ -5,6 +5,7 @@
  * optional single or double quotes around the value. */
 #include "config.h"
 #include "err.h"
+#include "kieupload.h"
 #include "log.h"
 
 #include <ctype.h>
@@ -78,6 +79,11 @@ static const struct cfg_entry entries[] = {
      "token in KIE's callBackUrl (generated at start-up when unset)"},
     {"KIE_WEBHOOK_HMAC_KEY", CFG_STR, OFF(kie_webhook_hmac_key), NULL, 0, 0, CFG_SECRET,
      "KIE's webhook HMAC key: when set, callbacks must carry a valid X-Webhook-Signature"},
+    {"KIE_UPLOAD", CFG_STR, OFF(kie_upload_name), "auto", 0, 0, 0,
+     "how KIE gets a photo stored here: auto = push it to KIE's file upload when this server has no public URL "
+     "(no PUBLIC_BASE_URL, not S3); always = push every time; never = only public URLs"},
+    {"KIE_UPLOAD_BASE_URL", CFG_URL, OFF(kie_upload_base_url), "https://kieai.redpandaai.co", 0, 0, 0,
+     "KIE's file-upload API (same key; files kept about 3 days)"},
     {"CLOUDFLARED_METRICS_URL", CFG_URL, OFF(cloudflared_metrics_url), "http://127.0.0.1:2000", 0, 0, 0,
      "cloudflared metrics server asked for the tunnel hostname when PUBLIC_BASE_URL=auto"},
     {"USE_S3", CFG_BOOL, OFF(use_s3), "0", 0, 0, 0, "1 stores uploads in S3 instead of UPLOAD_DIR"},
@@ -411,6 +417,14 @@ int config_load(struct config *c, const char *dotenv_path, const char *(*lookup_
             goto out;
         }
     }
+    if (strcmp(c->kie_upload_name, "auto") == 0)
+        c->kie_upload = KIE_UPLOAD_AUTO;
+    else if (strcmp(c->kie_upload_name, "always") == 0)
+        c->kie_upload = KIE_UPLOAD_ALWAYS;
+    else if (strcmp(c->kie_upload_name, "never") == 0)
+        c->kie_upload = KIE_UPLOAD_NEVER;
+    else
+        ADD_ERR("KIE_UPLOAD must be auto, always or never (got \"%.40s\")\n", c->kie_upload_name);
     if (strcmp(c->log_format, "text") != 0 && strcmp(c->log_format, "json") != 0)
         ADD_ERR("LOG_FORMAT must be text or json\n");
     {

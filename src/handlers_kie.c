@@ -6,7 +6,9 @@
 #include "generate.h"
 #include "handlers.h"
 #include "http.h"
+#include "image.h"
 #include "kie.h"
+#include "kieupload.h"
 #include "log.h"
 #include "results.h"
 #include "storage.h"
@@ -17,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 /* KIE must be able to fetch presigned inputs for a while after createTask. */
 #define INPUT_URL_MIN_TTL 3600
@@ -122,9 +126,10 @@ static enum MHD_Result need_key(struct req *r)
 }
 
 #define NOT_PUBLIC_HELP                                                                                    \
-    "KIE downloads input_url from its own servers, so it must be reachable from the internet. Start a "   \
-    "tunnel (docker compose --profile tunnel up, or cloudflared tunnel --url http://localhost:8000) and "  \
-    "set PUBLIC_BASE_URL to its https URL, or use S3 mode (USE_S3=1)."
+    "KIE downloads input_url from its own servers, so it must be reachable from the internet. Three ways "  \
+    "out: upload the photo to this server (POST /upload) and pass its /files/ path, which the server sends "  \
+    "to KIE through KIE's file upload (KIE_UPLOAD=auto, the default); or set PUBLIC_BASE_URL to a public URL "   \
+    "of this server (e.g. a tunnel: docker compose --profile tunnel up); or use S3 mode (USE_S3=1)."
 
 /* out = a + b, or a 400 when it does not fit. */
 static int copy_url(struct req *r, char *out, size_t cap, const char *a, const char *b, const char *field,
@@ -138,9 +143,38 @@ static int copy_url(struct req *r, char *out, size_t cap, const char *a, const c
     return 0;
 }
 
-/* Turn one client-given input URL into the absolute URL KIE will fetch.
- * Returns 0, or answers the request with a 400 and returns -1. */
-static int resolve_input(struct req *r, const char *in, const char *field, char *out, size_t cap,
+/* Can KIE fetch our /files/ URLs itself? base gets the public base URL. */
+static int files_public(struct req *r, char *base, size_t cap)
+{
+    struct url_parts u;
+    http_public_base(r, base, cap);
+    if (!base[0])
+        return 0;
+    return r->app->cfg->allow_private_input_urls || (url_parse(base, &u) == 0 && !url_host_is_private(u.host));
+}
+
+/* The stored name of one of our own files named by an absolute URL (on a
+ * private host, or under our public base URL), else NULL. */
+static const char *own_file(struct req *r, const char *in, const struct url_parts *u)
+{
+    char base[512];
+    const char *p = u->path_and_query;
+    size_t bl;
+
+    if (strncmp(p, "/files/", 7) != 0 || stored_name_check(p + 7) == IMAGE_UNKNOWN)
+        return NULL;
+    if (url_host_is_private(u->host))
+        return p + 7;
+    http_public_base(r, base, sizeof base);
+    bl = strlen(base);
+    return bl && strncmp(in, base, bl) == 0 && in[bl] == '/' ? p + 7 : NULL;
+}
+
+/* Turn one client-given input URL into the absolute URL KIE will fetch, or,
+ * for one of our own files that KIE cannot fetch from here, ask for it to be
+ * pushed to KIE's file upload (*push names the file). Returns 0, or answers
+ * the request with a 400 and returns -1. */
+static int resolve_input(struct req *r, const char *in, const char *field, char *out, size_t cap, const char **push,
                          enum MHD_Result *answered)
 {
     const struct config *cfg = r->app->cfg;
@@ -148,17 +182,37 @@ static int resolve_input(struct req *r, const char *in, const char *field, char 
     const char *name = NULL;
     struct url_parts u;
     size_t plen = cfg->s3_prefix ? strlen(cfg->s3_prefix) : 0;
+    int local = strcmp(store->ops->name, "local") == 0;
 
+    *push = NULL;
+    out[0] = '\0';
     if (strncmp(in, "/files/", 7) == 0)
         name = in + 7;
     else if (cfg->use_s3 && plen && strncmp(in, cfg->s3_prefix, plen) == 0)
         name = in + plen; /* an S3 key we handed out */
+    else if (local && url_parse(in, &u) == 0)
+        name = own_file(r, in, &u);
     if (name) {
         char base[512];
         char rel[2048];
+        struct storage_file f;
         if (stored_name_check(name) == IMAGE_UNKNOWN) {
             *answered = http_error(r, 400, "invalid_input_url", "%s names no file this server stored.", field);
             return -1;
+        }
+        if (local) {
+            /* ours, so it must be here (KIE would get a 404 later) */
+            if (store->ops->open_file(store, name, &f)) {
+                *answered = http_error(r, 400, "invalid_input_url", "%s names no file this server stored "
+                                       "(expired, or from another server?).", field);
+                return -1;
+            }
+            close(f.fd);
+            if (cfg->kie_upload == KIE_UPLOAD_ALWAYS ||
+                (cfg->kie_upload == KIE_UPLOAD_AUTO && !files_public(r, base, sizeof base))) {
+                *push = name;
+                return 0;
+            }
         }
         if (store->ops->file_url(store, name, INPUT_URL_MIN_TTL, rel, sizeof rel, NULL)) {
             *answered = http_error(r, 500, "internal_error", "Could not build a URL for %s.", name);
@@ -167,15 +221,13 @@ static int resolve_input(struct req *r, const char *in, const char *field, char 
         if (strncmp(rel, "http", 4) == 0) /* S3: presigned or public */
             return copy_url(r, out, cap, rel, "", field, answered);
         http_public_base(r, base, sizeof base);
-        if (!base[0]) {
+        if (!base[0] || !files_public(r, base, sizeof base)) {
             *answered = http_error(r, 400, "input_url_not_public",
-                                   "%s is a path on this server, and PUBLIC_BASE_URL is not set. " NOT_PUBLIC_HELP,
-                                   field);
+                                   "%s is a file on this server, which has no public URL and KIE_UPLOAD=never. "
+                                   NOT_PUBLIC_HELP, field);
             return -1;
         }
-        if (copy_url(r, out, cap, base, rel, field, answered))
-            return -1;
-        in = out;
+        return copy_url(r, out, cap, base, rel, field, answered);
     }
     if (url_parse(in, &u)) {
         *answered = http_error(r, 400, "invalid_input_url",
@@ -188,44 +240,55 @@ static int resolve_input(struct req *r, const char *in, const char *field, char 
                                field, u.host);
         return -1;
     }
-    if (in != out)
-        return copy_url(r, out, cap, in, "", field, answered);
-    return 0;
+    return copy_url(r, out, cap, in, "", field, answered);
 }
 
-enum MHD_Result h_generate(struct req *r)
-{
-    const struct config *cfg = r->app->cfg;
-    enum MHD_Result answered = MHD_NO;
+/* ---- POST /generate ------------------------------------------------------------
+ * parse -> resolve every input -> push our own files KIE cannot fetch to KIE's
+ * file upload, one after the other (each on the I/O thread, suspended; a file
+ * pushed before is reused from app->pushed) -> createTask. */
+
+struct gen_state {
+    struct req *r;
     struct generate_request g;
     char urls[MAX_INPUT_URLS][2048];
+    const char *push[MAX_INPUT_URLS]; /* stored names still to push (point into g) */
+    size_t pushing;                   /* the index being pushed */
+    struct upstream_call *call;
+};
+
+static void gen_state_free(void *p)
+{
+    struct gen_state *st = p;
+    if (!st)
+        return;
+    generate_request_free(&st->g);
+    upstream_call_free(st->call);
+    free(st);
+}
+
+static enum MHD_Result create_task(struct req *r)
+{
+    const struct config *cfg = r->app->cfg;
+    struct gen_state *st = r->state;
     const char *url_ptrs[MAX_INPUT_URLS];
-    char code[48];
-    char msg[512];
     struct kie_input in;
-    char *text = NULL;
+    char *text;
     struct upstream_call *c;
     char endpoint[1024];
     char base[512];
     char callback[800];
+    int keep;
 
-    if (!cfg->kie_api_key)
-        return need_key(r);
-    if (generate_parse(buf_str(&r->body), r->body.len, &g, code, sizeof code, msg, sizeof msg))
-        return http_error(r, 400, code, "%s", msg);
-    for (size_t i = 0; i < g.n_input_urls; i++) {
-        if (resolve_input(r, g.input_urls[i], g.n_input_urls > 1 ? "an input_urls entry" : "input_url", urls[i],
-                          sizeof urls[i], &answered))
-            goto out;
-        url_ptrs[i] = urls[i];
-    }
+    for (size_t i = 0; i < st->g.n_input_urls; i++)
+        url_ptrs[i] = st->urls[i];
     memset(&in, 0, sizeof in);
     in.model = cfg->kie_model;
     in.input_urls = url_ptrs;
-    in.n_input_urls = g.n_input_urls;
-    in.prompt = g.prompt;
-    in.aspect_ratio = g.aspect_ratio;
-    in.resolution = g.resolution;
+    in.n_input_urls = st->g.n_input_urls;
+    in.prompt = st->g.prompt;
+    in.aspect_ratio = st->g.aspect_ratio;
+    in.resolution = st->g.resolution;
     /* KIE calls us back when it knows where we are; polling keeps working */
     http_public_base(r, base, sizeof base);
     if (base[0]) {
@@ -233,23 +296,143 @@ enum MHD_Result h_generate(struct req *r)
         in.callback_url = callback;
     }
     text = kie_create_body(&in);
-    if (!text) {
-        answered = MHD_NO;
-        goto out;
-    }
+    keep = st->g.keep_result;
+    /* the state is done with: kie_call keeps its own */
+    gen_state_free(st);
+    r->state = NULL;
+    r->state_free = NULL;
+    if (!text)
+        return MHD_NO;
     snprintf(endpoint, sizeof endpoint, "%s/api/v1/jobs/createTask", cfg->kie_base_url);
     c = upstream_call_new("POST", endpoint, cfg->kie_timeout_seconds * 1000, MAX_UPSTREAM_RESPONSE);
     if (!c) {
-        answered = MHD_NO;
-        goto out;
+        free(text);
+        return MHD_NO;
     }
     upstream_call_body(c, text, strlen(text));
-    text = NULL;
-    answered = kie_call(r, c, 0, g.keep_result);
+    return kie_call(r, c, 0, keep);
+}
+
+static enum MHD_Result push_next(struct req *r);
+
+static void on_push_done(struct upstream_call *c, void *arg)
+{
+    struct gen_state *st = arg;
+    (void)c;
+    http_resume(st->r);
+}
+
+static enum MHD_Result push_done(struct req *r)
+{
+    struct gen_state *st = r->state;
+    size_t i = st->pushing;
+    unsigned status;
+    char code[48];
+    char msg[512];
+
+    if (kieupload_parse(st->call, r->app->cfg->kie_timeout_seconds, st->urls[i], sizeof st->urls[i], &status, code,
+                        sizeof code, msg, sizeof msg)) {
+        log_warn("request %s: KIE file upload of %s failed: HTTP %ld, %s", r->id, st->push[i], st->call->http_status,
+                 st->call->result ? st->call->error : code);
+        return http_error(r, status, code, "%s", msg);
+    }
+    log_info("request %s: %s pushed to KIE's file upload", r->id, st->push[i]);
+    kieupload_remember(r->app->pushed, st->push[i], st->urls[i], time(NULL));
+    upstream_call_free(st->call);
+    st->call = NULL;
+    st->push[i] = NULL;
+    return push_next(r);
+}
+
+/* Read a stored image (at most KIE's limit) into memory. */
+static char *read_stored(struct storage *store, const char *name, size_t *len)
+{
+    struct storage_file f;
+    char *data = NULL;
+    size_t got = 0;
+
+    if (store->ops->open_file(store, name, &f))
+        return NULL;
+    if (f.fd < 0 || f.size <= 0 || f.size > IMAGE_KIE_MAX_BYTES)
+        goto out;
+    data = malloc((size_t)f.size);
+    while (data && got < (size_t)f.size) {
+        ssize_t n = read(f.fd, data + got, (size_t)f.size - got);
+        if (n <= 0) {
+            free(data);
+            data = NULL;
+            break;
+        }
+        got += (size_t)n;
+    }
 out:
-    free(text);
-    generate_request_free(&g);
-    return answered;
+    if (f.fd >= 0)
+        close(f.fd);
+    *len = got;
+    return data;
+}
+
+static enum MHD_Result push_next(struct req *r)
+{
+    const struct config *cfg = r->app->cfg;
+    struct gen_state *st = r->state;
+    time_t now = time(NULL);
+
+    for (size_t i = 0; i < st->g.n_input_urls; i++) {
+        char *data;
+        size_t len = 0;
+        if (!st->push[i])
+            continue;
+        if (kieupload_lookup(r->app->pushed, st->push[i], now, st->urls[i], sizeof st->urls[i])) {
+            st->push[i] = NULL; /* pushed before: reuse */
+            continue;
+        }
+        data = read_stored(r->app->store, st->push[i], &len);
+        if (!data)
+            return http_error(r, 400, "invalid_input_url", "%s could not be read on this server.", st->push[i]);
+        st->call = kieupload_call(cfg->kie_upload_base_url, cfg->kie_api_key, st->push[i],
+                                  image_mime(stored_name_check(st->push[i])), data, len,
+                                  cfg->kie_timeout_seconds * 1000);
+        free(data);
+        if (!st->call)
+            return MHD_NO;
+        st->pushing = i;
+        st->call->done = on_push_done;
+        st->call->arg = st;
+        http_suspend(r, push_done);
+        if (upstream_submit(r->app->up, st->call)) {
+            st->call->result = ERR_UPSTREAM;
+            snprintf(st->call->error, sizeof st->call->error, "server shutting down");
+            http_resume(r);
+        }
+        return MHD_YES;
+    }
+    return create_task(r);
+}
+
+enum MHD_Result h_generate(struct req *r)
+{
+    const struct config *cfg = r->app->cfg;
+    enum MHD_Result answered = MHD_NO;
+    struct gen_state *st;
+    char code[48];
+    char msg[512];
+
+    if (!cfg->kie_api_key)
+        return need_key(r);
+    st = calloc(1, sizeof *st);
+    if (!st)
+        return MHD_NO;
+    st->r = r;
+    r->state = st;
+    r->state_free = gen_state_free;
+    if (generate_parse(buf_str(&r->body), r->body.len, &st->g, code, sizeof code, msg, sizeof msg))
+        return http_error(r, 400, code, "%s", msg);
+    for (size_t i = 0; i < st->g.n_input_urls; i++)
+        if (resolve_input(r, st->g.input_urls[i], st->g.n_input_urls > 1 ? "an input_urls entry" : "input_url",
+                          st->urls[i], sizeof st->urls[i], &st->push[i], &answered))
+            return answered;
+    return push_next(r);
 }
 
 enum MHD_Result h_status(struct req *r)

@@ -12,6 +12,7 @@
 #include "http.h"
 #include "image.h"
 #include "imagepool.h"
+#include "kieupload.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "storage.h"
@@ -34,6 +35,7 @@
 #define VERSION "1.0.0"
 #define SWEEP_INTERVAL 600
 #define TASK_CACHE_SIZE 4096
+#define PUSHED_CACHE_SIZE 1024
 #define TUNNEL_RETRY_SECONDS 2
 
 static const char *env_lookup(const char *name)
@@ -241,7 +243,8 @@ static int cmd_serve(void)
         log_warn("S3_RESULTS_PREFIX (%s) is inside S3_PREFIX (%s): a lifecycle rule that expires uploads will "
                  "expire kept results too", cfg.s3_results_prefix, cfg.s3_prefix);
     app.tasks = taskcache_new(TASK_CACHE_SIZE);
-    if (!app.tasks || make_callback_secret(&app)) {
+    app.pushed = kieupload_new(PUSHED_CACHE_SIZE);
+    if (!app.tasks || !app.pushed || make_callback_secret(&app)) {
         log_error("out of memory or no randomness");
         goto out;
     }
@@ -301,6 +304,7 @@ out:
     ratelimit_free(app.rl_generate);
     ratelimit_free(app.rl_upload);
     taskcache_free(app.tasks);
+    kieupload_free(app.pushed);
     curl_global_cleanup();
     if (vips_started)
         image_lib_shutdown();
