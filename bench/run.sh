@@ -36,23 +36,12 @@ PY=/usr/bin/python3
 BOUNDARY=----benchBoundary7MA4YWxkTrZu0gW
 HZ=$(getconf CLK_TCK)
 T_START=$(date +%s)
-
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-need() { local c; for c in "$@"; do command -v "$c" >/dev/null || die "needs '$c' (see bench/README.md)"; done; }
+# shellcheck source=bench/lib.sh
+source "$HERE/lib.sh"
 
 # ---------- bookkeeping: everything started here is stopped on exit ----------
 
 WORK='' UPLOADS='' PIDS=() NGINX_PREFIXES=()
-
-stop_pid() {  # stop_pid PID: TERM, wait up to 5 s, then KILL
-    local p=$1 _
-    kill -0 "$p" 2>/dev/null || return 0
-    kill -TERM "$p" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-}
 
 stop_nginx() {  # stop_nginx PREFIX: QUIT the master whose pid is in PREFIX/nginx.pid
     local p _
@@ -75,31 +64,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 trap 'log "error: \"$BASH_COMMAND\" failed (line $LINENO)"' ERR
 
-forget_pid() {  # forget_pid PID: stop it now and drop it from PIDS
-    local p=$1 i
-    stop_pid "$p"
-    for i in "${!PIDS[@]}"; do [[ ${PIDS[i]} != "$p" ]] || unset 'PIDS[i]'; done
-    PIDS=("${PIDS[@]}")
-}
-
 # ---------- processes, memory and CPU ----------
 
 kie_requests() { curl -s --max-time 5 "$KIE_URL/nginx_status" | awk 'NR == 3 { print $3 }'; }
-
-free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-pid_tree() {  # pid_tree PID: PID and its descendants
-    ps -e -o pid=,ppid= | awk -v root="$1" '
-        { pid[NR] = $1; ppid[NR] = $2 }
-        END {
-            keep[root] = 1; print root
-            for (changed = 1; changed; ) {
-                changed = 0
-                for (i = 1; i <= NR; i++)
-                    if (!(pid[i] in keep) && (ppid[i] in keep)) { keep[pid[i]] = 1; print pid[i]; changed = 1 }
-            }
-        }'
-}
 
 cpu_ticks() {  # cpu_ticks PID: user+system ticks of PID and its descendants so far
     local total=0 p stat f
@@ -118,22 +85,7 @@ box_ticks() {  # "busy idle" ticks of the machine
     echo "$((user + nice + sys + irq + softirq + steal)) $((idle + iowait))"
 }
 
-kib() { awk -v f="$2:" '$1 == f { print $2; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0; }
-tree_kib() { local s=0 p; for p in $(pid_tree "$1"); do s=$((s + $(kib "$p" "$2"))); done; echo "$s"; }
-tree_threads() { local s=0 p; for p in $(pid_tree "$1"); do s=$((s + $(kib "$p" Threads))); done; echo "$s"; }
-mb() { awk -v kb="$1" 'BEGIN { printf "%.1f", kb / 1024 }'; }
-
 # ---------- starting servers ----------
-
-wait_http() {  # wait_http URL [PID]: up to 15 s for any HTTP answer
-    local _
-    for _ in $(seq 300); do
-        curl -s --max-time 1 -o /dev/null "$1" && return 0
-        [[ -z ${2:-} ]] || kill -0 "$2" 2>/dev/null || die "process $2 died before answering at $1"
-        sleep 0.05
-    done
-    die "nothing answers at $1"
-}
 
 start_nginx() {  # start_nginx NAME CONF PORT: nginx from bench/CONF with @PORT@ replaced, prefix $WORK/NAME
     local prefix=$WORK/$1
@@ -142,31 +94,6 @@ start_nginx() {  # start_nginx NAME CONF PORT: nginx from bench/CONF with @PORT@
     NGINX_PREFIXES+=("$prefix")
     nginx -p "$prefix/" -e "$prefix/error.log" -c "$prefix/nginx.conf" || die "nginx $1 did not start: $(tail -3 "$prefix/error.log")"
     wait_http "http://127.0.0.1:$3/"
-}
-
-OURS_PID='' OURS_URL='' OURS_STARTUP_MS=''
-start_ours() {  # start_ours NAME KIE_URL [VAR=VALUE...]: our server, access log off (LOG_LEVEL=warn)
-    local name=$1 kie=$2 port t0 t1 code; shift 2
-    port=$(free_port)
-    mkdir -p "$UPLOADS/$name" "$WORK/$name"
-    t0=$(date +%s%N)
-    # cwd = an empty dir, so no .env is read; env -i so the caller's environment changes nothing
-    (cd "$WORK/$name" && exec env -i PATH="$PATH" HOST=127.0.0.1 PORT="$port" UPLOAD_DIR="$UPLOADS/$name" \
-        KIE_API_KEY=bench-key KIE_BASE_URL="$kie" ALLOW_PRIVATE_INPUT_URLS=1 RATE_LIMIT_GENERATE=0 \
-        RATE_LIMIT_UPLOAD=0 MIN_FREE_DISK_MB=0 LOG_LEVEL=warn MAX_UPLOAD_BYTES=200000000 UPLOAD_TTL_HOURS=0 "$@" \
-        "$BIN") >"$WORK/$name.log" 2>&1 &
-    OURS_PID=$!
-    PIDS+=("$OURS_PID")
-    OURS_URL=http://127.0.0.1:$port
-    for _ in $(seq 3000); do   # poll /healthz without sleeping: start-up time to the first 200
-        code=$(curl -s --max-time 1 -o /dev/null -w '%{http_code}' "$OURS_URL/healthz" || true)
-        [[ $code != 200 ]] || break
-        kill -0 "$OURS_PID" 2>/dev/null || die "our server ($name) died: $(tail -5 "$WORK/$name.log")"
-    done
-    [[ $code == 200 ]] || die "our server ($name) never answered /healthz with 200"
-    t1=$(date +%s%N)
-    OURS_STARTUP_MS=$(((t1 - t0) / 1000000))
-    log "ours ($name) up: pid $OURS_PID, $OURS_URL, /healthz after $OURS_STARTUP_MS ms"
 }
 
 REF_PID='' REF_URL='' REF_STARTUP_MS=''
@@ -366,7 +293,6 @@ need nginx wrk curl awk "$PY"
     die "the reference needs Debian's python3-fastapi python3-uvicorn python3-multipart python3-httpx"
 if [[ ! -x $BIN ]]; then log "building $BIN"; make -C "$ROOT" --no-print-directory all >&2; fi
 [[ -x $BIN ]] || die "no server binary at $BIN"
-cfg_default() { "$BIN" --help 2>/dev/null | sed -n "s/^  $1 .*\[default: \([^]]*\)\]\$/\1/p"; }
 DEF_PER_IP=$(cfg_default PER_IP_CONNECTIONS); DEF_PER_IP=${DEF_PER_IP:-0}
 DEF_KIE_MAX=$(cfg_default KIE_MAX_CONNECTIONS); DEF_KIE_MAX=${DEF_KIE_MAX:-0}
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -467,11 +393,6 @@ BURST_ROWS+=("reference, 2 workers (alive after it: $alive)|$BURST_LINE|$BURST_I
 forget_pid "$REF_PID"
 
 # ---------- the report ----------
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
-ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
-lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
-verdict() { if "$@"; then echo PASS; else echo MISS; fi; }
 
 {
     echo "# product-photo-api benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
