@@ -11,7 +11,10 @@
 #   POST /upload 1 MB         ours, reference  (upload dirs on tmpfs, pruned while wrk runs: see README)
 # plus: start-up time to the first /healthz answer and idle RSS; peak RSS (VmHWM, reset through
 # /proc/PID/clear_refs) of our server during one 1 MB and one 100 MB upload; 500 concurrent /status
-# against a fake KIE that answers after 1 s (wall time, our thread count; the reference's too).
+# against a fake KIE that answers after 1 s (wall time, our thread count; the reference's too);
+# then photo normalisation (bench/normalize.sh): ours against Pillow, ImageMagick and vipsthumbnail.
+#
+#   BENCH_ONLY=normalize bash bench/run.sh    only the normalisation part (= bash bench/normalize.sh)
 #
 # Settings (environment): DURATION=8s WARMUP=2s THREADS=2 CONNECTIONS=50 BURST_N=500 SLOW_MS=1000
 #   BIG_MB=100  PPA_BIN=build/product-photo-api  BENCH_OUT=build/bench.md
@@ -38,6 +41,11 @@ HZ=$(getconf CLK_TCK)
 T_START=$(date +%s)
 # shellcheck source=bench/lib.sh
 source "$HERE/lib.sh"
+case ${BENCH_ONLY:-} in
+    '') ;;
+    normalize) exec bash "$HERE/normalize.sh" ;;
+    *) die "BENCH_ONLY=$BENCH_ONLY: the only part that runs alone is 'normalize'" ;;
+esac
 
 # ---------- bookkeeping: everything started here is stopped on exit ----------
 
@@ -461,5 +469,11 @@ forget_pid "$REF_PID"
     echo
     echo "Run took $(( $(date +%s) - T_START )) s. Numbers from one run on a shared VM: compare servers within a run, and run twice."
 } >"$OUT"
+
+# --- photo normalisation (bench/normalize.sh, its own servers), appended to the report
+log "photo normalisation (bench/normalize.sh)"
+PPA_BIN=$BIN BENCH_UPLOAD_ROOT=$UPLOAD_ROOT BENCH_NORM_OUT=$WORK/normalize.md bash "$HERE/normalize.sh" >/dev/null ||
+    die "bench/normalize.sh failed (the report without it is in $OUT)"
+{ echo; cat "$WORK/normalize.md"; } >>"$OUT"
 cat "$OUT"
 log "report written to $OUT"
