@@ -5,7 +5,8 @@
 #   bash bench/run.sh            writes build/bench.md (and prints it)
 #
 # Scenarios (wrk -t$THREADS -c$CONNECTIONS -d$DURATION after a $WARMUP warm-up of the same command):
-#   GET /files/<200 KB jpg>   ours, libmicrohttpd alone (bench/mhd_floor.c), nginx (sendfile), reference
+#   GET /files/<200 KB jpg>   ours, libmicrohttpd alone (bench/mhd_floor.c), nginx (sendfile), reference: the bytes
+#                             ours stored for tests/fixtures' photo200k.jpg
 #   GET /status?task_id=abc   ours, reference  (both proxy to a fast fake KIE: nginx answering fixed JSON)
 #   POST /generate            ours, reference  (same fake KIE)
 #   POST /upload 1 MB         ours, reference  (upload dirs on tmpfs, pruned while wrk runs: see README)
@@ -35,6 +36,7 @@ BURST_N=${BURST_N:-500}
 SLOW_MS=${SLOW_MS:-1000}
 BIG_MB=${BIG_MB:-100}
 UPLOAD_ROOT=${BENCH_UPLOAD_ROOT:-/dev/shm}
+FIXTURES=${BENCH_FIXTURES:-$ROOT/build/fixtures}
 PY=/usr/bin/python3
 BOUNDARY=----benchBoundary7MA4YWxkTrZu0gW
 HZ=$(getconf CLK_TCK)
@@ -131,7 +133,11 @@ start_ref() {  # start_ref NAME KIE_URL: the FastAPI reference, uvicorn_nodelay.
 
 prepare() {
     local spec name size
-    for spec in bench-200k.jpg:204800 bench-1m.jpg:1048576 "bench-${BIG_MB}m.jpg:$((BIG_MB * 1048576))"; do
+    # the /files body: a real ~200 KB photo (tests/fixtures/make_images.py), so it stays ~200 KB when /upload
+    # re-encodes it; what our server stored is then what every server serves (FILES_BODY)
+    "$PY" "$ROOT/tests/fixtures/make_images.py" "$FIXTURES" --only photo200k.jpg >/dev/null || die "make_images.py failed"
+    cp "$FIXTURES/photo200k.jpg" "$WORK/bench-200k.jpg"
+    for spec in bench-1m.jpg:1048576 "bench-${BIG_MB}m.jpg:$((BIG_MB * 1048576))"; do
         name=${spec%%:*} size=${spec##*:}
         "$PY" "$HERE/mkjpeg.py" "$WORK/$name" "$size"
     done
@@ -152,14 +158,15 @@ check_2xx() {  # check_2xx DESC CURL_ARGS...: one request like the scenario's; m
     [[ $code == 2?? ]] || die "$desc: answered HTTP $code: $(head -c 300 "$WORK/check.out")"
 }
 
-check_file() {  # check_file URL: 200 and 204800 bytes
+FILES_BODY='' FILES_BYTES=''
+check_file() {  # check_file URL: 200 and the FILES_BODY's size
     local got; got=$(curl -sS --max-time 30 -o /dev/null -w '%{http_code} %{size_download}' "$1") || die "GET $1 failed"
-    [[ $got == "200 204800" ]] || die "GET $1 answered '$got', expected 200 and 204800 bytes"
+    [[ $got == "200 $FILES_BYTES" ]] || die "GET $1 answered '$got', expected 200 and $FILES_BYTES bytes"
 }
 
-upload_200k() {  # upload_200k BASE: POST the 200 KB jpg, echo the /files path from the answer
+upload_200k() {  # upload_200k BASE [FILE]: POST the 200 KB jpg (or FILE), echo the /files path from the answer
     local path
-    check_2xx "POST /upload (200 KB)" -F "file=@$WORK/bench-200k.jpg;type=image/jpeg" "$1/upload"
+    check_2xx "POST /upload (200 KB)" -F "file=@${2:-$WORK/bench-200k.jpg};type=image/jpeg" "$1/upload"
     path=$(sed -n 's/.*"url" *: *"\(\/files\/[^"]*\)".*/\1/p' "$WORK/check.out")
     [[ -n $path ]] || die "/upload answered without a /files url: $(head -c 300 "$WORK/check.out")"
     echo "$path"
@@ -268,7 +275,9 @@ one_upload() {
     [[ $code == 2?? ]] || die "upload of $file answered HTTP $code: $(head -c 300 "$WORK/one.out")"
     for p in $pids; do hwm=$(kib "$p" VmHWM); peak=$((peak + hwm)); ((hwm <= largest)) || largest=$hwm; done
     name=$(sed -n 's/.*"url" *: *"\(\/files\/[^"]*\)".*/\1/p' "$WORK/one.out")
-    size=$(stat -c %s "$file")
+    # what was stored: the answer's size (a server that re-encodes stores less than it got), else the file's
+    size=$(sed -n 's/.*"size" *: *\([0-9][0-9]*\).*/\1/p' "$WORK/one.out")
+    size=${size:-$(stat -c %s "$file")}
     got=$(curl -sS --max-time 120 -o /dev/null -w '%{http_code} %{size_download}' "$base$name")
     [[ $got == "200 $size" ]] || die "GET $name after the upload answered '$got', expected 200 $size"
     echo "$t $before $peak $largest"
@@ -333,6 +342,10 @@ read -r BIG_T BIG_BEFORE BIG_PEAK _ < <(one_upload "$OURS_URL" "$OURS_PID" "$WOR
 log "ours: idle RSS $(mb "$IDLE_OURS") MB; 1 MB upload peak $(mb "$UP1_PEAK") MB; ${BIG_MB} MB upload peak $(mb "$BIG_PEAK") MB in ${BIG_T} s"
 find "$UPLOADS/ours" -type f -size +50M -delete
 OURS_FILE=$OURS_URL$(upload_200k "$OURS_URL")
+FILES_BODY=$WORK/files-body.jpg   # what ours stored: the reference, nginx and libmicrohttpd alone serve the same bytes
+curl -sS --max-time 30 -o "$FILES_BODY" "$OURS_FILE" || die "GET $OURS_FILE failed"
+FILES_BYTES=$(stat -c %s "$FILES_BODY")
+log "GET /files body: uploaded $(stat -c %s "$WORK/bench-200k.jpg") bytes, ours stored $FILES_BYTES"
 
 # --- the reference, fresh: start-up, idle RSS, one 100 MB upload
 start_ref ref "$KIE_URL"
@@ -340,12 +353,12 @@ STARTUP_REF=$REF_STARTUP_MS
 IDLE_REF=$(tree_kib "$REF_PID" VmRSS); NPROC_REF=$(pid_tree "$REF_PID" | wc -l)
 read -r RBIG_T _ RBIG_PEAK RBIG_LARGEST < <(one_upload "$REF_URL" "$REF_PID" "$WORK/bench-${BIG_MB}m.jpg")
 find "$UPLOADS/ref" -type f -size +50M -delete
-REF_FILE=$REF_URL$(upload_200k "$REF_URL")
+REF_FILE=$REF_URL$(upload_200k "$REF_URL" "$FILES_BODY")
 
 # --- nginx serving the same file
 STATIC_PORT=$(free_port)
 mkdir -p "$WORK/static-nginx/html/files"
-cp "$WORK/bench-200k.jpg" "$WORK/static-nginx/html/files/bench-200k.jpg"
+cp "$FILES_BODY" "$WORK/static-nginx/html/files/bench-200k.jpg"
 chmod -R a+rX "$WORK/static-nginx"
 start_nginx static-nginx static-nginx.conf "$STATIC_PORT"
 STATIC_PID=$(cat "$WORK/static-nginx/nginx.pid")
@@ -358,7 +371,7 @@ MHD_POOL=$((MHD_POOL))
 cc -O2 -Wall -Wextra -Werror -o "$WORK/mhd-floor" "$HERE/mhd_floor.c" $(pkg-config --cflags --libs libmicrohttpd) ||
     die "cannot build bench/mhd_floor.c"
 FLOOR_PORT=$(free_port)
-"$WORK/mhd-floor" "$WORK/bench-200k.jpg" "$FLOOR_PORT" "$(nproc)" "$MHD_POOL" >"$WORK/mhd-floor.log" 2>&1 &
+"$WORK/mhd-floor" "$FILES_BODY" "$FLOOR_PORT" "$(nproc)" "$MHD_POOL" >"$WORK/mhd-floor.log" 2>&1 &
 FLOOR_PID=$!; PIDS+=("$FLOOR_PID")
 wait_http "http://127.0.0.1:$FLOOR_PORT/" "$FLOOR_PID"
 
@@ -415,7 +428,7 @@ forget_pid "$REF_PID"
     echo
     echo "| scenario | server | req/s | p50 ms | p99 ms | errors | KIE calls / req | srv CPU µs / req | CPU % srv / wrk / kie / other / idle | ours / ref | ours / nginx |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"
-    for s in "files:GET /files/<200 KB jpg>" "status:GET /status (proxied)" "generate:POST /generate (proxied)" "upload:POST /upload 1 MB multipart"; do
+    for s in "files:GET /files/<$((FILES_BYTES / 1024)) KB jpg>" "status:GET /status (proxied)" "generate:POST /generate (proxied)" "upload:POST /upload 1 MB multipart"; do
         k=${s%%:*} d=${s#*:}
         for srv in ours mhd nginx ref; do
             [[ -n ${RPS[$srv $k]:-} ]] || continue
