@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # lib.sh - helpers shared by bench/run.sh and bench/normalize.sh (sourced, not run).
 #
 # The caller sets: PY (a python3 for free_port), BIN (our server), WORK (scratch dir), UPLOADS (where our

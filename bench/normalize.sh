@@ -53,6 +53,7 @@ median() { tr ' ' '\n' | sed '/^$/d' | sort -n | awk '{ v[++n] = $1 } END { if (
     print (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }'; }
 pct() { sort -n | awk -v p="$1" '{ v[n++] = $1 } END { if (!n) { print "-"; exit }
     i = int(p * (n - 1) + 0.5); print v[i] }'; }
+mb_or() { if [[ $1 == - ]]; then echo -; else mb "$1"; fi; }   # mb, or '-' for no value
 ms() { awk -v s="$1" 'BEGIN { if (s == "-") print "-"; else printf "%.1f", 1000 * s }'; }
 mime_of() {
     case ${1##*.} in
@@ -82,7 +83,7 @@ anchor() {
     case $tool in
         pillow) cmd=("$PY" "$HERE/pil_normalize.py" "$in" "$out") ;;
         imagemagick) cmd=("$CONVERT" "$in" -auto-orient -resize '2048x2048>' -strip -quality 90 "$out") ;;
-        vipsthumbnail) cmd=(vipsthumbnail "$in" -s 2048 -o "$out[Q=90,strip]") ;;
+        vipsthumbnail) cmd=(vipsthumbnail "$in" -s 2048 -o "${out}[Q=90,strip]") ;;
     esac
     if /usr/bin/time -f "%e %M" -o "$WORK/time" "${cmd[@]}" >"$WORK/anchor.err" 2>&1 && [[ -s $out ]]; then
         read -r s kb < <(tail -1 "$WORK/time")
@@ -186,6 +187,7 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 log "photos: $MKIMG into $FIXTURES"
 "$PY" "$MKIMG" "$FIXTURES" --only "$(IFS=,; echo "${PHOTOS[*]}")" >"$WORK/manifest.json" || die "make_images.py failed"
 cat "${PHOTOS[@]/#/$FIXTURES/}" >/dev/null   # in the page cache before the first run
+# shellcheck disable=SC2016  # the backticks are Markdown, in Python
 PHOTO_DESC=$("$PY" -c 'import json, sys
 def desc(n, e):
     s = "`%s` %.1f MB, %dx%d" % (n, e["bytes"] / 1e6, e["width"], e["height"])
@@ -259,7 +261,7 @@ bound() { awk -v i="$IDLE" -v s="$SINGLE" -v w="$WORKERS" 'BEGIN { printf "%.0f"
     for name in "${PHOTOS[@]}"; do
         for tool in "${TOOLS[@]}"; do
             printf '| %s | %s | %s | %s | %s | %s |\n' "$name" "$(tool_name "$tool")" "${TIMES[$tool $name]:--}" \
-                "$(med "$tool" "$name")" "$(k=$(med_kb "$tool" "$name"); [[ $k == - ]] && echo - || mb "$k")" "${NOTE[$tool $name]:--}"
+                "$(med "$tool" "$name")" "$(mb_or "$(med_kb "$tool" "$name")")" "${NOTE[$tool $name]:--}"
         done
     done
     echo
@@ -294,7 +296,7 @@ bound() { awk -v i="$IDLE" -v s="$SINGLE" -v w="$WORKERS" 'BEGIN { printf "%.0f"
     for name in "${PHOTOS[@]}"; do
         o=$(med_kb ours "$name") v=$(med_kb vipsthumbnail "$name")
         lim=$(awk -v v="$v" -v i="$IDLE" 'BEGIN { if (v == "-") print "-"; else print v + i }')
-        m="$(mb "$o") MB vs $([[ $v == - ]] && echo - || mb "$v") + $(mb "$IDLE") MB"
+        m="$(mb "$o") MB vs $(mb_or "$v") + $(mb "$IDLE") MB"
         if normalised "$name"; then r=$(verdict lt "$o" "$lim"); else r=MISS m="$m, but $(why_not "$name")"; fi
         echo "| $name: ours' peak RSS < vipsthumbnail's peak + our idle RSS | $m | $r |"
     done
