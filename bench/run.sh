@@ -5,13 +5,17 @@
 #   bash bench/run.sh            writes build/bench.md (and prints it)
 #
 # Scenarios (wrk -t$THREADS -c$CONNECTIONS -d$DURATION after a $WARMUP warm-up of the same command):
-#   GET /files/<200 KB jpg>   ours, libmicrohttpd alone (bench/mhd_floor.c), nginx (sendfile), reference
+#   GET /files/<200 KB jpg>   ours, libmicrohttpd alone (bench/mhd_floor.c), nginx (sendfile), reference: the bytes
+#                             ours stored for tests/fixtures' photo200k.jpg
 #   GET /status?task_id=abc   ours, reference  (both proxy to a fast fake KIE: nginx answering fixed JSON)
 #   POST /generate            ours, reference  (same fake KIE)
 #   POST /upload 1 MB         ours, reference  (upload dirs on tmpfs, pruned while wrk runs: see README)
 # plus: start-up time to the first /healthz answer and idle RSS; peak RSS (VmHWM, reset through
 # /proc/PID/clear_refs) of our server during one 1 MB and one 100 MB upload; 500 concurrent /status
-# against a fake KIE that answers after 1 s (wall time, our thread count; the reference's too).
+# against a fake KIE that answers after 1 s (wall time, our thread count; the reference's too);
+# then photo normalisation (bench/normalize.sh): ours against Pillow, ImageMagick and vipsthumbnail.
+#
+#   BENCH_ONLY=normalize bash bench/run.sh    only the normalisation part (= bash bench/normalize.sh)
 #
 # Settings (environment): DURATION=8s WARMUP=2s THREADS=2 CONNECTIONS=50 BURST_N=500 SLOW_MS=1000
 #   BIG_MB=100  PPA_BIN=build/product-photo-api  BENCH_OUT=build/bench.md
@@ -32,27 +36,22 @@ BURST_N=${BURST_N:-500}
 SLOW_MS=${SLOW_MS:-1000}
 BIG_MB=${BIG_MB:-100}
 UPLOAD_ROOT=${BENCH_UPLOAD_ROOT:-/dev/shm}
+FIXTURES=${BENCH_FIXTURES:-$ROOT/build/fixtures}
 PY=/usr/bin/python3
 BOUNDARY=----benchBoundary7MA4YWxkTrZu0gW
 HZ=$(getconf CLK_TCK)
 T_START=$(date +%s)
-
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-need() { local c; for c in "$@"; do command -v "$c" >/dev/null || die "needs '$c' (see bench/README.md)"; done; }
+# shellcheck source=bench/lib.sh
+source "$HERE/lib.sh"
+case ${BENCH_ONLY:-} in
+    '') ;;
+    normalize) exec bash "$HERE/normalize.sh" ;;
+    *) die "BENCH_ONLY=$BENCH_ONLY: the only part that runs alone is 'normalize'" ;;
+esac
 
 # ---------- bookkeeping: everything started here is stopped on exit ----------
 
 WORK='' UPLOADS='' PIDS=() NGINX_PREFIXES=()
-
-stop_pid() {  # stop_pid PID: TERM, wait up to 5 s, then KILL
-    local p=$1 _
-    kill -0 "$p" 2>/dev/null || return 0
-    kill -TERM "$p" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-}
 
 stop_nginx() {  # stop_nginx PREFIX: QUIT the master whose pid is in PREFIX/nginx.pid
     local p _
@@ -75,31 +74,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 trap 'log "error: \"$BASH_COMMAND\" failed (line $LINENO)"' ERR
 
-forget_pid() {  # forget_pid PID: stop it now and drop it from PIDS
-    local p=$1 i
-    stop_pid "$p"
-    for i in "${!PIDS[@]}"; do [[ ${PIDS[i]} != "$p" ]] || unset 'PIDS[i]'; done
-    PIDS=("${PIDS[@]}")
-}
-
 # ---------- processes, memory and CPU ----------
 
 kie_requests() { curl -s --max-time 5 "$KIE_URL/nginx_status" | awk 'NR == 3 { print $3 }'; }
-
-free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-pid_tree() {  # pid_tree PID: PID and its descendants
-    ps -e -o pid=,ppid= | awk -v root="$1" '
-        { pid[NR] = $1; ppid[NR] = $2 }
-        END {
-            keep[root] = 1; print root
-            for (changed = 1; changed; ) {
-                changed = 0
-                for (i = 1; i <= NR; i++)
-                    if (!(pid[i] in keep) && (ppid[i] in keep)) { keep[pid[i]] = 1; print pid[i]; changed = 1 }
-            }
-        }'
-}
 
 cpu_ticks() {  # cpu_ticks PID: user+system ticks of PID and its descendants so far
     local total=0 p stat f
@@ -118,22 +95,7 @@ box_ticks() {  # "busy idle" ticks of the machine
     echo "$((user + nice + sys + irq + softirq + steal)) $((idle + iowait))"
 }
 
-kib() { awk -v f="$2:" '$1 == f { print $2; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0; }
-tree_kib() { local s=0 p; for p in $(pid_tree "$1"); do s=$((s + $(kib "$p" "$2"))); done; echo "$s"; }
-tree_threads() { local s=0 p; for p in $(pid_tree "$1"); do s=$((s + $(kib "$p" Threads))); done; echo "$s"; }
-mb() { awk -v kb="$1" 'BEGIN { printf "%.1f", kb / 1024 }'; }
-
 # ---------- starting servers ----------
-
-wait_http() {  # wait_http URL [PID]: up to 15 s for any HTTP answer
-    local _
-    for _ in $(seq 300); do
-        curl -s --max-time 1 -o /dev/null "$1" && return 0
-        [[ -z ${2:-} ]] || kill -0 "$2" 2>/dev/null || die "process $2 died before answering at $1"
-        sleep 0.05
-    done
-    die "nothing answers at $1"
-}
 
 start_nginx() {  # start_nginx NAME CONF PORT: nginx from bench/CONF with @PORT@ replaced, prefix $WORK/NAME
     local prefix=$WORK/$1
@@ -142,31 +104,6 @@ start_nginx() {  # start_nginx NAME CONF PORT: nginx from bench/CONF with @PORT@
     NGINX_PREFIXES+=("$prefix")
     nginx -p "$prefix/" -e "$prefix/error.log" -c "$prefix/nginx.conf" || die "nginx $1 did not start: $(tail -3 "$prefix/error.log")"
     wait_http "http://127.0.0.1:$3/"
-}
-
-OURS_PID='' OURS_URL='' OURS_STARTUP_MS=''
-start_ours() {  # start_ours NAME KIE_URL [VAR=VALUE...]: our server, access log off (LOG_LEVEL=warn)
-    local name=$1 kie=$2 port t0 t1 code; shift 2
-    port=$(free_port)
-    mkdir -p "$UPLOADS/$name" "$WORK/$name"
-    t0=$(date +%s%N)
-    # cwd = an empty dir, so no .env is read; env -i so the caller's environment changes nothing
-    (cd "$WORK/$name" && exec env -i PATH="$PATH" HOST=127.0.0.1 PORT="$port" UPLOAD_DIR="$UPLOADS/$name" \
-        KIE_API_KEY=bench-key KIE_BASE_URL="$kie" ALLOW_PRIVATE_INPUT_URLS=1 RATE_LIMIT_GENERATE=0 \
-        RATE_LIMIT_UPLOAD=0 MIN_FREE_DISK_MB=0 LOG_LEVEL=warn MAX_UPLOAD_BYTES=200000000 UPLOAD_TTL_HOURS=0 "$@" \
-        "$BIN") >"$WORK/$name.log" 2>&1 &
-    OURS_PID=$!
-    PIDS+=("$OURS_PID")
-    OURS_URL=http://127.0.0.1:$port
-    for _ in $(seq 3000); do   # poll /healthz without sleeping: start-up time to the first 200
-        code=$(curl -s --max-time 1 -o /dev/null -w '%{http_code}' "$OURS_URL/healthz" || true)
-        [[ $code != 200 ]] || break
-        kill -0 "$OURS_PID" 2>/dev/null || die "our server ($name) died: $(tail -5 "$WORK/$name.log")"
-    done
-    [[ $code == 200 ]] || die "our server ($name) never answered /healthz with 200"
-    t1=$(date +%s%N)
-    OURS_STARTUP_MS=$(((t1 - t0) / 1000000))
-    log "ours ($name) up: pid $OURS_PID, $OURS_URL, /healthz after $OURS_STARTUP_MS ms"
 }
 
 REF_PID='' REF_URL='' REF_STARTUP_MS=''
@@ -196,7 +133,11 @@ start_ref() {  # start_ref NAME KIE_URL: the FastAPI reference, uvicorn_nodelay.
 
 prepare() {
     local spec name size
-    for spec in bench-200k.jpg:204800 bench-1m.jpg:1048576 "bench-${BIG_MB}m.jpg:$((BIG_MB * 1048576))"; do
+    # the /files body: a real ~200 KB photo (tests/fixtures/make_images.py), so it stays ~200 KB when /upload
+    # re-encodes it; what our server stored is then what every server serves (FILES_BODY)
+    "$PY" "$ROOT/tests/fixtures/make_images.py" "$FIXTURES" --only photo200k.jpg >/dev/null || die "make_images.py failed"
+    cp "$FIXTURES/photo200k.jpg" "$WORK/bench-200k.jpg"
+    for spec in bench-1m.jpg:1048576 "bench-${BIG_MB}m.jpg:$((BIG_MB * 1048576))"; do
         name=${spec%%:*} size=${spec##*:}
         "$PY" "$HERE/mkjpeg.py" "$WORK/$name" "$size"
     done
@@ -217,14 +158,15 @@ check_2xx() {  # check_2xx DESC CURL_ARGS...: one request like the scenario's; m
     [[ $code == 2?? ]] || die "$desc: answered HTTP $code: $(head -c 300 "$WORK/check.out")"
 }
 
-check_file() {  # check_file URL: 200 and 204800 bytes
+FILES_BODY='' FILES_BYTES=''
+check_file() {  # check_file URL: 200 and the FILES_BODY's size
     local got; got=$(curl -sS --max-time 30 -o /dev/null -w '%{http_code} %{size_download}' "$1") || die "GET $1 failed"
-    [[ $got == "200 204800" ]] || die "GET $1 answered '$got', expected 200 and 204800 bytes"
+    [[ $got == "200 $FILES_BYTES" ]] || die "GET $1 answered '$got', expected 200 and $FILES_BYTES bytes"
 }
 
-upload_200k() {  # upload_200k BASE: POST the 200 KB jpg, echo the /files path from the answer
+upload_200k() {  # upload_200k BASE [FILE]: POST the 200 KB jpg (or FILE), echo the /files path from the answer
     local path
-    check_2xx "POST /upload (200 KB)" -F "file=@$WORK/bench-200k.jpg;type=image/jpeg" "$1/upload"
+    check_2xx "POST /upload (200 KB)" -F "file=@${2:-$WORK/bench-200k.jpg};type=image/jpeg" "$1/upload"
     path=$(sed -n 's/.*"url" *: *"\(\/files\/[^"]*\)".*/\1/p' "$WORK/check.out")
     [[ -n $path ]] || die "/upload answered without a /files url: $(head -c 300 "$WORK/check.out")"
     echo "$path"
@@ -333,7 +275,9 @@ one_upload() {
     [[ $code == 2?? ]] || die "upload of $file answered HTTP $code: $(head -c 300 "$WORK/one.out")"
     for p in $pids; do hwm=$(kib "$p" VmHWM); peak=$((peak + hwm)); ((hwm <= largest)) || largest=$hwm; done
     name=$(sed -n 's/.*"url" *: *"\(\/files\/[^"]*\)".*/\1/p' "$WORK/one.out")
-    size=$(stat -c %s "$file")
+    # what was stored: the answer's size (a server that re-encodes stores less than it got), else the file's
+    size=$(sed -n 's/.*"size" *: *\([0-9][0-9]*\).*/\1/p' "$WORK/one.out")
+    size=${size:-$(stat -c %s "$file")}
     got=$(curl -sS --max-time 120 -o /dev/null -w '%{http_code} %{size_download}' "$base$name")
     [[ $got == "200 $size" ]] || die "GET $name after the upload answered '$got', expected 200 $size"
     echo "$t $before $peak $largest"
@@ -366,7 +310,6 @@ need nginx wrk curl awk "$PY"
     die "the reference needs Debian's python3-fastapi python3-uvicorn python3-multipart python3-httpx"
 if [[ ! -x $BIN ]]; then log "building $BIN"; make -C "$ROOT" --no-print-directory all >&2; fi
 [[ -x $BIN ]] || die "no server binary at $BIN"
-cfg_default() { "$BIN" --help 2>/dev/null | sed -n "s/^  $1 .*\[default: \([^]]*\)\]\$/\1/p"; }
 DEF_PER_IP=$(cfg_default PER_IP_CONNECTIONS); DEF_PER_IP=${DEF_PER_IP:-0}
 DEF_KIE_MAX=$(cfg_default KIE_MAX_CONNECTIONS); DEF_KIE_MAX=${DEF_KIE_MAX:-0}
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -399,6 +342,10 @@ read -r BIG_T BIG_BEFORE BIG_PEAK _ < <(one_upload "$OURS_URL" "$OURS_PID" "$WOR
 log "ours: idle RSS $(mb "$IDLE_OURS") MB; 1 MB upload peak $(mb "$UP1_PEAK") MB; ${BIG_MB} MB upload peak $(mb "$BIG_PEAK") MB in ${BIG_T} s"
 find "$UPLOADS/ours" -type f -size +50M -delete
 OURS_FILE=$OURS_URL$(upload_200k "$OURS_URL")
+FILES_BODY=$WORK/files-body.jpg   # what ours stored: the reference, nginx and libmicrohttpd alone serve the same bytes
+curl -sS --max-time 30 -o "$FILES_BODY" "$OURS_FILE" || die "GET $OURS_FILE failed"
+FILES_BYTES=$(stat -c %s "$FILES_BODY")
+log "GET /files body: uploaded $(stat -c %s "$WORK/bench-200k.jpg") bytes, ours stored $FILES_BYTES"
 
 # --- the reference, fresh: start-up, idle RSS, one 100 MB upload
 start_ref ref "$KIE_URL"
@@ -406,12 +353,12 @@ STARTUP_REF=$REF_STARTUP_MS
 IDLE_REF=$(tree_kib "$REF_PID" VmRSS); NPROC_REF=$(pid_tree "$REF_PID" | wc -l)
 read -r RBIG_T _ RBIG_PEAK RBIG_LARGEST < <(one_upload "$REF_URL" "$REF_PID" "$WORK/bench-${BIG_MB}m.jpg")
 find "$UPLOADS/ref" -type f -size +50M -delete
-REF_FILE=$REF_URL$(upload_200k "$REF_URL")
+REF_FILE=$REF_URL$(upload_200k "$REF_URL" "$FILES_BODY")
 
 # --- nginx serving the same file
 STATIC_PORT=$(free_port)
 mkdir -p "$WORK/static-nginx/html/files"
-cp "$WORK/bench-200k.jpg" "$WORK/static-nginx/html/files/bench-200k.jpg"
+cp "$FILES_BODY" "$WORK/static-nginx/html/files/bench-200k.jpg"
 chmod -R a+rX "$WORK/static-nginx"
 start_nginx static-nginx static-nginx.conf "$STATIC_PORT"
 STATIC_PID=$(cat "$WORK/static-nginx/nginx.pid")
@@ -424,7 +371,7 @@ MHD_POOL=$((MHD_POOL))
 cc -O2 -Wall -Wextra -Werror -o "$WORK/mhd-floor" "$HERE/mhd_floor.c" $(pkg-config --cflags --libs libmicrohttpd) ||
     die "cannot build bench/mhd_floor.c"
 FLOOR_PORT=$(free_port)
-"$WORK/mhd-floor" "$WORK/bench-200k.jpg" "$FLOOR_PORT" "$(nproc)" "$MHD_POOL" >"$WORK/mhd-floor.log" 2>&1 &
+"$WORK/mhd-floor" "$FILES_BODY" "$FLOOR_PORT" "$(nproc)" "$MHD_POOL" >"$WORK/mhd-floor.log" 2>&1 &
 FLOOR_PID=$!; PIDS+=("$FLOOR_PID")
 wait_http "http://127.0.0.1:$FLOOR_PORT/" "$FLOOR_PID"
 
@@ -468,11 +415,6 @@ forget_pid "$REF_PID"
 
 # ---------- the report ----------
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
-ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
-lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
-verdict() { if "$@"; then echo PASS; else echo MISS; fi; }
-
 {
     echo "# product-photo-api benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
@@ -486,7 +428,7 @@ verdict() { if "$@"; then echo PASS; else echo MISS; fi; }
     echo
     echo "| scenario | server | req/s | p50 ms | p99 ms | errors | KIE calls / req | srv CPU µs / req | CPU % srv / wrk / kie / other / idle | ours / ref | ours / nginx |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"
-    for s in "files:GET /files/<200 KB jpg>" "status:GET /status (proxied)" "generate:POST /generate (proxied)" "upload:POST /upload 1 MB multipart"; do
+    for s in "files:GET /files/<$((FILES_BYTES / 1024)) KB jpg>" "status:GET /status (proxied)" "generate:POST /generate (proxied)" "upload:POST /upload 1 MB multipart"; do
         k=${s%%:*} d=${s#*:}
         for srv in ours mhd nginx ref; do
             [[ -n ${RPS[$srv $k]:-} ]] || continue
@@ -540,5 +482,11 @@ verdict() { if "$@"; then echo PASS; else echo MISS; fi; }
     echo
     echo "Run took $(( $(date +%s) - T_START )) s. Numbers from one run on a shared VM: compare servers within a run, and run twice."
 } >"$OUT"
+
+# --- photo normalisation (bench/normalize.sh, its own servers), appended to the report
+log "photo normalisation (bench/normalize.sh)"
+PPA_BIN=$BIN BENCH_UPLOAD_ROOT=$UPLOAD_ROOT BENCH_NORM_OUT=$WORK/normalize.md bash "$HERE/normalize.sh" >/dev/null ||
+    die "bench/normalize.sh failed (the report without it is in $OUT)"
+{ echo; cat "$WORK/normalize.md"; } >>"$OUT"
 cat "$OUT"
 log "report written to $OUT"
