@@ -22,6 +22,8 @@
 
 #define SIM_MAX_REQ_LOG    1000 /* /sim/requests entries kept */
 #define SIM_MAX_QUERY_ARGS 32
+#define SIM_LOG_STR_MAX    256 /* trimmed log entries: longer strings are cut */
+#define SIM_LOG_STR_KEEP   64
 
 const char *const sim_mode_names[] = {
     "normal", "http500", "nonjson", "hang", "reset", "code401", "code402",
@@ -188,14 +190,35 @@ static enum MHD_Result sim_query_iter(void *cls, enum MHD_ValueKind kind, const 
     return MHD_YES;
 }
 
+/* Replace the long strings of o's members (not deeper) with their first
+ * SIM_LOG_STR_KEEP bytes and their length. */
+static void sim_log_trim(cJSON *o)
+{
+    cJSON *item;
+
+    cJSON_ArrayForEach(item, o) {
+        size_t n, keep = SIM_LOG_STR_KEEP;
+        char *s;
+
+        if (!cJSON_IsString(item) || (n = strlen(item->valuestring)) <= SIM_LOG_STR_MAX)
+            continue;
+        while (keep > 0 && ((unsigned char)item->valuestring[keep] & 0xC0u) == 0x80u)
+            keep--; /* do not cut a UTF-8 sequence */
+        s = sim_xmalloc(keep + 48);
+        snprintf(s, keep + 48, "%.*s...(%zu bytes)", (int)keep, item->valuestring, n);
+        cJSON_SetValuestring(item, s);
+        free(s);
+    }
+}
+
 void sim_log_request(struct sim_app *app, struct MHD_Connection *c, const char *method, const char *url,
-                     const struct sim_req *r)
+                     const struct sim_req *r, cJSON *summary, bool trim)
 {
     cJSON *e = cJSON_CreateObject();
     struct sim_query_ctx q = {.obj = cJSON_CreateObject(), .n = 0};
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     bool present = false, ok = sim_auth_ok(app, c, &present);
-    cJSON *body = NULL;
+    cJSON *body = summary;
 
     MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, sim_query_iter, &q);
     cJSON_AddNumberToObject(e, "time_ms", (double)sim_wall_ms());
@@ -209,8 +232,10 @@ void sim_log_request(struct sim_app *app, struct MHD_Connection *c, const char *
     else
         cJSON_AddNullToObject(e, "content_type");
     cJSON_AddNumberToObject(e, "body_bytes", (double)r->len);
-    if (r->len && !r->too_large)
+    if (!body && r->len && r->body && !r->too_large)
         body = cJSON_ParseWithLength(r->body, r->len);
+    if (body && trim)
+        sim_log_trim(body);
     if (body)
         cJSON_AddItemToObject(e, "body", body);
     else

@@ -35,9 +35,12 @@ void sim_knobs_usage(FILE *f);
  * record, the recordInfo) mode; returns the mode that applies now. */
 int sim_take_mode(struct sim_app *app, bool record, struct sim_config *snap);
 
-/* Append one entry to the /sim/requests log (oldest dropped beyond cap). */
+/* Append one entry to the /sim/requests log (oldest dropped beyond cap).
+ * Its "body" is summary if not NULL (taken over), else r's body parsed as
+ * JSON (null if it is not JSON); trim shortens strings longer than
+ * SIM_LOG_STR_MAX bytes to their start and length. */
 void sim_log_request(struct sim_app *app, struct MHD_Connection *c, const char *method, const char *url,
-                     const struct sim_req *r);
+                     const struct sim_req *r, cJSON *summary, bool trim);
 
 void sim_h_config_get(struct sim_app *app, struct MHD_Connection *c, struct sim_req *r, struct sim_resp *resp);
 void sim_h_config_set(struct sim_app *app, struct MHD_Connection *c, struct sim_req *r, struct sim_resp *resp);

@@ -159,55 +159,78 @@ bool sim_auth_ok(const struct sim_app *app, struct MHD_Connection *c, bool *pres
 
 typedef void sim_handler_fn(struct sim_app *, struct MHD_Connection *, struct sim_req *, struct sim_resp *);
 
+enum {
+    SIM_ROUTE_PREFIX = 1u << 0, /* path is a prefix ("/results/") */
+    SIM_ROUTE_UPLOAD = 1u << 1, /* the upload API: its envelope for 405/413 */
+    SIM_ROUTE_TRIM = 1u << 2,   /* log long body strings shortened */
+};
+
 struct sim_route {
     const char *method;
     const char *path;
     const char *allow;
+    unsigned flags;
     sim_handler_fn *fn;
+    size_t (*max_body)(struct sim_app *app); /* NULL: SIM_MAX_BODY */
+    const struct sim_sink_ops *sink;         /* NULL: body buffered in r->body */
 };
+
+#define SIM_FILES_ALLOW "GET, HEAD"
 
 static const struct sim_route sim_routes[] = {
-    {"POST", "/api/v1/jobs/createTask", "POST", sim_h_create},
-    {"GET", "/api/v1/jobs/recordInfo", "GET", sim_h_record},
-    {"GET", "/sim/config", "GET, POST", sim_h_config_get},
-    {"POST", "/sim/config", "GET, POST", sim_h_config_set},
-    {"GET", "/sim/requests", "GET, DELETE", sim_h_requests_get},
-    {"DELETE", "/sim/requests", "GET, DELETE", sim_h_requests_delete},
-    {"GET", "/sim/tasks", "GET", sim_h_tasks},
+    {"POST", "/api/v1/jobs/createTask", "POST", 0, sim_h_create, NULL, NULL},
+    {"GET", "/api/v1/jobs/recordInfo", "GET", 0, sim_h_record, NULL, NULL},
+    {"GET", "/results/", SIM_FILES_ALLOW, SIM_ROUTE_PREFIX, sim_h_result, NULL, NULL},
+    {"HEAD", "/results/", SIM_FILES_ALLOW, SIM_ROUTE_PREFIX, sim_h_result, NULL, NULL},
+    {"GET", "/sim/config", "GET, POST", 0, sim_h_config_get, NULL, NULL},
+    {"POST", "/sim/config", "GET, POST", 0, sim_h_config_set, NULL, NULL},
+    {"GET", "/sim/requests", "GET, DELETE", 0, sim_h_requests_get, NULL, NULL},
+    {"DELETE", "/sim/requests", "GET, DELETE", 0, sim_h_requests_delete, NULL, NULL},
+    {"GET", "/sim/tasks", "GET", 0, sim_h_tasks, NULL, NULL},
 };
+#define SIM_N_ROUTES (sizeof sim_routes / sizeof sim_routes[0])
 
-static void sim_dispatch(struct sim_app *app, struct MHD_Connection *c, const char *url, const char *method,
-                         struct sim_req *r, struct sim_resp *resp)
+static bool sim_route_path(const struct sim_route *rt, const char *url)
 {
-    const char *allow = NULL;
+    if (rt->flags & SIM_ROUTE_PREFIX)
+        return strncmp(url, rt->path, strlen(rt->path)) == 0;
+    return strcmp(url, rt->path) == 0;
+}
 
-    if (strncmp(url, "/sim/", 5) != 0)
-        sim_log_request(app, c, method, url, r);
+/* The route for method and url, or NULL; *path_rt gets any route with this
+ * path (for 405 and the envelope), NULL if the path is unknown. */
+static const struct sim_route *sim_route_find(const char *method, const char *url, const struct sim_route **path_rt)
+{
+    *path_rt = NULL;
+    for (size_t i = 0; i < SIM_N_ROUTES; i++) {
+        if (!sim_route_path(&sim_routes[i], url))
+            continue;
+        *path_rt = &sim_routes[i];
+        if (strcmp(sim_routes[i].method, method) == 0)
+            return &sim_routes[i];
+    }
+    return NULL;
+}
+
+static void sim_dispatch(struct sim_app *app, struct MHD_Connection *c, const char *method, struct sim_req *r,
+                         struct sim_resp *resp)
+{
+    const struct sim_route *path_rt;
+    const struct sim_route *rt = sim_route_find(method, r->url, &path_rt);
+    unsigned flags = path_rt ? path_rt->flags : 0;
+
+    if (strncmp(r->url, "/sim/", 5) != 0) /* the test-only routes are not logged */
+        sim_log_request(app, c, method, r->url, r, rt && rt->sink ? rt->sink->summary(r->sink) : NULL,
+                        (flags & SIM_ROUTE_TRIM) != 0);
     if (r->too_large) {
         sim_resp_kie(resp, 413, 413, "request body too large", false);
         return;
     }
-    if (strncmp(url, "/results/", 9) == 0) {
-        if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
-            sim_h_result(app, url, resp);
-        else {
-            sim_resp_kie(resp, 405, 405, "Method not allowed", false);
-            resp->allow = "GET, HEAD";
-        }
-        return;
-    }
-    for (size_t i = 0; i < sizeof sim_routes / sizeof sim_routes[0]; i++) {
-        if (strcmp(sim_routes[i].path, url) != 0)
-            continue;
-        if (strcmp(sim_routes[i].method, method) == 0) {
-            sim_routes[i].fn(app, c, r, resp);
-            return;
-        }
-        allow = sim_routes[i].allow;
-    }
-    if (allow) {
+    if (rt) {
+        rt->fn(app, c, r, resp);
+    } else if (path_rt) {
         sim_resp_kie(resp, 405, 405, "Method not allowed", false);
-        resp->allow = allow;
+        resp->allow = path_rt->allow;
     } else {
         sim_resp_kie(resp, 404, 404, "Not found", false);
     }
@@ -277,27 +300,40 @@ enum MHD_Result sim_access(void *cls, struct MHD_Connection *c, const char *url,
     (void)version;
     if (!r) { /* first call: headers only */
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const struct sim_route *path_rt;
         long n;
 
         r = sim_xmalloc(sizeof *r);
         memset(r, 0, sizeof *r);
         *req_cls = r;
-        if (cl && (sim_parse_long(cl, 0, LONG_MAX, &n) != 0 || n > (long)SIM_MAX_BODY)) {
+        r->url = url;
+        r->route = sim_route_find(method, url, &path_rt);
+        r->max = r->route && r->route->max_body ? r->route->max_body(app) : SIM_MAX_BODY;
+        if (cl && (sim_parse_long(cl, 0, LONG_MAX, &n) != 0 || (unsigned long)n > r->max)) {
             /* answer before reading the body; MHD closes the connection */
             r->too_large = true;
-            sim_dispatch(app, c, url, method, r, &resp);
+            sim_dispatch(app, c, method, r, &resp);
             return sim_finish(app, c, r, &resp);
         }
+        if (r->route && r->route->sink)
+            r->sink = r->route->sink->open(app, c);
         return MHD_YES;
     }
     if (r->responded) {
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (*upload_data_size && r->route && r->route->sink) {
+        if (r->sink)
+            r->route->sink->feed(r->sink, upload_data, *upload_data_size);
+        r->len += *upload_data_size;
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
 
-        if (!r->too_large && n <= SIM_MAX_BODY - r->len) {
+        if (!r->too_large && n <= r->max - r->len) {
             if (r->len + n + 1 > r->cap) {
                 size_t cap = r->cap ? r->cap : 1024;
                 char *nb;
@@ -319,7 +355,7 @@ enum MHD_Result sim_access(void *cls, struct MHD_Connection *c, const char *url,
         *upload_data_size = 0;
         return MHD_YES;
     }
-    sim_dispatch(app, c, url, method, r, &resp);
+    sim_dispatch(app, c, method, r, &resp);
     return sim_finish(app, c, r, &resp);
 }
 
@@ -331,6 +367,8 @@ void sim_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD
     (void)c;
     (void)toe;
     if (r) {
+        if (r->sink)
+            r->route->sink->close(r->sink);
         free(r->body);
         free(r);
         *req_cls = NULL;

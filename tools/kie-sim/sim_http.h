@@ -20,11 +20,28 @@
 /* KIE's answer to a missing or wrong Bearer key. */
 extern const char sim_unauth_msg[];
 
+struct sim_route;
+
+/* A route that streams its body (multipart) instead of buffering it: open
+ * is called with the request headers (NULL result: nothing to feed), feed
+ * with each piece, summary for the request log (a new object or NULL) and
+ * close once, when the request ends (also on aborted connections). */
+struct sim_sink_ops {
+    void *(*open)(struct sim_app *app, struct MHD_Connection *c);
+    void (*feed)(void *sink, const char *data, size_t n);
+    cJSON *(*summary)(const void *sink);
+    void (*close)(void *sink);
+};
+
 /* Per-request state, allocated on MHD's first callback, freed in
  * sim_completed (also on aborted connections). */
 struct sim_req {
-    char *body; /* NUL-terminated, at most SIM_MAX_BODY bytes */
-    size_t len, cap;
+    const char *url;              /* path, percent-decoded by MHD */
+    const struct sim_route *route; /* NULL: no route for this method/path */
+    char *body; /* NUL-terminated, at most max bytes; NULL on streaming routes */
+    size_t len; /* bytes in body; streaming routes: bytes fed to the sink */
+    size_t cap, max;
+    void *sink; /* streaming routes: what sink->open returned */
     bool too_large;
     bool responded;
 };

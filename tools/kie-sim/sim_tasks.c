@@ -536,9 +536,9 @@ void sim_h_record(struct sim_app *app, struct MHD_Connection *c, struct sim_req 
     sim_resp_json(resp, 200, out);
 }
 
-void sim_h_result(struct sim_app *app, const char *url, struct sim_resp *resp)
+void sim_h_result(struct sim_app *app, struct MHD_Connection *c, struct sim_req *r, struct sim_resp *resp)
 {
-    const char *name = url + strlen("/results/");
+    const char *name = r->url + strlen("/results/");
     size_t n = strlen(name);
     char id[SIM_ID_LEN];
     struct sim_task *t;
@@ -547,6 +547,7 @@ void sim_h_result(struct sim_app *app, const char *url, struct sim_resp *resp)
     size_t png_len = 0;
     bool found = false;
 
+    (void)c;
     if (n <= 4 || n - 4 >= sizeof id || strcmp(name + n - 4, ".png") != 0) {
         sim_resp_kie(resp, 404, 404, "Not found", false);
         return;
