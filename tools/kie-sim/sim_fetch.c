@@ -15,7 +15,6 @@
 #include "sim_image.h"
 
 #define SIM_MAX_URL_LEN      2048
-#define SIM_FETCH_MAX        (10u * 1024u * 1024u) /* KIE input limit: 10 MB */
 #define SIM_FETCH_KEEP       (128u * 1024u)       /* prefix kept for sniffing */
 #define SIM_FETCH_TIMEOUT_MS 10000L
 #define SIM_MAX_REDIRECTS    5
@@ -123,121 +122,191 @@ void sim_curl_common(CURL *h, struct sim_app *app, bool *blocked, char *errbuf, 
 
 /* ------------------------------------------------------------- downloads */
 
-struct sim_fetch_buf {
-    unsigned char *keep; /* first SIM_FETCH_KEEP bytes */
-    size_t kept;
-    size_t total;
+struct sim_dl_sink {
+    struct sim_download *d;
+    size_t max, keep, cap;
     bool too_big;
 };
 
-static size_t sim_fetch_write(char *p, size_t size, size_t n, void *userdata)
+static size_t sim_dl_write(char *p, size_t size, size_t n, void *userdata)
 {
-    struct sim_fetch_buf *fb = userdata;
+    struct sim_dl_sink *k = userdata;
+    struct sim_download *d = k->d;
     size_t len = size * n;
 
-    if (len > SIM_FETCH_MAX - fb->total) {
-        fb->too_big = true;
+    if (len > k->max - d->total) {
+        k->too_big = true;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
     }
-    fb->total += len;
-    if (fb->kept < SIM_FETCH_KEEP) {
-        size_t take = SIM_FETCH_KEEP - fb->kept;
+    d->total += len;
+    if (d->kept < k->keep) {
+        size_t take = k->keep - d->kept;
 
         if (take > len)
             take = len;
-        memcpy(fb->keep + fb->kept, p, take);
-        fb->kept += take;
+        if (d->kept + take > k->cap) {
+            size_t cap = k->cap ? k->cap : 64u * 1024u;
+            unsigned char *nb;
+
+            while (cap < d->kept + take)
+                cap *= 2;
+            if (cap > k->keep)
+                cap = k->keep;
+            nb = realloc(d->data, cap);
+            if (!nb)
+                return 0;
+            d->data = nb;
+            k->cap = cap;
+        }
+        memcpy(d->data + d->kept, p, take);
+        d->kept += take;
     }
     return len;
 }
 
-/* Download one input image the way KIE would, following up to
- * SIM_MAX_REDIRECTS loopback-only redirects by hand. On success returns 0 and
- * sets the size in *w and *h (0 if unknown). On failure returns -1 with a KIE-style failMsg. */
-int sim_fetch_image(struct sim_app *app, const char *first_url, uint32_t *w, uint32_t *h,
-                    char *msg, size_t msglen)
+enum sim_dl sim_download(struct sim_app *app, const char *first_url, size_t max, size_t keep, long timeout_ms,
+                         struct sim_download *d)
 {
-    struct sim_fetch_buf fb = {0};
+    struct sim_dl_sink k = {.d = d, .max = max, .keep = keep < max ? keep : max};
     char errbuf[CURL_ERROR_SIZE];
     char host[256];
     char *url = sim_xstrdup(first_url);
     CURL *c = NULL;
     bool blocked = false;
-    long status = 0;
-    int ret = -1;
+    enum sim_dl ret = SIM_DL_INTERNAL;
 
-    *w = *h = 0;
-    fb.keep = sim_xmalloc(SIM_FETCH_KEEP);
+    memset(d, 0, sizeof *d);
     c = curl_easy_init();
-    if (!c) {
-        snprintf(msg, msglen, "input image %.512s could not be downloaded: internal error", first_url);
+    if (!c)
         goto out;
-    }
     for (int hop = 0;; hop++) {
         CURLcode rc;
-        char *loc = NULL;
+        char *loc = NULL, *ctype = NULL;
 
         if (sim_url_host(url, host, sizeof host) != 0) {
-            snprintf(msg, msglen, "input image %.512s is not reachable: invalid URL %.256s", first_url, url);
+            sim_copy(d->detail, sizeof d->detail, url);
+            ret = SIM_DL_BAD_URL;
             goto out;
         }
         if (!sim_host_is_loopback(host)) {
-            snprintf(msg, msglen,
-                     "input image %.512s is not reachable: host %.128s is not a loopback address "
-                     "(kie-sim only fetches from 127.0.0.0/8, localhost and [::1])", first_url, host);
+            sim_copy(d->detail, sizeof d->detail, host);
+            ret = SIM_DL_NOT_LOOPBACK;
             goto out;
         }
         curl_easy_reset(c);
         errbuf[0] = '\0';
-        fb.kept = fb.total = 0;
-        fb.too_big = false;
-        sim_curl_common(c, app, &blocked, errbuf, SIM_FETCH_TIMEOUT_MS);
+        d->kept = d->total = 0;
+        k.too_big = false;
+        sim_curl_common(c, app, &blocked, errbuf, timeout_ms);
         curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sim_fetch_write);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &fb);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sim_dl_write);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &k);
         rc = curl_easy_perform(c);
         if (blocked) {
-            snprintf(msg, msglen, "input image %.512s is not reachable: connection to a non-loopback "
-                     "address was refused", first_url);
+            ret = SIM_DL_BLOCKED;
             goto out;
         }
-        if (fb.too_big) {
-            snprintf(msg, msglen, "input image %.512s is larger than 10 MB", first_url);
+        if (k.too_big) {
+            ret = SIM_DL_TOO_BIG;
             goto out;
         }
         if (rc != CURLE_OK) {
-            snprintf(msg, msglen, "input image %.512s could not be downloaded: %.256s", first_url,
-                     errbuf[0] ? errbuf : curl_easy_strerror(rc));
+            sim_copy(d->detail, sizeof d->detail, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+            ret = SIM_DL_CURL;
             goto out;
         }
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-        if (status >= 300 && status < 400 &&
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &d->status);
+        if (d->status >= 300 && d->status < 400 &&
             curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &loc) == CURLE_OK && loc) {
             if (hop >= SIM_MAX_REDIRECTS) {
-                snprintf(msg, msglen, "input image %.512s could not be downloaded: too many redirects",
-                         first_url);
+                ret = SIM_DL_REDIRECTS;
                 goto out;
             }
             free(url);
             url = sim_xstrdup(loc);
             continue;
         }
+        if (curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ctype) == CURLE_OK && ctype)
+            sim_copy(d->content_type, sizeof d->content_type, ctype);
         break;
     }
-    if (status != 200) {
-        snprintf(msg, msglen, "input image %.512s could not be downloaded: HTTP %ld", first_url, status);
+    ret = d->status == 200 ? SIM_DL_OK : SIM_DL_HTTP;
+out:
+    curl_easy_cleanup(c);
+    free(url);
+    if (ret != SIM_DL_OK) {
+        free(d->data);
+        d->data = NULL;
+        d->kept = 0;
+    }
+    return ret;
+}
+
+void sim_download_free(struct sim_download *d)
+{
+    free(d->data);
+    d->data = NULL;
+    d->kept = 0;
+}
+
+void sim_download_describe(enum sim_dl e, const struct sim_download *d, const char *what, size_t max, char *msg,
+                           size_t msglen)
+{
+    switch (e) {
+    case SIM_DL_OK:
+        snprintf(msg, msglen, "%s was downloaded", what);
+        break;
+    case SIM_DL_BAD_URL:
+        snprintf(msg, msglen, "%s is not reachable: invalid URL %.256s", what, d->detail);
+        break;
+    case SIM_DL_NOT_LOOPBACK:
+        snprintf(msg, msglen,
+                 "%s is not reachable: host %.128s is not a loopback address "
+                 "(kie-sim only fetches from 127.0.0.0/8, localhost and [::1])", what, d->detail);
+        break;
+    case SIM_DL_BLOCKED:
+        snprintf(msg, msglen, "%s is not reachable: connection to a non-loopback address was refused", what);
+        break;
+    case SIM_DL_TOO_BIG:
+        if (max == SIM_INPUT_MAX)
+            snprintf(msg, msglen, "%s is larger than 10 MB", what);
+        else
+            snprintf(msg, msglen, "%s is larger than %zu bytes", what, max);
+        break;
+    case SIM_DL_CURL:
+        snprintf(msg, msglen, "%s could not be downloaded: %.256s", what, d->detail);
+        break;
+    case SIM_DL_REDIRECTS:
+        snprintf(msg, msglen, "%s could not be downloaded: too many redirects", what);
+        break;
+    case SIM_DL_HTTP:
+        snprintf(msg, msglen, "%s could not be downloaded: HTTP %ld", what, d->status);
+        break;
+    case SIM_DL_INTERNAL:
+        snprintf(msg, msglen, "%s could not be downloaded: internal error", what);
+        break;
+    }
+}
+
+int sim_fetch_image(struct sim_app *app, const char *url, uint32_t *w, uint32_t *h, char *msg, size_t msglen)
+{
+    struct sim_download d;
+    char what[600];
+    enum sim_dl e = sim_download(app, url, SIM_INPUT_MAX, SIM_FETCH_KEEP, SIM_FETCH_TIMEOUT_MS, &d);
+    int ret = -1;
+
+    *w = *h = 0;
+    snprintf(what, sizeof what, "input image %.512s", url);
+    if (e != SIM_DL_OK) {
+        sim_download_describe(e, &d, what, SIM_INPUT_MAX, msg, msglen);
         goto out;
     }
-    if (sim_image_sniff(fb.keep, fb.kept, w, h) == SIM_IMAGE_NONE) {
-        snprintf(msg, msglen, "input image %.512s is not a JPEG, PNG or WEBP image (%zu bytes)",
-                 first_url, fb.total);
+    if (sim_image_sniff(d.data, d.kept, w, h) == SIM_IMAGE_NONE) {
+        snprintf(msg, msglen, "%s is not a JPEG, PNG or WEBP image (%zu bytes)", what, d.total);
         goto out;
     }
     ret = 0;
 out:
-    curl_easy_cleanup(c);
-    free(fb.keep);
-    free(url);
+    sim_download_free(&d);
     return ret;
 }
-
