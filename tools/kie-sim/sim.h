@@ -47,7 +47,16 @@ struct sim_config {
     long record_mode_times;
     long hang_max_ms;
     char webhook_hmac_key[128];
+    int upload_mode; /* enum sim_upload_mode (sim_upload.h) */
+    long upload_mode_times;
+    int upload_shape; /* enum sim_upload_shape */
+    long upload_max_bytes;        /* file-stream-upload and file-url-upload */
+    long upload_base64_max_bytes; /* file-base64-upload, decoded */
+    long upload_ttl_ms;           /* uploaded files expire after this */
 };
+
+/* The endpoints with a failure-mode knob (sim_take_mode). */
+enum sim_endpoint { SIM_EP_CREATE, SIM_EP_RECORD, SIM_EP_UPLOAD };
 
 /* ----------------------------------------------------------------- tasks */
 
@@ -89,11 +98,16 @@ struct sim_job {
 
 /* ------------------------------------------------------------------ app */
 
+struct sim_files;
+
 struct sim_app {
     char api_key[256];
     char host[INET_ADDRSTRLEN];
     long port_arg;
     long max_tasks;
+    const char *files_dir; /* NULL: uploaded files in memory */
+    long files_max_bytes, files_max_count;
+    struct sim_files *files; /* uploaded files; has its own lock */
     atomic_bool stopping;
 
     pthread_mutex_t lock; /* guards every field below */

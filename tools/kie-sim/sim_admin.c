@@ -19,6 +19,7 @@
 #include <cJSON.h>
 
 #include "sim_tasks.h"
+#include "sim_upload.h"
 
 #define SIM_MAX_REQ_LOG    1000 /* /sim/requests entries kept */
 #define SIM_MAX_QUERY_ARGS 32
@@ -62,6 +63,14 @@ static const struct sim_knob sim_knobs[] = {
     SIM_KNOB_L(record_mode_times, 0, 1000000, "apply record_mode to the next N requests only, then normal (0 = always)"),
     SIM_KNOB_L(hang_max_ms, 1, 3600000, "mode hang: drop the connection after this long if the client is still waiting"),
     SIM_KNOB_S(webhook_hmac_key, "if set, sign callbacks (X-Webhook-Timestamp, X-Webhook-Signature)"),
+    SIM_KNOB_E(upload_mode, sim_upload_mode_names, "file-upload API behaviour (see upload modes)"),
+    SIM_KNOB_L(upload_mode_times, 0, 1000000, "apply upload_mode to the next N uploads only, then normal (0 = always)"),
+    SIM_KNOB_E(upload_shape, sim_upload_shape_names,
+               "upload answer: openapi (fileName, filePath, downloadUrl, fileSize, mimeType, uploadedAt) or "
+               "quickstart (fileId, ..., fileUrl, downloadUrl, expiresAt)"),
+    SIM_KNOB_L(upload_max_bytes, 1, 1073741824, "largest file for file-stream-upload and file-url-upload (bytes)"),
+    SIM_KNOB_L(upload_base64_max_bytes, 1, 1073741824, "largest decoded file for file-base64-upload (bytes)"),
+    SIM_KNOB_L(upload_ttl_ms, 1, 31536000000L, "uploaded files answer 404 after this long (KIE: 3 days)"),
 };
 #define SIM_N_KNOBS (sizeof sim_knobs / sizeof sim_knobs[0])
 
@@ -71,6 +80,9 @@ const struct sim_config sim_config_defaults = {
     .create_mode = SIM_MODE_NORMAL, .create_mode_times = 0,
     .record_mode = SIM_MODE_NORMAL, .record_mode_times = 0,
     .hang_max_ms = 300000, .webhook_hmac_key = "",
+    .upload_mode = SIM_UPLOAD_NORMAL, .upload_mode_times = 0, .upload_shape = SIM_SHAPE_OPENAPI,
+    .upload_max_bytes = 100L * 1024 * 1024, .upload_base64_max_bytes = 10L * 1024 * 1024,
+    .upload_ttl_ms = 3L * 24 * 3600 * 1000,
 };
 
 /* ------------------------------------------------------ config handling */
@@ -156,18 +168,23 @@ static cJSON *sim_config_json(const struct sim_config *cfg)
     return o;
 }
 
-int sim_take_mode(struct sim_app *app, bool record, struct sim_config *snap)
+int sim_take_mode(struct sim_app *app, enum sim_endpoint ep, struct sim_config *snap)
 {
+    static const struct { size_t mode, times; } fields[] = {
+        [SIM_EP_CREATE] = {offsetof(struct sim_config, create_mode), offsetof(struct sim_config, create_mode_times)},
+        [SIM_EP_RECORD] = {offsetof(struct sim_config, record_mode), offsetof(struct sim_config, record_mode_times)},
+        [SIM_EP_UPLOAD] = {offsetof(struct sim_config, upload_mode), offsetof(struct sim_config, upload_mode_times)},
+    };
     int *mode, m;
     long *times;
 
     pthread_mutex_lock(&app->lock);
     *snap = app->cfg;
-    mode = record ? &app->cfg.record_mode : &app->cfg.create_mode;
-    times = record ? &app->cfg.record_mode_times : &app->cfg.create_mode_times;
+    mode = (int *)(void *)((char *)&app->cfg + fields[ep].mode);
+    times = (long *)(void *)((char *)&app->cfg + fields[ep].times);
     m = *mode;
-    if (m != SIM_MODE_NORMAL && *times > 0 && --*times == 0)
-        *mode = SIM_MODE_NORMAL;
+    if (m != 0 && *times > 0 && --*times == 0) /* 0: normal, in every mode list */
+        *mode = 0;
     pthread_mutex_unlock(&app->lock);
     return m;
 }

@@ -31,9 +31,10 @@ int sim_knob_set_str(struct sim_config *cfg, const struct sim_knob *k, const cha
 /* --help: one entry per knob with its range and default. */
 void sim_knobs_usage(FILE *f);
 
-/* Snapshot app->cfg into *snap and consume one use of the create (or, with
- * record, the recordInfo) mode; returns the mode that applies now. */
-int sim_take_mode(struct sim_app *app, bool record, struct sim_config *snap);
+/* Snapshot app->cfg into *snap and consume one use of ep's failure mode
+ * (create_mode, record_mode, upload_mode); returns the mode that applies
+ * now (0 is always "normal"). */
+int sim_take_mode(struct sim_app *app, enum sim_endpoint ep, struct sim_config *snap);
 
 /* Append one entry to the /sim/requests log (oldest dropped beyond cap).
  * Its "body" is summary if not NULL (taken over), else r's body parsed as

@@ -7,6 +7,7 @@
 
 #include <limits.h>
 #include <poll.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -18,7 +19,10 @@
 #include <openssl/crypto.h>
 
 #include "sim_admin.h"
+#include "sim_files.h"
+#include "sim_form.h"
 #include "sim_tasks.h"
+#include "sim_upload.h"
 
 #define SIM_POLL_SLICE_MS 50
 
@@ -187,6 +191,17 @@ static const struct sim_route sim_routes[] = {
     {"GET", "/sim/requests", "GET, DELETE", 0, sim_h_requests_get, NULL, NULL},
     {"DELETE", "/sim/requests", "GET, DELETE", 0, sim_h_requests_delete, NULL, NULL},
     {"GET", "/sim/tasks", "GET", 0, sim_h_tasks, NULL, NULL},
+    {"POST", "/api/file-stream-upload", "POST", SIM_ROUTE_UPLOAD, sim_h_upload_stream, sim_upload_stream_max_body,
+     &sim_upload_form_ops},
+    {"POST", "/api/file-base64-upload", "POST", SIM_ROUTE_UPLOAD | SIM_ROUTE_TRIM, sim_h_upload_base64,
+     sim_upload_base64_max_body, NULL},
+    {"POST", "/api/file-url-upload", "POST", SIM_ROUTE_UPLOAD, sim_h_upload_url, NULL, NULL},
+    {"GET", "/kie-files/", SIM_FILES_ALLOW, SIM_ROUTE_PREFIX, sim_h_file_get, NULL, NULL},
+    {"HEAD", "/kie-files/", SIM_FILES_ALLOW, SIM_ROUTE_PREFIX, sim_h_file_get, NULL, NULL},
+    {"GET", "/kie-download/", SIM_FILES_ALLOW, SIM_ROUTE_PREFIX, sim_h_file_get, NULL, NULL},
+    {"HEAD", "/kie-download/", SIM_FILES_ALLOW, SIM_ROUTE_PREFIX, sim_h_file_get, NULL, NULL},
+    {"GET", "/sim/files", "GET, DELETE", 0, sim_h_files_list, NULL, NULL},
+    {"DELETE", "/sim/files", "GET, DELETE", 0, sim_h_files_clear, NULL, NULL},
 };
 #define SIM_N_ROUTES (sizeof sim_routes / sizeof sim_routes[0])
 
@@ -222,14 +237,20 @@ static void sim_dispatch(struct sim_app *app, struct MHD_Connection *c, const ch
     if (strncmp(r->url, "/sim/", 5) != 0) /* the test-only routes are not logged */
         sim_log_request(app, c, method, r->url, r, rt && rt->sink ? rt->sink->summary(r->sink) : NULL,
                         (flags & SIM_ROUTE_TRIM) != 0);
-    if (r->too_large) {
+    if (r->too_large && (flags & SIM_ROUTE_UPLOAD)) {
+        char msg[128];
+
+        snprintf(msg, sizeof msg, "File size exceeds the limit: the request body is larger than %zu bytes", r->max);
+        sim_upload_error(resp, 400, 400, msg);
+    } else if (r->too_large) {
         sim_resp_kie(resp, 413, 413, "request body too large", false);
-        return;
-    }
-    if (rt) {
+    } else if (rt) {
         rt->fn(app, c, r, resp);
     } else if (path_rt) {
-        sim_resp_kie(resp, 405, 405, "Method not allowed", false);
+        if (flags & SIM_ROUTE_UPLOAD)
+            sim_upload_error(resp, 405, 405, "Method not allowed");
+        else
+            sim_resp_kie(resp, 405, 405, "Method not allowed", false);
         resp->allow = path_rt->allow;
     } else {
         sim_resp_kie(resp, 404, 404, "Not found", false);
@@ -355,6 +376,8 @@ enum MHD_Result sim_access(void *cls, struct MHD_Connection *c, const char *url,
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (r->sink)
+        r->route->sink->end(r->sink);
     sim_dispatch(app, c, method, r, &resp);
     return sim_finish(app, c, r, &resp);
 }

@@ -24,11 +24,13 @@ struct sim_route;
 
 /* A route that streams its body (multipart) instead of buffering it: open
  * is called with the request headers (NULL result: nothing to feed), feed
- * with each piece, summary for the request log (a new object or NULL) and
- * close once, when the request ends (also on aborted connections). */
+ * with each piece, end once the whole body is in (before the request is
+ * logged and handled), summary for the request log (a new object or NULL)
+ * and close once, when the request ends (also on aborted connections). */
 struct sim_sink_ops {
     void *(*open)(struct sim_app *app, struct MHD_Connection *c);
     void (*feed)(void *sink, const char *data, size_t n);
+    void (*end)(void *sink);
     cJSON *(*summary)(const void *sink);
     void (*close)(void *sink);
 };
@@ -53,7 +55,8 @@ struct sim_resp {
     unsigned status;
     char *body; /* malloc'd, handed to MHD */
     size_t len;
-    const char *ctype;
+    const char *ctype; /* a literal, or ctype_buf */
+    char ctype_buf[128];
     const char *allow;
     enum sim_action action;
 };

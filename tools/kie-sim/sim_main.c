@@ -18,6 +18,9 @@
  *   callBackUrl                    POSTed with the KIE callback JSON when a task
  *        ends (code 200 "Playground task completed successfully." / 501 failed);
  *        if webhook_hmac_key is set, signed with X-Webhook-Timestamp/-Signature.
+ *   POST /api/file-stream-upload, /api/file-base64-upload, /api/file-url-upload
+ *        KIE's file-upload API (its own host at KIE, the same port here; see
+ *        sim_upload.h); files are served at GET /kie-files/<uploadPath>/<name>.
  *
  * Task lifecycle: waiting -> queuing -> generating -> success|fail, each step
  * lasting step_ms. Like KIE, a task first downloads every input_url (10 s
@@ -35,18 +38,20 @@
  *                            auth_ok, content_type, parsed JSON body), cap 1000
  *   GET /sim/tasks           every task with stateTimes (when each state began)
  *                            and its callback outcome
- * Knobs (CLI --name-with-dashes VALUE, or JSON): latency_ms, step_ms, outcome,
- * fail_code, fail_msg, create_mode, create_mode_times, record_mode,
- * record_mode_times, hang_max_ms, webhook_hmac_key; see sim_knobs[] / --help.
- * Modes: normal http500 nonjson hang reset code401 code402 code422 code429
- * code455 code500 code501.
+ *   GET/DELETE /sim/files    the uploaded files / drop them all
+ * Knobs (CLI --name-with-dashes VALUE, or JSON): see sim_knobs[] in
+ * sim_admin.c or --help. Modes: normal http500 nonjson hang reset code401
+ * code402 code422 code429 code455 code500 code501; upload modes in
+ * sim_upload.h.
  *
  * Source layout (one module per part of KIE's API, like the server's src/):
  *   sim.h          shared types: knobs, task, job, app; sim_util.c helpers
  *   sim_main.c     options, start-up and shutdown (this file)
  *   sim_http.c     HTTP shell: body reading, route table, responses, auth
  *   sim_tasks.c    createTask / recordInfo / results, state machine, threads
- *   sim_fetch.c    loopback-only downloads (input images)
+ *   sim_fetch.c    loopback-only downloads (input images, fileUrl)
+ *   sim_upload.c   the file-upload API: validation, base64, multipart, answers
+ *   sim_files.c    the uploaded-file store (memory or --files-dir) and its routes
  *   sim_callback.c callBackUrl delivery and its HMAC signature
  *   sim_admin.c    knob table, request log, /sim/... routes
  *   sim_image.c    image sniffing and the result PNG
@@ -63,6 +68,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,10 +83,13 @@
 
 #include "sim.h"
 #include "sim_admin.h"
+#include "sim_files.h"
 #include "sim_http.h"
 #include "sim_tasks.h"
 
 #define SIM_MAX_TASKS_DEFAULT 10000L /* oldest evicted beyond this */
+#define SIM_FILES_MAX_BYTES_DEFAULT (512L * 1024 * 1024)
+#define SIM_FILES_MAX_COUNT_DEFAULT 1000L
 #define SIM_CONN_LIMIT        512u
 #define SIM_CONN_TIMEOUT_S    120u
 
@@ -93,6 +102,9 @@ static void sim_usage(FILE *f)
           "  --port N              TCP port, 0 = ephemeral (default 0; env KIE_SIM_PORT)\n"
           "  --api-key KEY         Bearer key clients must send (default test-key; env KIE_SIM_API_KEY)\n"
           "  --max-tasks N         tasks kept in memory, oldest evicted (default 10000)\n"
+          "  --files-dir DIR       keep uploaded files in DIR (an existing directory) instead of memory\n"
+          "  --files-max-bytes N   uploaded files kept at most, in bytes; oldest dropped (default 536870912)\n"
+          "  --files-max-count N   uploaded files kept at most; oldest dropped (default 1000)\n"
           "  --help                this text\n\n"
           "Knobs (start-up flags; change at runtime with POST /sim/config {\"knob\":value,...},\n"
           "{\"reset\":true} restores the start-up values; GET /sim/config shows them):\n", f);
@@ -104,11 +116,50 @@ static void sim_usage(FILE *f)
           "  reset    close the connection without answering (TCP RST)\n"
           "  code401 code402 code422 code455 code500 code501  HTTP 200 with that KIE \"code\"\n"
           "  code429  HTTP 429 with code 429\n\n"
+          "Modes for upload_mode (the three upload routes):\n"
+          "  normal   behave like KIE            nourl    success, but data has no downloadUrl\n"
+          "  http401  HTTP 401 {\"success\":false,\"code\":401,...}   http500  HTTP 500, code 500\n"
+          "  code400 code500  HTTP 200 with {\"success\":false} and that code\n"
+          "  hang reset nonjson  as for create_mode\n\n"
           "Endpoints: POST /api/v1/jobs/createTask, GET /api/v1/jobs/recordInfo?taskId=,\n"
-          "  GET /results/<taskId>.png, GET|POST /sim/config, GET|DELETE /sim/requests, GET /sim/tasks.\n"
-          "Input URLs and callBackUrl are only fetched from 127.0.0.0/8, localhost and [::1];\n"
+          "  GET /results/<taskId>.png,\n"
+          "  POST /api/file-stream-upload (multipart file, uploadPath, fileName),\n"
+          "  POST /api/file-base64-upload (JSON base64Data, uploadPath, fileName),\n"
+          "  POST /api/file-url-upload (JSON fileUrl, uploadPath, fileName) - KIE's upload API on this port,\n"
+          "  GET /kie-files/<uploadPath>/<fileName> and GET /kie-download/<fileId> (uploaded files, no key),\n"
+          "  GET|POST /sim/config, GET|DELETE /sim/requests, GET /sim/tasks, GET|DELETE /sim/files.\n"
+          "Input URLs, fileUrl and callBackUrl are only fetched from 127.0.0.0/8, localhost and [::1];\n"
           "anything else is treated as unreachable. Prints \"kie-sim listening on port N\" when ready;\n"
           "SIGINT/SIGTERM exit 0.\n", f);
+}
+
+/* The numeric start-up options (flags only, not knobs). */
+static const struct {
+    const char *name;
+    size_t off;
+    long min, max;
+} sim_num_opts[] = {
+    {"max_tasks", offsetof(struct sim_app, max_tasks), 1, 1000000},
+    {"files_max_bytes", offsetof(struct sim_app, files_max_bytes), 1, 1L << 40},
+    {"files_max_count", offsetof(struct sim_app, files_max_count), 1, 100000},
+};
+
+/* Returns 0 if name is a numeric option (set from val), 1 if it is not
+ * one, -1 after printing an error. */
+static int sim_num_opt(struct sim_app *app, const char *name, const char *arg, const char *val)
+{
+    for (size_t i = 0; i < sizeof sim_num_opts / sizeof sim_num_opts[0]; i++) {
+        if (strcmp(sim_num_opts[i].name, name) != 0)
+            continue;
+        if (sim_parse_long(val, sim_num_opts[i].min, sim_num_opts[i].max,
+                           (long *)(void *)((char *)app + sim_num_opts[i].off)) != 0) {
+            fprintf(stderr, "kie-sim: --%.*s must be %ld..%ld\n", (int)strcspn(arg + 2, "="), arg + 2,
+                    sim_num_opts[i].min, sim_num_opts[i].max);
+            return -1;
+        }
+        return 0;
+    }
+    return 1;
 }
 
 /* Returns 0, 1 for --help, or -1 after printing an error. */
@@ -130,6 +181,7 @@ static int sim_parse_args(struct sim_app *app, int argc, char **argv)
         char name[64];
         size_t n;
         const struct sim_knob *k;
+        int rc;
 
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
             return 1;
@@ -173,11 +225,15 @@ static int sim_parse_args(struct sim_app *app, int argc, char **argv)
                 return -1;
             }
             sim_copy(app->api_key, sizeof app->api_key, val);
-        } else if (strcmp(name, "max_tasks") == 0) {
-            if (sim_parse_long(val, 1, 1000000, &app->max_tasks) != 0) {
-                fprintf(stderr, "kie-sim: --max-tasks must be 1..1000000\n");
+        } else if (strcmp(name, "files_dir") == 0) {
+            if (!*val) {
+                fprintf(stderr, "kie-sim: --files-dir needs a directory\n");
                 return -1;
             }
+            app->files_dir = val;
+        } else if ((rc = sim_num_opt(app, name, arg, val)) <= 0) {
+            if (rc < 0)
+                return -1;
         } else if ((k = sim_knob_find(name)) != NULL) {
             if (sim_knob_set_str(&app->cfg, k, val, err, sizeof err) != 0) {
                 fprintf(stderr, "kie-sim: --%s: %s\n", arg + 2, err);
@@ -199,6 +255,8 @@ static int sim_app_init(struct sim_app *app)
     sim_copy(app->api_key, sizeof app->api_key, "test-key");
     sim_copy(app->host, sizeof app->host, "127.0.0.1");
     app->max_tasks = SIM_MAX_TASKS_DEFAULT;
+    app->files_max_bytes = SIM_FILES_MAX_BYTES_DEFAULT;
+    app->files_max_count = SIM_FILES_MAX_COUNT_DEFAULT;
     app->cfg = sim_config_defaults;
     atomic_init(&app->stopping, false);
     if (pthread_mutex_init(&app->lock, NULL) != 0 || pthread_cond_init(&app->wake, NULL) != 0 ||
@@ -226,6 +284,7 @@ static void sim_app_free(struct sim_app *app)
         for (size_t i = 0; i < app->task_count; i++)
             sim_task_free(app->tasks[(app->task_head + i) % cap]);
     free(app->tasks);
+    sim_files_free(app->files);
     cJSON_Delete(app->req_log);
     pthread_cond_destroy(&app->tick);
     pthread_cond_destroy(&app->wake);
@@ -261,6 +320,11 @@ int main(int argc, char **argv)
     app.tasks = calloc((size_t)app.max_tasks, sizeof *app.tasks);
     if (!app.tasks)
         goto out;
+    app.files = sim_files_new(app.files_dir, (size_t)app.files_max_bytes, (size_t)app.files_max_count);
+    if (!app.files) {
+        ret = 2;
+        goto out;
+    }
 
     /* SIGINT/SIGTERM are taken with sigwait() below; every thread inherits
      * this mask, so no handler runs asynchronously anywhere. */

@@ -445,7 +445,7 @@ void sim_h_create(struct sim_app *app, struct MHD_Connection *c, struct sim_req 
     bool present;
     cJSON *body = NULL, *out, *data;
     struct sim_task *t;
-    int mode = sim_take_mode(app, false, &cfg);
+    int mode = sim_take_mode(app, SIM_EP_CREATE, &cfg);
 
     if (cfg.latency_ms > 0 && sim_wait_client(app, c, cfg.latency_ms) != 0) {
         resp->action = SIM_DROP;
@@ -500,7 +500,7 @@ void sim_h_record(struct sim_app *app, struct MHD_Connection *c, struct sim_req 
     struct sim_task *t;
     cJSON *out, *data = NULL;
     bool present;
-    int mode = sim_take_mode(app, true, &cfg);
+    int mode = sim_take_mode(app, SIM_EP_RECORD, &cfg);
 
     (void)r;
     if (cfg.latency_ms > 0 && sim_wait_client(app, c, cfg.latency_ms) != 0) {
