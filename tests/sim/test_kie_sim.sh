@@ -7,7 +7,8 @@
 # and a python listener for callbacks/redirects, then checks auth, validation,
 # the task lifecycle, download failures, the loopback-only rule, every
 # create/record mode, latency concurrency, callbacks (+HMAC), the served PNG,
-# hostile input, eviction, CLI handling and clean shutdown. For a sanitizer
+# hostile input, eviction, CLI handling and clean shutdown; then sources the
+# parts for the newer features (upload.sh: KIE's file-upload API). For a sanitizer
 # build, point KIE_SIM at it; any ASan/UBSan report in its stderr fails the run.
 # Prints "N passed, N failed"; exits 1 if anything failed.
 set -u
@@ -62,12 +63,20 @@ wait_port() {
 }
 
 # start_sim NAME ARGS... -> sets SIM_PID, SIM_PORT; stdout/stderr in $T/NAME.{out,err}
+SIM_NAMES=()
 start_sim() {
     local name=$1; shift
     "$SIM" "$@" >"$T/$name.out" 2>"$T/$name.err" &
     SIM_PID=$!
     PIDS+=("$SIM_PID")
+    SIM_NAMES+=("$name")
     SIM_PORT=$(wait_port "$T/$name.out" "kie-sim listening on port ") || { echo "sim $name did not start"; cat "$T/$name.err"; exit 1; }
+}
+# stop_sim PID NAME: SIGTERM, then the exit code must be 0 (sanitizer reports come at exit)
+stop_sim() {
+    kill -TERM "$1"
+    wait "$1"
+    eq "shutdown: $2 exits 0 on SIGTERM" "$?" 0
 }
 
 # ---------------------------------------------------------------- fixtures
@@ -530,7 +539,10 @@ eq "cli: --help exits 0" "$?" 0
 missing=""
 for k in --host --port --api-key --max-tasks --latency-ms --step-ms --outcome --fail-code --fail-msg --create-mode \
          --record-mode --create-mode-times --record-mode-times --hang-max-ms --webhook-hmac-key KIE_SIM_PORT \
-         KIE_SIM_API_KEY http500 nonjson hang reset code401 code402 code422 code429 code455 code500 code501; do
+         KIE_SIM_API_KEY http500 nonjson hang reset code401 code402 code422 code429 code455 code500 code501 \
+         --files-dir --files-max-bytes --files-max-count --upload-mode --upload-mode-times --upload-shape \
+         --upload-max-bytes --upload-base64-max-bytes --upload-ttl-ms http401 code400 nourl openapi quickstart \
+         /api/file-stream-upload /api/file-base64-upload /api/file-url-upload /kie-files/ /kie-download/ /sim/files; do
     grep -q -- "$k" "$T/help.txt" || missing="$missing $k"
 done
 eq "cli: --help documents every option, knob and mode" "$missing" ""
@@ -554,7 +566,14 @@ eq "shutdown: SIGTERM with a hung request -> exit 0" "$rc" 0
 check "shutdown: prompt ($((t1 - t0)) ms < 3000)" test $((t1 - t0)) -lt 3000
 wait "$HC" 2>/dev/null
 
-for f in "$T/main.err" "$T/b.err"; do
+# the newer features, each against its own simulator (same helpers and fixtures)
+for part in upload; do
+    # shellcheck source=/dev/null
+    . "$ROOT/tests/sim/$part.sh"
+done
+
+for name in "${SIM_NAMES[@]}" b; do
+    f="$T/$name.err"
     if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer' "$f"; then
         bad "sanitizers: clean stderr in $(basename "$f")" "$(grep -m3 -E 'Sanitizer|runtime error' "$f")"
     else
