@@ -6,6 +6,7 @@
 #include "handlers.h"
 #include "http.h"
 #include "imagepool.h"
+#include "kieupload.h"
 #include "storage.h"
 #include "upstream.h"
 #include "validate.h"
@@ -128,24 +129,39 @@ enum MHD_Result h_healthz(struct req *r)
     return http_json(r, 200, j);
 }
 
-/* Can KIE fetch what /upload hands out? In S3 mode yes (presigned or public
- * URLs); locally only with a public base URL that is not private. */
-static int public_url_ok(struct req *r, char *base, size_t cap)
+/* How KIE will get what /upload hands out: "s3" (presigned or public S3
+ * URLs), "public_url" (PUBLIC_BASE_URL, or a private one the operator allowed
+ * with ALLOW_PRIVATE_INPUT_URLS), "kie_upload" (pushed to KIE's file upload
+ * by /generate), or "none" (KIE cannot get it: the warning is shown). */
+static const char *kie_input_way(struct req *r, char *base, size_t cap)
 {
+    const struct config *cfg = r->app->cfg;
     struct url_parts u;
+    int public_base;
+
     http_public_base(r, base, cap);
     if (strcmp(r->app->store->ops->name, "s3") == 0)
-        return 1;
-    if (!base[0] || url_parse(base, &u) != 0)
-        return 0;
-    return !url_host_is_private(u.host);
+        return "s3";
+    public_base = base[0] && (cfg->allow_private_input_urls || (url_parse(base, &u) == 0 && !url_host_is_private(u.host)));
+    if (cfg->kie_upload == KIE_UPLOAD_ALWAYS || (cfg->kie_upload == KIE_UPLOAD_AUTO && !public_base))
+        return "kie_upload";
+    return public_base ? "public_url" : "none";
+}
+
+/* The KIE the server talks to is on this machine or a private network: the
+ * simulator (make sim), so results are simulated. */
+static int kie_simulated(const struct config *cfg)
+{
+    struct url_parts u;
+    return url_parse(cfg->kie_base_url, &u) == 0 && url_host_is_private(u.host);
 }
 
 enum MHD_Result h_config(struct req *r)
 {
     const struct config *cfg = r->app->cfg;
     char base[512];
-    int ok = public_url_ok(r, base, sizeof base);
+    const char *way = kie_input_way(r, base, sizeof base);
+    int ok = strcmp(way, "none") != 0;
     cJSON *j = cJSON_CreateObject();
     cJSON *warnings = cJSON_CreateArray();
 
@@ -155,6 +171,8 @@ enum MHD_Result h_config(struct req *r)
     else
         cJSON_AddNullToObject(j, "public_base_url");
     cJSON_AddBoolToObject(j, "public_url_ok", ok);
+    cJSON_AddStringToObject(j, "kie_input", way);
+    cJSON_AddBoolToObject(j, "kie_simulated", kie_simulated(cfg));
     cJSON_AddBoolToObject(j, "kie_configured", cfg->kie_api_key != NULL);
     cJSON_AddBoolToObject(j, "auth_required", cfg->api_token != NULL);
     cJSON_AddBoolToObject(j, "direct_upload", cfg->use_s3);
@@ -171,12 +189,13 @@ enum MHD_Result h_config(struct req *r)
     cJSON_AddItemToObject(j, "aspect_ratios", cJSON_CreateStringArray(ASPECT_RATIOS, N_ASPECT_RATIOS));
     cJSON_AddItemToObject(j, "resolutions", cJSON_CreateStringArray(RESOLUTIONS, N_RESOLUTIONS));
     cJSON_AddStringToObject(j, "default_prompt", DEFAULT_PROMPT);
-    if (!ok && !cfg->allow_private_input_urls)
+    if (!ok)
         cJSON_AddItemToArray(warnings,
-                             cJSON_CreateString("KIE downloads your photo from its own servers, so it cannot "
-                                                "reach localhost. Start a tunnel (docker compose --profile "
-                                                "tunnel up) and set PUBLIC_BASE_URL to its https URL, or use "
-                                                "S3 mode (USE_S3=1)."));
+                             cJSON_CreateString("KIE cannot download files from this server: KIE fetches your "
+                                                "photo from its own servers and cannot reach localhost, and "
+                                                "KIE_UPLOAD=never. Set KIE_UPLOAD=auto (the server then sends "
+                                                "photos through KIE's file upload), or set PUBLIC_BASE_URL to a "
+                                                "public URL (e.g. a tunnel), or use S3 mode (USE_S3=1)."));
     if (!cfg->kie_api_key)
         cJSON_AddItemToArray(warnings, cJSON_CreateString("KIE_API_KEY is not set: uploads work, but "
                                                           "generating images does not."));

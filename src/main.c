@@ -264,9 +264,19 @@ static int cmd_serve(void)
              app.store->ops->name, cfg.kie_base_url);
     if (!cfg.kie_api_key)
         log_warn("KIE_API_KEY is not set: /upload and /files work, /generate and /status answer 503");
-    if (!cfg.public_base_url && !cfg.use_s3)
-        log_warn("PUBLIC_BASE_URL is not set: KIE cannot fetch /files/... from this machine; start a tunnel and "
-                 "set PUBLIC_BASE_URL, or use USE_S3=1");
+    if (cfg.use_s3)
+        log_info("KIE reaches uploads through presigned S3 URLs (bucket %s)", cfg.s3_bucket);
+    else if (cfg.kie_upload == KIE_UPLOAD_ALWAYS)
+        log_info("KIE reaches uploads through KIE's file upload (%s): KIE_UPLOAD=always", cfg.kie_upload_base_url);
+    else if (cfg.public_base_url)
+        log_info("KIE reaches uploads at PUBLIC_BASE_URL (%s)%s", cfg.public_base_url,
+                 cfg.kie_upload == KIE_UPLOAD_AUTO ? "; when it is not public, through KIE's file upload" : "");
+    else if (cfg.kie_upload == KIE_UPLOAD_AUTO)
+        log_info("KIE reaches uploads through KIE's file upload (%s): no PUBLIC_BASE_URL, no tunnel needed",
+                 cfg.kie_upload_base_url);
+    else
+        log_warn("KIE cannot download files from this server: PUBLIC_BASE_URL is not set and KIE_UPLOAD=never; "
+                 "set KIE_UPLOAD=auto, a public PUBLIC_BASE_URL, or USE_S3=1");
 
     tunnel_pending = cfg.public_base_url && strcmp(cfg.public_base_url, "auto") == 0;
     if (tunnel_pending)

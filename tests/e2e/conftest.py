@@ -174,6 +174,8 @@ def start_server(env=None, port=0, cwd=None, expect_fail=False):
         "RATE_LIMIT_GENERATE": "0",
         "RATE_LIMIT_UPLOAD": "0",
         "MIN_FREE_DISK_MB": "0",
+        # never KIE's real upload host: a closed loopback port unless a test points it at the simulator
+        "KIE_UPLOAD_BASE_URL": "http://127.0.0.1:1",
     }
     for passed in ("ASAN_OPTIONS", "VIPS_NOVECTOR"):  # sanitizer settings; VIPS_NOVECTOR under valgrind
         if passed in os.environ:

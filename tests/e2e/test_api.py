@@ -314,7 +314,7 @@ def test_failed_task_reports_kie_message(server, sim):
 
 def test_task_fails_when_kie_cannot_fetch_input(server, sim):
     g = request(server.port, "POST", "/generate",
-                good_generate(f"http://127.0.0.1:{server.port}/files/aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee.png"))
+                good_generate(f"http://127.0.0.1:{sim.port}/missing/aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee.png"))
     assert g.status == 200
     task = g.json()["data"]["taskId"]
     d = wait_task(server.port, task)
@@ -397,12 +397,13 @@ def test_private_input_urls_are_explained(sim, server_factory, url):
     assert "PUBLIC_BASE_URL" in err["message"] and "tunnel" in err["message"]
 
 
-def test_relative_input_url_needs_public_base_url(sim, server_factory):
-    srv = server_factory({"KIE_API_KEY": KIE_KEY, "KIE_BASE_URL": f"http://127.0.0.1:{sim.port}"})
+def test_relative_input_url_needs_public_base_url_with_kie_upload_off(sim, server_factory):
+    srv = server_factory({"KIE_API_KEY": KIE_KEY, "KIE_BASE_URL": f"http://127.0.0.1:{sim.port}",
+                          "KIE_UPLOAD": "never"})
     name = upload(srv.port, png_bytes()).json()["filename"]
     r = request(srv.port, "POST", "/generate", good_generate(f"/files/{name}"))
     assert r.status == 400 and error_of(r)["code"] == "input_url_not_public"
-    assert "PUBLIC_BASE_URL" in error_of(r)["message"]
+    assert "PUBLIC_BASE_URL" in error_of(r)["message"] and "KIE_UPLOAD" in error_of(r)["message"]
 
 
 def test_relative_input_url_resolved_against_public_base(sim, server_factory):
@@ -418,11 +419,15 @@ def test_relative_input_url_resolved_against_public_base(sim, server_factory):
     assert c["public_url_ok"] is True and c["public_base_url"] == "https://shop-demo.trycloudflare.com"
 
 
-def test_config_warns_without_public_url(server_factory):
-    srv = server_factory({})
+def test_config_warns_only_when_kie_cannot_get_files(server_factory):
+    # KIE_UPLOAD=auto (the default) gets files to KIE without a public URL: no warning
+    c = request(server_factory({}).port, "GET", "/config").json()
+    assert c["public_url_ok"] is True and c["kie_input"] == "kie_upload" and c["warnings"] == [
+        "KIE_API_KEY is not set: uploads work, but generating images does not."], c
+    srv = server_factory({"KIE_UPLOAD": "never"})
     c = request(srv.port, "GET", "/config").json()
-    assert c["public_url_ok"] is False and c["storage"] == "local"
-    assert any("localhost" in w for w in c["warnings"])
+    assert c["public_url_ok"] is False and c["storage"] == "local" and c["kie_input"] == "none"
+    assert any("KIE cannot download files" in w and "localhost" in w for w in c["warnings"])
     assert c["aspect_ratios"] == ["1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "auto"]
     assert c["resolutions"] == ["1K", "2K"]
 

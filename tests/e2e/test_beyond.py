@@ -142,7 +142,7 @@ def test_public_base_url_auto_from_cloudflared(sim, server_factory):
     t = threading.Thread(target=metrics.serve_forever, daemon=True)
     t.start()
     try:
-        srv = server_factory({"PUBLIC_BASE_URL": "auto", "KIE_API_KEY": KIE_KEY,
+        srv = server_factory({"PUBLIC_BASE_URL": "auto", "KIE_API_KEY": KIE_KEY, "KIE_UPLOAD": "never",
                               "KIE_BASE_URL": f"http://127.0.0.1:{sim.port}",
                               "CLOUDFLARED_METRICS_URL": f"http://127.0.0.1:{metrics.server_port}"})
         assert request(srv.port, "GET", "/config").json()["public_url_ok"] is False  # not up yet
