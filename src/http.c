@@ -678,7 +678,8 @@ struct MHD_Daemon *http_start(struct app *app, char *err, size_t cap)
                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
                          MHD_OPTION_END);
     if (!d) {
-        snprintf(err, cap, "cannot listen on %s:%ld (port in use?)", cfg->host, cfg->port);
+        snprintf(err, cap, "cannot listen on %s:%ld: the port is in use or not allowed; choose another with PORT= "
+                 "(e.g. PORT=8080)", cfg->host, cfg->port);
         return NULL;
     }
     info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);

@@ -260,7 +260,7 @@ static int cmd_serve(void)
     }
     printf("listening on port %u\n", app.port);
     fflush(stdout);
-    log_info("product-photo-api %s listening on http://%s:%u (storage: %s, KIE: %s)", VERSION, cfg.host, app.port,
+    log_info("product-photo-api %s ready on http://%s:%u (storage: %s, KIE: %s)", VERSION, cfg.host, app.port,
              app.store->ops->name, cfg.kie_base_url);
     if (!cfg.kie_api_key)
         log_warn("KIE_API_KEY is not set: /upload and /files work, /generate and /status answer 503");
@@ -337,15 +337,20 @@ int main(int argc, char **argv)
         printf("product-photo-api %s\n", VERSION);
         return 0;
     }
+    if (strcmp(cmd, "generate") == 0)
+        return cli_generate(argc - 1, argv + 1);
+    if ((strcmp(cmd, "serve") == 0 || strcmp(cmd, "routes") == 0 || strcmp(cmd, "healthcheck") == 0) && argc > 2) {
+        fprintf(stderr, "product-photo-api %s: unexpected argument '%s' (configuration comes from the environment "
+                        "and .env; see --help)\n", cmd, argv[2]);
+        return 2;
+    }
     if (strcmp(cmd, "routes") == 0)
         return cmd_routes();
     if (strcmp(cmd, "healthcheck") == 0)
         return cmd_healthcheck();
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve();
-    if (strcmp(cmd, "generate") == 0)
-        return cli_generate(argc - 1, argv + 1);
-    fprintf(stderr, "product-photo-api: unknown command '%s'\n\n", cmd);
-    usage(stderr);
+    fprintf(stderr, "product-photo-api: unknown %s '%s'\nUsage: product-photo-api [serve | generate PHOTO --prompt TEXT | "
+                    "routes | healthcheck | --help | --version] (see --help)\n", cmd[0] == '-' ? "option" : "command", cmd);
     return 2;
 }

@@ -350,3 +350,34 @@ def test_bad_usage_exits_2(tmp_path, args, needle):
 def test_bad_poll_env_exits_2(tmp_path):
     rc, _, stderr = run_cli([str(photo(tmp_path)), "-p", PROMPT], cwd=tmp_path, env=cli_env(PPA_POLL_MS="fast"))
     assert rc == 2 and "PPA_POLL_MS" in stderr
+
+
+@pytest.mark.parametrize("args,word", [(["serve", "--port", "9000"], "unexpected argument '--port'"),
+                                       (["routes", "x"], "unexpected argument 'x'"),
+                                       (["bogus"], "unknown command 'bogus'"), (["--nope"], "unknown option '--nope'")])
+def test_bad_command_line_is_one_short_message(tmp_path, args, word):
+    p = subprocess.run([PPA_BIN] + args, cwd=tmp_path, capture_output=True, timeout=20 * SLOW, env=cli_env())
+    err = p.stderr.decode()
+    assert p.returncode == 2 and word in err and "see --help" in err, err
+    assert len(err.strip().splitlines()) <= 2, err  # not the whole help, which scrolls the error away
+    assert p.stdout == b""
+
+
+def test_busy_port_names_the_variable(tmp_path):
+    import socket
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    try:
+        env = dict(cli_env(), HOST="127.0.0.1", PORT=str(s.getsockname()[1]), UPLOAD_DIR=str(tmp_path / "u"))
+        p = subprocess.run([PPA_BIN, "serve"], cwd=tmp_path, capture_output=True, timeout=20 * SLOW, env=env)
+    finally:
+        s.close()
+    err = p.stderr.decode()
+    assert p.returncode != 0 and "PORT=" in err and "in use" in err, err
+
+
+def test_listening_is_said_once(server):
+    log = server.log()
+    assert log.count("listening on") == 0 and "ready on http://127.0.0.1:" in log, log[:2000]
