@@ -24,7 +24,7 @@ enum route_flags {
     ROUTE_JSON_BODY = 1u << 0, /* buffer a JSON body up to MAX_JSON_BODY */
     ROUTE_MULTIPART = 1u << 1, /* stream a multipart upload */
     ROUTE_AUTH = 1u << 2,      /* needs API_TOKEN when one is set */
-    ROUTE_RL_GENERATE = 1u << 3,
+    ROUTE_RL_GENERATE = 1u << 3, /* taken by the handler, once valid (http_rate_limit) */
     ROUTE_RL_UPLOAD = 1u << 4,
     ROUTE_RAW_BODY = 1u << 5,  /* buffer any body up to MAX_JSON_BODY */
 };
@@ -88,6 +88,11 @@ enum MHD_Result http_send(struct req *r, unsigned status, struct MHD_Response *r
 void http_add_common_headers(struct req *r, struct MHD_Response *resp);
 /* 302 to `location`. */
 enum MHD_Result http_redirect(struct req *r, const char *location);
+
+/* Take a token from `rl` for the client; 1 after answering 429 (with
+ * Retry-After, in seconds) into *answer, 0 to go on. NULL rl: no limit. */
+struct ratelimit;
+int http_rate_limit(struct req *r, struct ratelimit *rl, enum MHD_Result *answer);
 
 /* Suspend the connection until http_resume(r) is called from any thread;
  * then `cont` runs to answer. Call only from a handler. */

@@ -26,19 +26,110 @@ static int fail(struct generate_request *g, char *code, size_t code_cap, const c
 
 #define FAIL(c, ...) fail(out, code, code_cap, c, msg, msg_cap, __VA_ARGS__)
 
+static const char *const KNOWN_FIELDS[] = {"input_url", "input_urls", "prompt", "aspect_ratio", "resolution",
+                                           "keep_result"};
+#define N_KNOWN_FIELDS (sizeof KNOWN_FIELDS / sizeof KNOWN_FIELDS[0])
+
+/* Edit distance of a and b, lowercased and without '_' or '-' (so
+ * "aspectRatio" is 0 from "aspect_ratio"); names are short (<= 64). */
+static size_t name_distance(const char *a, const char *b)
+{
+    char x[65], y[65];
+    size_t n = 0, m = 0, row[65];
+
+    for (; *a && n < 64; a++)
+        if (*a != '_' && *a != '-')
+            x[n++] = (char)((*a >= 'A' && *a <= 'Z') ? *a + 32 : *a);
+    for (; *b && m < 64; b++)
+        if (*b != '_' && *b != '-')
+            y[m++] = (char)((*b >= 'A' && *b <= 'Z') ? *b + 32 : *b);
+    for (size_t j = 0; j <= m; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= n; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= m; j++) {
+            size_t up = row[j];
+            size_t best = diag + (x[i - 1] != y[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[m];
+}
+
+/* The known field closest to `name`, or NULL when none is close. */
+static const char *closest_field(const char *name)
+{
+    const char *best = NULL;
+    size_t best_d = 4; /* more than 3 edits away: no suggestion */
+    if (strlen(name) > 64)
+        return NULL;
+    for (size_t i = 0; i < N_KNOWN_FIELDS; i++) {
+        size_t d = name_distance(name, KNOWN_FIELDS[i]);
+        if (d < best_d) {
+            best_d = d;
+            best = KNOWN_FIELDS[i];
+        }
+    }
+    return best;
+}
+
+/* JSON's \u0000 escape (any case): a NUL inside a string, which C strings
+ * cannot carry faithfully. */
+static int has_nul_escape(const char *p, size_t len)
+{
+    for (size_t i = 0; i + 6 <= len; i++)
+        if (p[i] == '\\' && (p[i + 1] == 'u' || p[i + 1] == 'U') && memcmp(p + i + 2, "0000", 4) == 0) {
+            size_t bs = 0; /* an escaped backslash before it makes it text */
+            for (size_t k = i; k > 0 && p[k - 1] == '\\'; k--)
+                bs++;
+            if (bs % 2 == 0)
+                return 1;
+        }
+    return 0;
+}
+
 int generate_parse(const char *body, size_t len, struct generate_request *out, char *code, size_t code_cap,
                    char *msg, size_t msg_cap)
 {
     cJSON *v;
+    const char *end = NULL;
     long plen;
 
     memset(out, 0, sizeof *out);
     out->aspect_ratio = "auto";
     out->resolution = "1K";
-    out->root = cJSON_ParseWithLength(body, len);
+    if (memchr(body, '\0', len) || has_nul_escape(body, len))
+        return FAIL("invalid_json", "The body contains a NUL character, which no field may hold.");
+    out->root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
     if (!cJSON_IsObject(out->root))
         return FAIL("invalid_json", "The body must be a JSON object: {\"input_url\":...,\"prompt\":...,"
                                     "\"aspect_ratio\":...,\"resolution\":...}.");
+    while (end && end < body + len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
+        end++;
+    if (!end || end != body + len)
+        return FAIL("invalid_json", "The body has more after the JSON object (%zu bytes): send exactly one object.",
+                    end ? (size_t)(body + len - end) : len);
+    cJSON_ArrayForEach(v, out->root)
+    {
+        size_t i = 0;
+        while (i < N_KNOWN_FIELDS && strcmp(v->string, KNOWN_FIELDS[i]) != 0)
+            i++;
+        if (i == N_KNOWN_FIELDS) {
+            const char *near = closest_field(v->string);
+            if (near)
+                return FAIL("unknown_field", "Unknown field \"%.64s\": did you mean \"%s\"?", v->string, near);
+            return FAIL("unknown_field",
+                        "Unknown field \"%.64s\": the fields are input_url (or input_urls), prompt, aspect_ratio, "
+                        "resolution and keep_result.",
+                        v->string);
+        }
+    }
     v = cJSON_GetObjectItemCaseSensitive(out->root, "input_urls");
     if (v) {
         cJSON *item;

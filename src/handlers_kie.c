@@ -432,6 +432,9 @@ enum MHD_Result h_generate(struct req *r)
         if (resolve_input(r, st->g.input_urls[i], st->g.n_input_urls > 1 ? "an input_urls entry" : "input_url",
                           st->urls[i], sizeof st->urls[i], &st->push[i], &answered))
             return answered;
+    /* valid and bound for KIE: only now does it count against the limit */
+    if (http_rate_limit(r, r->app->rl_generate, &answered))
+        return answered;
     return push_next(r);
 }
 

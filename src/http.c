@@ -452,10 +452,18 @@ static enum MHD_Result preflight(struct req *r, const char *allow)
     return http_send(r, 204, resp, 0);
 }
 
-static enum MHD_Result too_many(struct req *r, long wait)
+int http_rate_limit(struct req *r, struct ratelimit *rl, enum MHD_Result *answer)
 {
-    return http_error_retry(r, 429, "rate_limited", wait, "Too many requests from your address; try again in %ld s.",
-                            wait);
+    struct timespec ts;
+    long wait;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    wait = ratelimit_take(rl, r->client_ip, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+    if (!wait)
+        return 0;
+    *answer = http_error_retry(r, 429, "rate_limited", wait,
+                               "Too many requests from your address; try again in %ld s.", wait);
+    return 1;
 }
 
 /* Central checks on the first callback (headers only). Returns MHD_YES to go
@@ -516,14 +524,12 @@ static enum MHD_Result first_call(struct req *r, int *answered)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
         return http_send(r, 401, resp, (unsigned long long)n);
     }
-    if (r->route->flags & (ROUTE_RL_GENERATE | ROUTE_RL_UPLOAD)) {
-        struct timespec ts;
-        long wait;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        wait = ratelimit_take((r->route->flags & ROUTE_RL_GENERATE) ? r->app->rl_generate : r->app->rl_upload,
-                              r->client_ip, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
-        if (wait)
-            return too_many(r, wait);
+    /* uploads are limited here; /generate only once the request is valid and
+     * about to reach KIE (http_rate_limit), so a 400 costs no budget */
+    if (r->route->flags & ROUTE_RL_UPLOAD) {
+        enum MHD_Result answer;
+        if (http_rate_limit(r, r->app->rl_upload, &answer))
+            return answer;
     }
     if (r->route->flags & (ROUTE_JSON_BODY | ROUTE_RAW_BODY)) {
         if (has_length && length > MAX_JSON_BODY)

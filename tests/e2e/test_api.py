@@ -549,3 +549,18 @@ def test_env_example_is_a_valid_configuration(tmp_path):
         assert c["max_upload_bytes"] == 33554432
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("body,code,words", [
+    (b'{"input_url":"http://127.0.0.1:9/x.png","prompt":"studio shot","aspectRatio":"1:1"}', "unknown_field",
+     ['"aspectRatio"', 'did you mean "aspect_ratio"']),
+    (b'{"input_url":"http://127.0.0.1:9/x.png","prompt":"studio shot"} trailing', "invalid_json", ["more after"]),
+    (b'{"input_url":"http://127.0.0.1:9/x.png","prompt":"studio\\u0000shot"}', "invalid_json", ["NUL"]),
+])
+def test_generate_body_is_strict(server, sim, body, code, words):
+    r = request(server.port, "POST", "/generate", body, headers={"Content-Type": "application/json"})
+    assert r.status == 400, r
+    err = error_of(r)
+    assert err["code"] == code and all(w in err["message"] for w in words), err
+    assert not [q for q in sim_requests(sim) if q["path"] == "/api/v1/jobs/createTask"]
+

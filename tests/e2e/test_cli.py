@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import KIE_KEY, PPA_BIN, SLOW, free_port, png_bytes, sim_config, sim_requests, upload
+from conftest import KIE_KEY, PPA_BIN, SLOW, free_port, png_bytes, sim_config, sim_requests, upload, wait_for
 
 CLI_BIN = os.path.abspath(os.environ.get("PPA_CLI_BIN") or PPA_BIN)
 PROMPT = "The product on white marble, soft studio light"
@@ -379,5 +379,5 @@ def test_busy_port_names_the_variable(tmp_path):
 
 
 def test_listening_is_said_once(server):
-    log = server.log()
+    log = wait_for(lambda: server.log() if "ready on" in server.log() else None)
     assert log.count("listening on") == 0 and "ready on http://127.0.0.1:" in log, log[:2000]

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from conftest import (KIE_KEY, SLOW, VALGRIND, list_uploads, multipart, png_bytes, request, sim_config,
+                      sim_requests,
                       start_server, upload, wait_for)
 
 TOKEN = "ppa-token-4c1d9e2f7a8b"
@@ -43,11 +44,17 @@ def test_rate_limit_generate(sim, server_factory):
     srv = server_factory({"RATE_LIMIT_GENERATE": "2", "KIE_API_KEY": KIE_KEY,
                           "KIE_BASE_URL": f"http://127.0.0.1:{sim.port}", "ALLOW_PRIVATE_INPUT_URLS": "1"})
     gen = {"input_url": f"http://127.0.0.1:{sim.port}/x.png", "prompt": "studio shot please"}
+    # invalid requests never reach KIE, so they use none of the budget
+    for bad in ({"prompt": "no input"}, dict(gen, aspectRatio="1:1"), dict(gen, resolution="8K")):
+        assert request(srv.port, "POST", "/generate", bad).status == 400
     assert request(srv.port, "POST", "/generate", gen).status == 200
     assert request(srv.port, "POST", "/generate", gen).status == 200
     r = request(srv.port, "POST", "/generate", gen)
     assert r.status == 429 and r.json()["error"]["code"] == "rate_limited"
-    assert int(r.header("Retry-After")) >= 1
+    wait = int(r.header("Retry-After"))
+    assert wait >= 1 and r.json()["error"]["retry_after"] == wait and f"try again in {wait} s" in r.json()["error"]["message"]
+    creates = [q for q in sim_requests(sim) if q["path"] == "/api/v1/jobs/createTask"]
+    assert len(creates) == 2
     # uploads have their own bucket
     assert upload(srv.port, png_bytes()).status == 200
 
