@@ -32,6 +32,10 @@ struct kie_outcome {
 
 enum kie_transport { KIE_OK = 0, KIE_TIMEOUT, KIE_UNREACHABLE };
 
+/* 1 when a recordInfo outcome is KIE's "no such task" (code 422, "recordInfo
+ * is null"): unknown, expired, or created a moment ago and not yet known. */
+int kie_unknown_task(const struct kie_outcome *o);
+
 /* Map an answer. `transport` says whether an HTTP answer arrived at all;
  * `http_status`, `body`, `len` are the answer. For recordInfo answers
  * (`is_status`), data.resultUrls is added from the resultJson string.

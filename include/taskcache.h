@@ -6,6 +6,7 @@
 #define PPA_TASKCACHE_H
 
 #include <stddef.h>
+#include <time.h>
 
 struct taskcache;
 
@@ -16,6 +17,11 @@ void taskcache_free(struct taskcache *tc);
 void taskcache_put_final(struct taskcache *tc, const char *task_id, const char *json_text);
 /* A malloc'd copy of the final answer, or NULL. Caller frees. */
 char *taskcache_get_final(struct taskcache *tc, const char *task_id);
+
+/* This server created the task at `now` (KIE may not know it for a moment). */
+void taskcache_note_created(struct taskcache *tc, const char *task_id, time_t now);
+/* 1 when this server created the task less than `seconds` before `now`. */
+int taskcache_created_within(struct taskcache *tc, const char *task_id, time_t now, long seconds);
 
 /* keep_result was asked for this task. */
 void taskcache_set_keep(struct taskcache *tc, const char *task_id);

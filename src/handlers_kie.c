@@ -25,11 +25,16 @@
 /* KIE must be able to fetch presigned inputs for a while after createTask. */
 #define INPUT_URL_MIN_TTL 3600
 
+/* Right after createTask KIE may answer "recordInfo is null" for a moment:
+ * a task this server created that recently is reported as waiting. */
+#define NEW_TASK_GRACE_SECONDS 30
+
 struct kie_state {
     struct req *r;
     struct upstream_call *call;
     int is_status;
     int keep_result;
+    char task_id[129]; /* /status */
 };
 
 static void kie_state_free(void *p)
@@ -60,13 +65,31 @@ static enum MHD_Result kie_reply(struct req *r)
         t = KIE_UNREACHABLE;
     kie_map(t, c->error, r->app->cfg->kie_timeout_seconds, c->http_status, c->response.data, c->response.len,
             st->is_status, st->is_status ? "recordInfo" : "createTask", &o);
+    if (st->is_status && kie_unknown_task(&o)) {
+        kie_outcome_free(&o);
+        if (taskcache_created_within(r->app->tasks, st->task_id, time(NULL), NEW_TASK_GRACE_SECONDS)) {
+            cJSON *j = cJSON_CreateObject();
+            cJSON *data = cJSON_AddObjectToObject(j, "data");
+            cJSON_AddNumberToObject(j, "code", 200);
+            cJSON_AddStringToObject(j, "message", "success");
+            cJSON_AddStringToObject(data, "taskId", st->task_id);
+            cJSON_AddStringToObject(data, "state", "waiting");
+            cJSON_AddItemToObject(data, "resultUrls", cJSON_CreateArray());
+            return http_json(r, 200, j);
+        }
+        return http_error(r, 404, "task_not_found", "No such task: unknown or expired (KIE keeps tasks for a limited "
+                                                    "time; check the task id from /generate).");
+    }
     if (o.status == 200) {
         if (st->is_status) {
             results_note_answer(r->app, o.json);
-        } else if (st->keep_result) {
+        } else {
             cJSON *id = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o.json, "data"), "taskId");
-            if (cJSON_IsString(id) && task_id_valid(id->valuestring))
-                taskcache_set_keep(r->app->tasks, id->valuestring);
+            if (cJSON_IsString(id) && task_id_valid(id->valuestring)) {
+                taskcache_note_created(r->app->tasks, id->valuestring, time(NULL));
+                if (st->keep_result)
+                    taskcache_set_keep(r->app->tasks, id->valuestring);
+            }
         }
         ret = http_json(r, 200, o.json);
         o.json = NULL;
@@ -88,7 +111,8 @@ static enum MHD_Result kie_reply(struct req *r)
 }
 
 /* Start the KIE call described by `c` (ownership taken). */
-static enum MHD_Result kie_call(struct req *r, struct upstream_call *c, int is_status, int keep_result)
+static enum MHD_Result kie_call(struct req *r, struct upstream_call *c, int is_status, int keep_result,
+                                const char *task_id)
 {
     struct kie_state *st = calloc(1, sizeof *st);
     char auth[1100];
@@ -101,6 +125,8 @@ static enum MHD_Result kie_call(struct req *r, struct upstream_call *c, int is_s
     st->call = c;
     st->is_status = is_status;
     st->keep_result = keep_result;
+    if (task_id)
+        snprintf(st->task_id, sizeof st->task_id, "%s", task_id);
     r->state = st;
     r->state_free = kie_state_free;
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", r->app->cfg->kie_api_key);
@@ -310,7 +336,7 @@ static enum MHD_Result create_task(struct req *r)
         return MHD_NO;
     }
     upstream_call_body(c, text, strlen(text));
-    return kie_call(r, c, 0, keep);
+    return kie_call(r, c, 0, keep, NULL);
 }
 
 static enum MHD_Result push_next(struct req *r);
@@ -468,5 +494,5 @@ enum MHD_Result h_status(struct req *r)
     c = upstream_call_new("GET", endpoint, cfg->kie_timeout_seconds * 1000, MAX_UPSTREAM_RESPONSE);
     if (!c)
         return MHD_NO;
-    return kie_call(r, c, 1, 0);
+    return kie_call(r, c, 1, 0, id);
 }

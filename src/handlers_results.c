@@ -117,6 +117,30 @@ static void result_state_free(void *p)
     }
 }
 
+/* The photo's name for a download ("mug.heic" -> "mug"): letters, digits,
+ * space, '.', '_' and '-' only (nothing that could break the header), the
+ * extension dropped, at most cap-1 bytes; the task id when nothing is left. */
+static void download_stem(const char *name, const char *task_id, char *out, size_t cap)
+{
+    size_t n = 0;
+    char *dot;
+
+    for (const char *p = name ? name : ""; *p && n + 1 < cap; p++) {
+        unsigned char c = (unsigned char)*p;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == ' ' || c == '.' ||
+            c == '_' || c == '-')
+            out[n++] = (char)c;
+    }
+    out[n] = '\0';
+    dot = strrchr(out, '.');
+    if (dot)
+        *dot = '\0';
+    while (out[0] == '.' || out[0] == ' ')
+        memmove(out, out + 1, strlen(out));
+    if (!out[0])
+        snprintf(out, cap, "%.*s", (int)(cap - 1), task_id);
+}
+
 static enum MHD_Result serve_stable(struct req *r, const char *stable)
 {
     struct storage *store = r->app->store;
@@ -136,7 +160,18 @@ static enum MHD_Result serve_stable(struct req *r, const char *stable)
     }
     MHD_add_response_header(resp, "Content-Type", image_mime(type));
     MHD_add_response_header(resp, "Cache-Control", "public, max-age=31536000, immutable");
-    MHD_add_response_header(resp, "Content-Disposition", "inline");
+    {
+        const char *dl = http_query(r, "download");
+        char disp[300];
+        if (dl && strcmp(dl, "1") == 0) {
+            char stem[81];
+            download_stem(http_query(r, "name"), r->param, stem, sizeof stem);
+            snprintf(disp, sizeof disp, "attachment; filename=\"%s-studio.%s\"", stem, image_ext(type));
+        } else {
+            snprintf(disp, sizeof disp, "inline");
+        }
+        MHD_add_response_header(resp, "Content-Disposition", disp);
+    }
     return http_send(r, 200, resp, (unsigned long long)f.size);
 }
 
@@ -189,8 +224,16 @@ static void on_record(struct upstream_call *c, void *arg)
 
     kie_map(t, c->error, st->r->app->cfg->kie_timeout_seconds, c->http_status, c->response.data, c->response.len, 1,
             "recordInfo", &o);
-    if (o.status != 200) {
+    if (kie_unknown_task(&o)) {
+        if (taskcache_created_within(st->r->app->tasks, st->r->param, time(NULL), 30))
+            keep_outcome_fail(&st->out, 409, "task_not_finished",
+                              "The task is still waiting; poll /status until it succeeds.");
+        else
+            keep_outcome_fail(&st->out, 404, "task_not_found", "No such task: unknown or expired.");
+    } else if (o.status != 200) {
         keep_outcome_fail(&st->out, o.status, o.code, "%s", o.message);
+    }
+    if (st->out.status) {
         kie_outcome_free(&o);
         http_resume(st->r);
         return;

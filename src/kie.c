@@ -186,3 +186,8 @@ void kie_outcome_free(struct kie_outcome *out)
     cJSON_Delete(out->json);
     out->json = NULL;
 }
+
+int kie_unknown_task(const struct kie_outcome *o)
+{
+    return o->status == 422 && o->kie_code == 422 && strstr(o->kie_msg, "null") != NULL;
+}

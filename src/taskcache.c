@@ -12,6 +12,7 @@ struct entry {
     char stable[200];
     int keep;
     int copying;
+    time_t created; /* by this server; 0 = unknown */
     unsigned long long touched;
 };
 
@@ -164,3 +165,26 @@ int taskcache_get_stable(struct taskcache *tc, const char *task_id, char *out, s
     pthread_mutex_unlock(&tc->lock);
     return found;
 }
+
+void taskcache_note_created(struct taskcache *tc, const char *task_id, time_t now)
+{
+    struct entry *e;
+    pthread_mutex_lock(&tc->lock);
+    e = lookup(tc, task_id, 1);
+    if (e)
+        e->created = now;
+    pthread_mutex_unlock(&tc->lock);
+}
+
+int taskcache_created_within(struct taskcache *tc, const char *task_id, time_t now, long seconds)
+{
+    struct entry *e;
+    int recent = 0;
+    pthread_mutex_lock(&tc->lock);
+    e = lookup(tc, task_id, 0);
+    if (e && e->created && now >= e->created && now - e->created < seconds)
+        recent = 1;
+    pthread_mutex_unlock(&tc->lock);
+    return recent;
+}
+

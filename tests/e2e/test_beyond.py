@@ -10,7 +10,7 @@ import urllib.parse
 import pytest
 
 from conftest import (KIE_KEY, PPA_BIN, free_port, png_bytes, request, sim_config, sim_requests, upload,
-                      wait_for, wait_task)
+                      urlquote, wait_for, wait_task)
 
 
 def creates(sim):
@@ -50,7 +50,7 @@ def test_callback_rejects_wrong_token(server):
         r = request(server.port, "POST", "/kie/callback" + q, body)
         assert r.status == 403 and r.json()["error"]["code"] == "forbidden"
     # nothing was cached: /status still goes to KIE (which does not know the forged task)
-    assert request(server.port, "GET", "/status?task_id=task_forged_1").status == 422
+    assert request(server.port, "GET", "/status?task_id=task_forged_1").status == 404
 
 
 def test_callback_with_right_token_and_task_id_spelling(sim, server_factory):
@@ -95,6 +95,30 @@ def test_results_copy_on_first_use(server, sim):
     fetches = [q for q in sim_requests(sim) if q["path"].startswith("/results/")]
     assert request(server.port, "GET", f"/results/{task}").status == 200
     assert len([q for q in sim_requests(sim) if q["path"].startswith("/results/")]) == len(fetches)
+    assert r.header("Content-Disposition") == "inline"
+    # the page's "Download result": our copy, as an attachment named after the photo
+    d = request(server.port, "GET", f"/results/{task}?download=1&name=" + urlquote("Red mug (2).HEIC"))
+    assert d.status == 200 and d.body == r.body
+    assert d.header("Content-Disposition") == 'attachment; filename="Red mug 2-studio.png"'
+    for hostile in ('x";\r\nSet-Cookie: a=b', "../../etc/passwd", ".."):
+        d = request(server.port, "GET", f"/results/{task}?download=1&name=" + urlquote(hostile))
+        disp = d.header("Content-Disposition")
+        assert d.status == 200 and disp.startswith('attachment; filename="') and disp.count('"') == 2, disp
+        assert "/" not in disp and "\r" not in disp and ";" not in disp[len("attachment; "):], disp
+    d = request(server.port, "GET", f"/results/{task}?download=1")
+    assert d.header("Content-Disposition") == f'attachment; filename="{task}-studio.png"'
+
+
+def test_new_task_is_waiting_until_kie_knows_it(server, sim):
+    # KIE may answer "recordInfo is null" right after createTask: our own new task is "waiting", not 404
+    sim_config(sim, record_mode="code422")
+    task = generate(server)
+    r = request(server.port, "GET", f"/status?task_id={task}")
+    assert r.status == 200 and r.json()["data"]["state"] == "waiting" and r.json()["data"]["taskId"] == task, r
+    r = request(server.port, "GET", "/status?task_id=task_flux-2_1765174753676")  # not ours
+    assert r.status == 404 and r.json()["error"]["code"] == "task_not_found", r
+    assert "unknown or expired" in r.json()["error"]["message"]
+    sim_config(sim, record_mode="normal")
 
 
 def test_keep_result_copies_automatically(server, sim):
@@ -111,7 +135,8 @@ def test_results_errors(server, sim):
     r = request(server.port, "GET", f"/results/{task}")
     assert r.status == 409 and r.json()["error"]["code"] == "task_not_finished"
     sim_config(sim, step_ms=50)
-    assert request(server.port, "GET", "/results/task_unknown_9").status == 422
+    r = request(server.port, "GET", "/results/task_unknown_9")
+    assert r.status == 404 and r.json()["error"]["code"] == "task_not_found"
     assert request(server.port, "GET", "/results/..%2Fetc").status == 404
     sim_config(sim, outcome="fail", fail_msg="no product found")
     task = generate(server)
