@@ -54,7 +54,8 @@ WEB_FILES := web/index.html web/app.js web/app.css docs/openapi.json
 
 PYTHON := /usr/bin/python3
 
-.PHONY: check fuzz-ci all run sim test test-unit test-e2e test-sim test-s3 test-browser test-infra test-asan test-valgrind \
+.PHONY: check fuzz-ci all run sim test test-unit test-e2e test-sim test-s3 test-browser test-infra test-openapi test-asan \
+        test-valgrind \
         bench fuzz deps deps-build lint clean
 
 all: $(BIN)/product-photo-api $(BIN)/kie-sim
@@ -109,7 +110,7 @@ sim: all
 
 # ---- tests ------------------------------------------------------------------
 
-test: test-unit test-e2e test-sim test-s3 test-browser test-infra
+test: test-unit test-e2e test-sim test-s3 test-browser test-infra test-openapi
 
 test-unit: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $(VALGRIND) $$t; done
@@ -129,6 +130,10 @@ test-browser: all
 
 test-infra: all
 	PPA_BIN=$(abspath $(BIN))/product-photo-api bash tests/infra/run.sh
+
+# The document the binary serves, linted with Redocly's recommended rules (npm @redocly/cli).
+test-openapi: all
+	PPA_BIN=$(abspath $(BIN))/product-photo-api bash tests/openapi/run.sh
 
 test-asan:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
