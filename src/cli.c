@@ -442,7 +442,8 @@ static void cli_describe_failure(const struct cli_opts *o, const char *what, con
         if (r->code == CURLE_COULDNT_CONNECT || r->code == CURLE_COULDNT_RESOLVE_HOST)
             snprintf(msg, cap,
                      "%s: could not connect to the server at %s (%s). Is it running? Start it with "
-                     "'product-photo-api serve', or point --server / PPA_SERVER at it.",
+                     "'product-photo-api serve' (or 'make sim' to try it without a KIE key), or point --server / "
+                     "PPA_SERVER at it.",
                      what, o->server, r->err);
         else if (r->code == CURLE_OPERATION_TIMEDOUT)
             snprintf(msg, cap, "%s: the server at %s did not answer in time (%s).", what, o->server, r->err);

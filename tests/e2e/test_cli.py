@@ -205,7 +205,7 @@ def test_server_unreachable(tmp_path):
     rc, stdout, stderr = run_cli([str(photo(tmp_path)), "-p", PROMPT, "--server", f"http://127.0.0.1:{port}"],
                                  cwd=tmp_path)
     assert rc == 1 and stdout == ""
-    assert f"could not connect to the server at http://127.0.0.1:{port}" in stderr, stderr
+    assert f"could not connect to the server at http://127.0.0.1:{port}" in stderr and "make sim" in stderr, stderr
     assert "product-photo-api serve" in stderr
 
 
