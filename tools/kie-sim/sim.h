@@ -53,6 +53,7 @@ struct sim_config {
     long upload_max_bytes;        /* file-stream-upload and file-url-upload */
     long upload_base64_max_bytes; /* file-base64-upload, decoded */
     long upload_ttl_ms;           /* uploaded files expire after this */
+    int result_style;             /* enum sim_result_style (sim_results.h) */
 };
 
 /* The endpoints with a failure-mode knob (sim_take_mode). */
@@ -82,6 +83,10 @@ struct sim_task {
     char fail_code[16];
     char fail_msg[SIM_MSG_MAX];
     uint32_t img_w, img_h; /* first input's size, 0 if unknown */
+    int style;             /* enum sim_result_style, snapshot at creation */
+    unsigned char *result; /* studio PNG (owned), NULL until made or once dropped */
+    size_t result_len;
+    uint32_t result_w, result_h;
     bool callback_done;
     long callback_status; /* HTTP status of the callback POST, -1 if none */
     char callback_error[SIM_MSG_MAX];
@@ -107,6 +112,7 @@ struct sim_app {
     long max_tasks;
     const char *files_dir; /* NULL: uploaded files in memory */
     long files_max_bytes, files_max_count;
+    long max_result_bytes;   /* studio results kept at most (app->lock) */
     struct sim_files *files; /* uploaded files; has its own lock */
     atomic_bool stopping;
 
@@ -120,6 +126,7 @@ struct sim_app {
     unsigned task_counter;
     struct sim_job jobs[SIM_JOB_QUEUE_CAP]; /* ring */
     size_t job_head, job_count;
+    size_t result_bytes; /* sum of the tasks' result_len */
     cJSON *req_log; /* array, at most SIM_MAX_REQ_LOG items */
     size_t req_log_count;
     unsigned long long req_seq;

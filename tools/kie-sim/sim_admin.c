@@ -18,6 +18,7 @@
 
 #include <cJSON.h>
 
+#include "sim_results.h"
 #include "sim_tasks.h"
 #include "sim_upload.h"
 
@@ -71,6 +72,9 @@ static const struct sim_knob sim_knobs[] = {
     SIM_KNOB_L(upload_max_bytes, 1, 1073741824, "largest file for file-stream-upload and file-url-upload (bytes)"),
     SIM_KNOB_L(upload_base64_max_bytes, 1, 1073741824, "largest decoded file for file-base64-upload (bytes)"),
     SIM_KNOB_L(upload_ttl_ms, 1, 31536000000L, "uploaded files answer 404 after this long (KIE: 3 days)"),
+    SIM_KNOB_E(result_style, sim_result_style_names,
+               "result of new tasks: studio (first input on a studio background, ~1 or ~4 megapixels) or "
+               "gradient (a 256 or 512 px wide test pattern)"),
 };
 #define SIM_N_KNOBS (sizeof sim_knobs / sizeof sim_knobs[0])
 
@@ -82,7 +86,7 @@ const struct sim_config sim_config_defaults = {
     .hang_max_ms = 300000, .webhook_hmac_key = "",
     .upload_mode = SIM_UPLOAD_NORMAL, .upload_mode_times = 0, .upload_shape = SIM_SHAPE_OPENAPI,
     .upload_max_bytes = 100L * 1024 * 1024, .upload_base64_max_bytes = 10L * 1024 * 1024,
-    .upload_ttl_ms = 3L * 24 * 3600 * 1000,
+    .upload_ttl_ms = 3L * 24 * 3600 * 1000, .result_style = SIM_STYLE_STUDIO,
 };
 
 /* ------------------------------------------------------ config handling */
@@ -387,6 +391,9 @@ void sim_h_tasks(struct sim_app *app, struct MHD_Connection *c, struct sim_req *
             cJSON_AddStringToObject(d, "callBackUrl", t->callback_url);
         else
             cJSON_AddNullToObject(d, "callBackUrl");
+        cJSON_AddNumberToObject(d, "resultWidth", (double)t->result_w);
+        cJSON_AddNumberToObject(d, "resultHeight", (double)t->result_h);
+        cJSON_AddNumberToObject(d, "resultBytes", (double)t->result_len);
         cJSON_AddBoolToObject(d, "callbackDone", t->callback_done);
         cJSON_AddNumberToObject(d, "callbackStatus", (double)t->callback_status);
         cJSON_AddStringToObject(d, "callbackError", t->callback_error);

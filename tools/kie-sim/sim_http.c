@@ -21,6 +21,7 @@
 #include "sim_admin.h"
 #include "sim_files.h"
 #include "sim_form.h"
+#include "sim_results.h"
 #include "sim_tasks.h"
 #include "sim_upload.h"
 

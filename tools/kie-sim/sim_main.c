@@ -13,8 +13,10 @@
  *        costTime,completeTime,createTime,updateTime}} (times Unix ms; param and
  *        resultJson are JSON *strings*; costTime/completeTime null until done).
  *        Unknown or missing taskId: {"code":422,"msg":"recordInfo is null"...}.
- *   GET  /results/<taskId>.png     the "generated" image: a gradient PNG, 256 px
- *        wide (512 for 2K) in the requested aspect ratio (auto = first input's).
+ *   GET  /results/<taskId>.png     the "generated" image: the first input fitted
+ *        whole on a light studio background in the requested aspect ratio (auto =
+ *        the first input's) at ~1 (1K) or ~4 (2K) megapixels, marked "SIMULATED"
+ *        (result_style=gradient: the older 256/512 px wide test pattern).
  *   callBackUrl                    POSTed with the KIE callback JSON when a task
  *        ends (code 200 "Playground task completed successfully." / 501 failed);
  *        if webhook_hmac_key is set, signed with X-Webhook-Timestamp/-Signature.
@@ -24,8 +26,9 @@
  *
  * Task lifecycle: waiting -> queuing -> generating -> success|fail, each step
  * lasting step_ms. Like KIE, a task first downloads every input_url (10 s
- * timeout, 10 MB cap, JPEG/PNG/WEBP magic); a failed download ends the task in
- * "fail" with failCode "422" and a failMsg naming the URL and the reason.
+ * timeout, 10 MB cap, JPEG/PNG/WEBP magic) and decodes the first one; a failed
+ * download or decode ends the task in "fail" with failCode "422" and a failMsg
+ * naming the URL and the reason.
  * SECURITY: only loopback is ever contacted. URLs (inputs, redirects, callback)
  * must name 127.x.x.x, localhost or [::1], else they count as unreachable and
  * no traffic (not even DNS) is sent; CURLOPT_OPENSOCKETFUNCTION re-checks every
@@ -50,11 +53,13 @@
  *   sim_http.c     HTTP shell: body reading, route table, responses, auth
  *   sim_tasks.c    createTask / recordInfo / results, state machine, threads
  *   sim_fetch.c    loopback-only downloads (input images, fileUrl)
- *   sim_upload.c   the file-upload API: validation, base64, multipart, answers
+ *   sim_upload.c   the file-upload API: validation, base64, answers
+ *   sim_form.c     the multipart body of file-stream-upload (MHD PostProcessor)
  *   sim_files.c    the uploaded-file store (memory or --files-dir) and its routes
  *   sim_callback.c callBackUrl delivery and its HMAC signature
  *   sim_admin.c    knob table, request log, /sim/... routes
- *   sim_image.c    image sniffing and the result PNG
+ *   sim_results.c  result images: made after the downloads, kept, GET /results/
+ *   sim_image.c    image sniffing, the studio result (libvips), the gradient PNG
  *
  * Threads: MHD thread-per-connection (so latency/hang never block others),
  * one scheduler thread advancing task states, SIM_WORKERS workers doing the
@@ -85,11 +90,13 @@
 #include "sim_admin.h"
 #include "sim_files.h"
 #include "sim_http.h"
+#include "sim_image.h"
 #include "sim_tasks.h"
 
 #define SIM_MAX_TASKS_DEFAULT 10000L /* oldest evicted beyond this */
 #define SIM_FILES_MAX_BYTES_DEFAULT (512L * 1024 * 1024)
 #define SIM_FILES_MAX_COUNT_DEFAULT 1000L
+#define SIM_MAX_RESULT_BYTES_DEFAULT (512L * 1024 * 1024)
 #define SIM_CONN_LIMIT        512u
 #define SIM_CONN_TIMEOUT_S    120u
 
@@ -105,6 +112,7 @@ static void sim_usage(FILE *f)
           "  --files-dir DIR       keep uploaded files in DIR (an existing directory) instead of memory\n"
           "  --files-max-bytes N   uploaded files kept at most, in bytes; oldest dropped (default 536870912)\n"
           "  --files-max-count N   uploaded files kept at most; oldest dropped (default 1000)\n"
+          "  --max-result-bytes N  result PNGs kept at most, in bytes; oldest dropped (default 536870912)\n"
           "  --help                this text\n\n"
           "Knobs (start-up flags; change at runtime with POST /sim/config {\"knob\":value,...},\n"
           "{\"reset\":true} restores the start-up values; GET /sim/config shows them):\n", f);
@@ -142,6 +150,7 @@ static const struct {
     {"max_tasks", offsetof(struct sim_app, max_tasks), 1, 1000000},
     {"files_max_bytes", offsetof(struct sim_app, files_max_bytes), 1, 1L << 40},
     {"files_max_count", offsetof(struct sim_app, files_max_count), 1, 100000},
+    {"max_result_bytes", offsetof(struct sim_app, max_result_bytes), 1, 1L << 40},
 };
 
 /* Returns 0 if name is a numeric option (set from val), 1 if it is not
@@ -257,6 +266,7 @@ static int sim_app_init(struct sim_app *app)
     app->max_tasks = SIM_MAX_TASKS_DEFAULT;
     app->files_max_bytes = SIM_FILES_MAX_BYTES_DEFAULT;
     app->files_max_count = SIM_FILES_MAX_COUNT_DEFAULT;
+    app->max_result_bytes = SIM_MAX_RESULT_BYTES_DEFAULT;
     app->cfg = sim_config_defaults;
     atomic_init(&app->stopping, false);
     if (pthread_mutex_init(&app->lock, NULL) != 0 || pthread_cond_init(&app->wake, NULL) != 0 ||
@@ -300,7 +310,7 @@ int main(int argc, char **argv)
     struct sockaddr_in sa;
     pthread_t workers[SIM_WORKERS], scheduler;
     size_t n_workers = 0;
-    bool sched_started = false, curl_ready = false;
+    bool sched_started = false, curl_ready = false, vips_ready = false;
     sigset_t sigs;
     int sig = 0, rc, ret = 1;
 
@@ -333,6 +343,11 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    /* after the mask: libvips may start threads of its own */
+    if (sim_image_init(argv[0]) != 0)
+        goto out;
+    vips_ready = true;
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         goto out;
@@ -385,6 +400,8 @@ out:
         pthread_join(scheduler, NULL);
     if (curl_ready)
         curl_global_cleanup();
+    if (vips_ready)
+        sim_image_shutdown();
     sim_app_free(&app);
     return ret;
 }
