@@ -25,6 +25,8 @@
 #define SIM_MSG_MAX       1024
 #define SIM_JOB_QUEUE_CAP 1024
 #define SIM_WORKERS       8
+#define SIM_MAX_KEYS      8   /* --api-key may be given this often */
+#define SIM_KEY_MAX       256
 
 /* ---------------------------------------------------------------- knobs */
 
@@ -54,10 +56,15 @@ struct sim_config {
     long upload_base64_max_bytes; /* file-base64-upload, decoded */
     long upload_ttl_ms;           /* uploaded files expire after this */
     int result_style;             /* enum sim_result_style (sim_results.h) */
+    long initial_credits;         /* every key's balance at start / when set */
+    long price_1k, price_2k;      /* credits a createTask takes */
+    long refund_failed;           /* 1: a failed task gives its credits back */
+    int credit_mode;              /* enum sim_mode for GET /api/v1/chat/credit */
+    long credit_mode_times;
 };
 
 /* The endpoints with a failure-mode knob (sim_take_mode). */
-enum sim_endpoint { SIM_EP_CREATE, SIM_EP_RECORD, SIM_EP_UPLOAD };
+enum sim_endpoint { SIM_EP_CREATE, SIM_EP_RECORD, SIM_EP_UPLOAD, SIM_EP_CREDIT };
 
 /* ----------------------------------------------------------------- tasks */
 
@@ -87,6 +94,10 @@ struct sim_task {
     unsigned char *result; /* studio PNG (owned), NULL until made or once dropped */
     size_t result_len;
     uint32_t result_w, result_h;
+    size_t key;            /* index of the API key that created it */
+    long credits;          /* taken from that key's balance at creation */
+    bool refund;           /* refund_failed at creation */
+    bool refunded;         /* failed and given back */
     bool callback_done;
     long callback_status; /* HTTP status of the callback POST, -1 if none */
     char callback_error[SIM_MSG_MAX];
@@ -105,8 +116,14 @@ struct sim_job {
 
 struct sim_files;
 
+/* What the simulator keeps per API key. */
+struct sim_account {
+    long long balance; /* credits left */
+};
+
 struct sim_app {
-    char api_key[256];
+    char api_keys[SIM_MAX_KEYS][SIM_KEY_MAX]; /* set once at start-up */
+    size_t n_keys;
     char host[INET_ADDRSTRLEN];
     long port_arg;
     long max_tasks;
@@ -127,6 +144,7 @@ struct sim_app {
     struct sim_job jobs[SIM_JOB_QUEUE_CAP]; /* ring */
     size_t job_head, job_count;
     size_t result_bytes; /* sum of the tasks' result_len */
+    struct sim_account accounts[SIM_MAX_KEYS]; /* one per api_keys[] */
     cJSON *req_log; /* array, at most SIM_MAX_REQ_LOG items */
     size_t req_log_count;
     unsigned long long req_seq;

@@ -20,6 +20,11 @@
  *   callBackUrl                    POSTed with the KIE callback JSON when a task
  *        ends (code 200 "Playground task completed successfully." / 501 failed);
  *        if webhook_hmac_key is set, signed with X-Webhook-Timestamp/-Signature.
+ *   GET  /api/v1/chat/credit       Bearer auth; {"code":200,"msg":"success","data":
+ *        <balance>}: each --api-key has a balance (initial_credits), createTask
+ *        takes price_1k/price_2k or answers code 402 "Insufficient credits", a
+ *        failed task gives it back (refund_failed); recordInfo and callbacks
+ *        carry creditsConsumed once the task is done.
  *   POST /api/file-stream-upload, /api/file-base64-upload, /api/file-url-upload
  *        KIE's file-upload API (its own host at KIE, the same port here; see
  *        sim_upload.h); files are served at GET /kie-files/<uploadPath>/<name>.
@@ -52,6 +57,7 @@
  *   sim_main.c     options, start-up and shutdown (this file)
  *   sim_http.c     HTTP shell: body reading, route table, responses, auth
  *   sim_tasks.c    createTask / recordInfo / results, state machine, threads
+ *   sim_credits.c  balances per API key, prices, refunds, GET /api/v1/chat/credit
  *   sim_fetch.c    loopback-only downloads (input images, fileUrl)
  *   sim_upload.c   the file-upload API: validation, base64, answers
  *   sim_form.c     the multipart body of file-stream-upload (MHD PostProcessor)
@@ -88,6 +94,7 @@
 
 #include "sim.h"
 #include "sim_admin.h"
+#include "sim_credits.h"
 #include "sim_files.h"
 #include "sim_http.h"
 #include "sim_image.h"
@@ -107,7 +114,9 @@ static void sim_usage(FILE *f)
           "Options (also --name=value):\n"
           "  --host ADDR           IPv4 loopback address to bind (default 127.0.0.1; only 127.x.x.x allowed)\n"
           "  --port N              TCP port, 0 = ephemeral (default 0; env KIE_SIM_PORT)\n"
-          "  --api-key KEY         Bearer key clients must send (default test-key; env KIE_SIM_API_KEY)\n"
+          "  --api-key KEY         Bearer key clients must send (default test-key; env KIE_SIM_API_KEY);\n"
+          "                        give it up to 8 times for several keys, each with its own credit balance\n"
+          "                        and rate-limit window\n"
           "  --max-tasks N         tasks kept in memory, oldest evicted (default 10000)\n"
           "  --files-dir DIR       keep uploaded files in DIR (an existing directory) instead of memory\n"
           "  --files-max-bytes N   uploaded files kept at most, in bytes; oldest dropped (default 536870912)\n"
@@ -130,7 +139,7 @@ static void sim_usage(FILE *f)
           "  code400 code500  HTTP 200 with {\"success\":false} and that code\n"
           "  hang reset nonjson  as for create_mode\n\n"
           "Endpoints: POST /api/v1/jobs/createTask, GET /api/v1/jobs/recordInfo?taskId=,\n"
-          "  GET /results/<taskId>.png,\n"
+          "  GET /api/v1/chat/credit (the key's balance), GET /results/<taskId>.png,\n"
           "  POST /api/file-stream-upload (multipart file, uploadPath, fileName),\n"
           "  POST /api/file-base64-upload (JSON base64Data, uploadPath, fileName),\n"
           "  POST /api/file-url-upload (JSON fileUrl, uploadPath, fileName) - KIE's upload API on this port,\n"
@@ -176,6 +185,7 @@ static int sim_parse_args(struct sim_app *app, int argc, char **argv)
 {
     const char *env;
     char err[256];
+    bool keys_given = false;
 
     env = getenv("KIE_SIM_PORT");
     if (env && *env && sim_parse_long(env, 0, 65535, &app->port_arg) != 0) {
@@ -184,7 +194,7 @@ static int sim_parse_args(struct sim_app *app, int argc, char **argv)
     }
     env = getenv("KIE_SIM_API_KEY");
     if (env && *env)
-        sim_copy(app->api_key, sizeof app->api_key, env);
+        sim_copy(app->api_keys[0], sizeof app->api_keys[0], env);
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *val, *eq;
         char name[64];
@@ -229,11 +239,18 @@ static int sim_parse_args(struct sim_app *app, int argc, char **argv)
                 return -1;
             }
         } else if (strcmp(name, "api_key") == 0) {
-            if (!*val || strlen(val) >= sizeof app->api_key) {
+            if (!*val || strlen(val) >= SIM_KEY_MAX) {
                 fprintf(stderr, "kie-sim: --api-key must be 1..255 bytes\n");
                 return -1;
             }
-            sim_copy(app->api_key, sizeof app->api_key, val);
+            if (!keys_given)
+                app->n_keys = 0; /* the first --api-key replaces the default key */
+            if (app->n_keys == SIM_MAX_KEYS) {
+                fprintf(stderr, "kie-sim: at most %d --api-key\n", SIM_MAX_KEYS);
+                return -1;
+            }
+            keys_given = true;
+            sim_copy(app->api_keys[app->n_keys++], SIM_KEY_MAX, val);
         } else if (strcmp(name, "files_dir") == 0) {
             if (!*val) {
                 fprintf(stderr, "kie-sim: --files-dir needs a directory\n");
@@ -261,7 +278,8 @@ static int sim_app_init(struct sim_app *app)
     pthread_condattr_t ca;
 
     memset(app, 0, sizeof *app);
-    sim_copy(app->api_key, sizeof app->api_key, "test-key");
+    sim_copy(app->api_keys[0], sizeof app->api_keys[0], "test-key");
+    app->n_keys = 1;
     sim_copy(app->host, sizeof app->host, "127.0.0.1");
     app->max_tasks = SIM_MAX_TASKS_DEFAULT;
     app->files_max_bytes = SIM_FILES_MAX_BYTES_DEFAULT;
@@ -327,6 +345,7 @@ int main(int argc, char **argv)
         goto out;
     }
     app.cfg_initial = app.cfg;
+    sim_credits_reset(&app, app.cfg.initial_credits);
     app.tasks = calloc((size_t)app.max_tasks, sizeof *app.tasks);
     if (!app.tasks)
         goto out;

@@ -16,6 +16,7 @@
 
 #include "sim_admin.h"
 #include "sim_callback.h"
+#include "sim_credits.h"
 #include "sim_fetch.h"
 #include "sim_image.h"
 #include "sim_results.h"
@@ -122,9 +123,11 @@ cJSON *sim_task_data(const struct sim_app *app, const struct sim_task *t, bool f
     if (done) {
         cJSON_AddNumberToObject(d, "costTime", (double)(t->complete_ms - t->create_ms));
         cJSON_AddNumberToObject(d, "completeTime", (double)t->complete_ms);
+        cJSON_AddNumberToObject(d, "creditsConsumed", t->refunded ? 0.0 : (double)t->credits);
     } else {
         cJSON_AddNullToObject(d, "costTime");
         cJSON_AddNullToObject(d, "completeTime");
+        cJSON_AddNullToObject(d, "creditsConsumed");
     }
     cJSON_AddNumberToObject(d, "createTime", (double)t->create_ms);
     cJSON_AddNumberToObject(d, "updateTime", (double)t->update_ms);
@@ -145,6 +148,8 @@ static void sim_task_finish(struct sim_app *app, struct sim_task *t, long long m
 {
     sim_task_enter(t, t->fail ? SIM_ST_FAIL : SIM_ST_SUCCESS, mono, wall);
     t->complete_ms = wall;
+    if (t->fail)
+        sim_credits_refund(app, t);
     sim_log("task %s %s%s%s", t->id, sim_state_names[t->state], t->fail ? ": " : "",
             t->fail ? t->fail_msg : "");
     if (t->callback_url) {
@@ -421,6 +426,7 @@ static struct sim_task *sim_task_new(const cJSON *body, const struct sim_config 
     t->create_ms = t->update_ms;
     t->step_ms = cfg->step_ms;
     t->style = cfg->result_style;
+    t->refund = cfg->refund_failed != 0;
     t->fail = cfg->outcome == 1;
     if (t->fail) {
         sim_copy(t->fail_code, sizeof t->fail_code, cfg->fail_code);
@@ -436,10 +442,10 @@ void sim_h_create(struct sim_app *app, struct MHD_Connection *c, struct sim_req 
     struct sim_job job = {.kind = SIM_JOB_FETCH};
     char msg[SIM_MSG_MAX], id[SIM_ID_LEN];
     size_t n_urls;
-    bool present;
+    bool present, paid;
     cJSON *body = NULL, *out, *data;
     struct sim_task *t;
-    int mode = sim_take_mode(app, SIM_EP_CREATE, &cfg);
+    int key, mode = sim_take_mode(app, SIM_EP_CREATE, &cfg);
 
     if (cfg.latency_ms > 0 && sim_wait_client(app, c, cfg.latency_ms) != 0) {
         resp->action = SIM_DROP;
@@ -449,7 +455,8 @@ void sim_h_create(struct sim_app *app, struct MHD_Connection *c, struct sim_req 
         sim_resp_mode(resp, mode, false);
         goto out;
     }
-    if (!sim_auth_ok(app, c, &present)) {
+    key = sim_auth_key(app, c, &present);
+    if (key < 0) {
         sim_resp_kie(resp, 401, 401, sim_unauth_msg, false);
         goto out;
     }
@@ -463,7 +470,16 @@ void sim_h_create(struct sim_app *app, struct MHD_Connection *c, struct sim_req 
         goto out;
     }
     t = sim_task_new(body, &cfg);
+    t->key = (size_t)key;
+    t->credits = sim_credits_price(&cfg, t->resolution);
     pthread_mutex_lock(&app->lock);
+    paid = sim_credits_charge(app, t->key, t->credits) == 0;
+    if (!paid) {
+        pthread_mutex_unlock(&app->lock);
+        sim_task_free(t);
+        sim_resp_kie(resp, 200, 402, "Insufficient credits", false);
+        goto out;
+    }
     sim_task_insert(app, t);
     sim_copy(id, sizeof id, t->id);
     n_urls = t->n_urls;
