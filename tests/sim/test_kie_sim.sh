@@ -9,7 +9,8 @@
 # create/record mode, latency concurrency, callbacks (+HMAC), the served PNG,
 # hostile input, eviction, CLI handling and clean shutdown; then sources the
 # parts for the newer features (upload.sh: KIE's file-upload API; result.sh:
-# the studio result image; credits.sh: balances, prices, 402, refunds). For a sanitizer
+# the studio result image; credits.sh: balances, prices, 402, refunds;
+# ratelimit.sh: KIE's 20 createTask per 10 s per key). For a sanitizer
 # build, point KIE_SIM at it; any ASan/UBSan report in its stderr fails the run.
 # Prints "N passed, N failed"; exits 1 if anything failed.
 set -u
@@ -569,7 +570,8 @@ for k in --host --port --api-key --max-tasks --latency-ms --step-ms --outcome --
          --upload-max-bytes --upload-base64-max-bytes --upload-ttl-ms http401 code400 nourl openapi quickstart \
          /api/file-stream-upload /api/file-base64-upload /api/file-url-upload /kie-files/ /kie-download/ /sim/files \
          --max-result-bytes --result-style studio gradient \
-         --initial-credits --price-1k --price-2k --refund-failed --credit-mode --credit-mode-times /api/v1/chat/credit; do
+         --initial-credits --price-1k --price-2k --refund-failed --credit-mode --credit-mode-times /api/v1/chat/credit \
+         --rate-limit --rate-limit-max --rate-limit-window-ms; do
     grep -q -- "$k" "$T/help.txt" || missing="$missing $k"
 done
 eq "cli: --help documents every option, knob and mode" "$missing" ""
@@ -594,7 +596,7 @@ check "shutdown: prompt ($((t1 - t0)) ms < 3000)" test $((t1 - t0)) -lt 3000
 wait "$HC" 2>/dev/null
 
 # the newer features, each against its own simulator (same helpers and fixtures)
-for part in upload result credits; do
+for part in upload result credits ratelimit; do
     # shellcheck source=/dev/null
     . "$ROOT/tests/sim/$part.sh"
 done

@@ -27,6 +27,7 @@
 #define SIM_WORKERS       8
 #define SIM_MAX_KEYS      8   /* --api-key may be given this often */
 #define SIM_KEY_MAX       256
+#define SIM_RATE_CAP      1000 /* rate_limit_max at most */
 
 /* ---------------------------------------------------------------- knobs */
 
@@ -61,6 +62,8 @@ struct sim_config {
     long refund_failed;           /* 1: a failed task gives its credits back */
     int credit_mode;              /* enum sim_mode for GET /api/v1/chat/credit */
     long credit_mode_times;
+    long rate_limit;              /* 1: createTask limited per key (sim_ratelimit.h) */
+    long rate_limit_max, rate_limit_window_ms;
 };
 
 /* The endpoints with a failure-mode knob (sim_take_mode). */
@@ -116,9 +119,16 @@ struct sim_job {
 
 struct sim_files;
 
+/* The createTask requests a key got through lately (sim_ratelimit.c). */
+struct sim_rate {
+    long long times[SIM_RATE_CAP]; /* monotonic ms, a ring */
+    size_t head, count;
+};
+
 /* What the simulator keeps per API key. */
 struct sim_account {
     long long balance; /* credits left */
+    struct sim_rate rate;
 };
 
 struct sim_app {

@@ -19,6 +19,7 @@
 #include <cJSON.h>
 
 #include "sim_credits.h"
+#include "sim_ratelimit.h"
 #include "sim_results.h"
 #include "sim_tasks.h"
 #include "sim_upload.h"
@@ -83,6 +84,9 @@ static const struct sim_knob sim_knobs[] = {
     SIM_KNOB_L(refund_failed, 0, 1, "1: a task that fails gives its credits back (creditsConsumed 0)"),
     SIM_KNOB_E(credit_mode, sim_mode_names, "GET /api/v1/chat/credit behaviour (see modes)"),
     SIM_KNOB_L(credit_mode_times, 0, 1000000, "apply credit_mode to the next N requests only, then normal (0 = always)"),
+    SIM_KNOB_L(rate_limit, 0, 1, "1: KIE's rate limit, rate_limit_max createTask per window per key, then HTTP 429"),
+    SIM_KNOB_L(rate_limit_max, 1, SIM_RATE_CAP, "createTask let through per window and key (KIE: 20)"),
+    SIM_KNOB_L(rate_limit_window_ms, 1, 3600000, "the rate limit's sliding window (KIE: 10 s)"),
 };
 #define SIM_N_KNOBS (sizeof sim_knobs / sizeof sim_knobs[0])
 
@@ -97,6 +101,7 @@ const struct sim_config sim_config_defaults = {
     .upload_ttl_ms = 3L * 24 * 3600 * 1000, .result_style = SIM_STYLE_STUDIO,
     .initial_credits = 100000000L, .price_1k = 5, .price_2k = 7, .refund_failed = 1,
     .credit_mode = SIM_MODE_NORMAL, .credit_mode_times = 0,
+    .rate_limit = 0, .rate_limit_max = 20, .rate_limit_window_ms = 10000,
 };
 
 /* ------------------------------------------------------ config handling */
@@ -298,7 +303,8 @@ void sim_h_config_get(struct sim_app *app, struct MHD_Connection *c, struct sim_
 }
 
 /* POST /sim/config: all-or-nothing update; answers the full new config.
- * Setting initial_credits, or reset, also resets every key's balance. */
+ * Setting initial_credits, or reset, also resets every key's balance;
+ * setting rate_limit, or reset, empties the rate-limit windows. */
 void sim_h_config_set(struct sim_app *app, struct MHD_Connection *c, struct sim_req *r, struct sim_resp *resp)
 {
     cJSON *body = cJSON_ParseWithLength(r->body ? r->body : "", r->len), *item, *reset, *o;
@@ -339,6 +345,8 @@ void sim_h_config_set(struct sim_app *app, struct MHD_Connection *c, struct sim_
     app->cfg = next;
     if (cJSON_IsTrue(reset) || cJSON_GetObjectItemCaseSensitive(body, "initial_credits"))
         sim_credits_reset(app, next.initial_credits);
+    if (cJSON_IsTrue(reset) || cJSON_GetObjectItemCaseSensitive(body, "rate_limit"))
+        sim_rate_clear(app);
     o = sim_config_json(&app->cfg);
     pthread_mutex_unlock(&app->lock);
     cJSON_Delete(body);

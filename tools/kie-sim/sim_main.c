@@ -24,7 +24,9 @@
  *        <balance>}: each --api-key has a balance (initial_credits), createTask
  *        takes price_1k/price_2k or answers code 402 "Insufficient credits", a
  *        failed task gives it back (refund_failed); recordInfo and callbacks
- *        carry creditsConsumed once the task is done.
+ *        carry creditsConsumed once the task is done. With rate_limit=1, more
+ *        than rate_limit_max (20) createTask per rate_limit_window_ms (10 s) per
+ *        key are answered HTTP 429 at once (sim_ratelimit.c).
  *   POST /api/file-stream-upload, /api/file-base64-upload, /api/file-url-upload
  *        KIE's file-upload API (its own host at KIE, the same port here; see
  *        sim_upload.h); files are served at GET /kie-files/<uploadPath>/<name>.
@@ -58,6 +60,7 @@
  *   sim_http.c     HTTP shell: body reading, route table, responses, auth
  *   sim_tasks.c    createTask / recordInfo / results, state machine, threads
  *   sim_credits.c  balances per API key, prices, refunds, GET /api/v1/chat/credit
+ *   sim_ratelimit.c KIE's createTask rate limit (a window per key)
  *   sim_fetch.c    loopback-only downloads (input images, fileUrl)
  *   sim_upload.c   the file-upload API: validation, base64, answers
  *   sim_form.c     the multipart body of file-stream-upload (MHD PostProcessor)
@@ -321,7 +324,7 @@ static void sim_app_free(struct sim_app *app)
 
 int main(int argc, char **argv)
 {
-    struct sim_app app; /* ~90 KiB (job ring); lives for the whole run */
+    struct sim_app app; /* ~160 KiB (job ring, rate windows); lives for the whole run */
     cJSON_Hooks hooks = {.malloc_fn = sim_xmalloc, .free_fn = free};
     struct MHD_Daemon *d = NULL;
     const union MHD_DaemonInfo *di;

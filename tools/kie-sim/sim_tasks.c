@@ -17,6 +17,7 @@
 #include "sim_admin.h"
 #include "sim_callback.h"
 #include "sim_credits.h"
+#include "sim_ratelimit.h"
 #include "sim_fetch.h"
 #include "sim_image.h"
 #include "sim_results.h"
@@ -458,6 +459,10 @@ void sim_h_create(struct sim_app *app, struct MHD_Connection *c, struct sim_req 
     key = sim_auth_key(app, c, &present);
     if (key < 0) {
         sim_resp_kie(resp, 401, 401, sim_unauth_msg, false);
+        goto out;
+    }
+    if (!sim_rate_admit(app, (size_t)key, &cfg)) {
+        sim_resp_mode(resp, SIM_MODE_CODE429, false); /* refused, not queued */
         goto out;
     }
     body = cJSON_ParseWithLength(r->body ? r->body : "", r->len);
