@@ -8,7 +8,9 @@
 # the task lifecycle, download failures, the loopback-only rule, every
 # create/record mode, latency concurrency, callbacks (+HMAC), the served PNG,
 # hostile input, eviction, CLI handling and clean shutdown; then sources the
-# parts for the newer features (upload.sh: KIE's file-upload API). For a sanitizer
+# parts for the newer features (upload.sh: KIE's file-upload API; result.sh:
+# the studio result image; credits.sh: balances, prices, 402, refunds;
+# ratelimit.sh: KIE's 20 createTask per 10 s per key). For a sanitizer
 # build, point KIE_SIM at it; any ASan/UBSan report in its stderr fails the run.
 # Prints "N passed, N failed"; exits 1 if anything failed.
 set -u
@@ -91,16 +93,25 @@ raw = b"".join(b"\x00" + bytes(3 * w) for _ in range(h))
 png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) \
     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 open(os.path.join(d, "in.png"), "wb").write(png)
-# minimal JPEG: SOI, APP0, SOF0 200x100, EOI
+# header-only JPEG (SOI, APP0, SOF0 200x100, EOI) and WEBP (VP8X 300x100): they
+# sniff as images with a size, but do not decode
 sof = b"\xff\xc0" + struct.pack(">HBHHB", 17, 8, 100, 200, 3) + b"\x01\x11\x00\x02\x11\x00\x03\x11\x00"
-open(os.path.join(d, "in.jpg"), "wb").write(b"\xff\xd8" + b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + sof + b"\xff\xd9")
-# WEBP VP8X 300x100
+open(os.path.join(d, "hdr.jpg"), "wb").write(b"\xff\xd8" + b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + sof + b"\xff\xd9")
 vp8x = b"VP8X" + struct.pack("<I", 10) + b"\x00\x00\x00\x00" + (299).to_bytes(3, "little") + (99).to_bytes(3, "little")
-open(os.path.join(d, "in.webp"), "wb").write(b"RIFF" + struct.pack("<I", 4 + len(vp8x)) + b"WEBP" + vp8x)
+open(os.path.join(d, "hdr.webp"), "wb").write(b"RIFF" + struct.pack("<I", 4 + len(vp8x)) + b"WEBP" + vp8x)
+# sources of the real JPEG (200x100) and WEBP (300x100), made with vips below
+def rgb_png(path, w, h, px):
+    raw = b"".join(b"\x00" + b"".join(bytes(px(x, y)) for x in range(w)) for y in range(h))
+    open(path, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+rgb_png(os.path.join(d, "src-jpg.png"), 200, 100, lambda x, y: (200, 40, 40))
+rgb_png(os.path.join(d, "src-webp.png"), 300, 100, lambda x, y: (40, 160, 60))
 open(os.path.join(d, "notimage.txt"), "w").write("hello, I am not an image\n")
 with open(os.path.join(d, "big.png"), "wb") as f:
     f.write(b"\x89PNG\r\n\x1a\n" + b"\x00" * (11 * 1024 * 1024))
 EOF
+vips copy "$T/www/src-jpg.png" "$T/www/in.jpg[Q=90]" && vips copy "$T/www/src-webp.png" "$T/www/in.webp" \
+    || { echo "vips (libvips-tools) is needed to make the JPEG and WEBP fixtures"; echo "0 passed, 1 failed"; exit 1; }
 
 "$PY" -u -m http.server 0 --bind 127.0.0.1 --directory "$T/www" >"$T/www.out" 2>"$T/www.err" &
 PIDS+=("$!")
@@ -302,7 +313,7 @@ assert len(zlib.decompress(idat)) == h * (1 + 3 * w), "pixel data size"
 print("%dx%d d%d c%d" % (w, h, depth, ctype))
 EOF
 )
-eq "result: valid PNG (CRCs, pixel data), 16:9 at 256 px" "$PNGINFO" "256x144 d8 c2"
+eq "result: valid PNG (CRCs, pixel data), 16:9 at 1K = 1365x768" "$PNGINFO" "1365x768 d8 c2"
 req GET "/results/task_flux-2_0000.png"
 eq "result: unknown task -> 404" "$CODE" 404
 req GET "/results/$TID.jpg"
@@ -333,13 +344,28 @@ ASPECT=auto create "$(ASPECT=auto mkbody "$WWW/in.jpg" "$WWW/in.png" "http://loc
 TID2=$(jv "$BODY" 'd["data"]["taskId"]')
 wait_state "$TID2"
 eq "auto: JPEG+PNG+WEBP(localhost) inputs -> success" "$(jv "$BODY" 'd["data"]["state"]')" success
+png_size() { "$PY" -c 'import struct,sys; print("%dx%d" % struct.unpack(">II", open(sys.argv[1],"rb").read()[16:24]))' "$1"; }
 curl -s -m 5 -o "$T/auto.png" "$S/results/$TID2.png"
-eq "auto: result follows JPEG 200x100 -> 256x128" "$("$PY" -c 'import struct,sys; print("%dx%d" % struct.unpack(">II", open(sys.argv[1],"rb").read()[16:24]))' "$T/auto.png")" 256x128
+eq "auto: result follows JPEG 200x100 (2:1) at 1K -> 1448x724" "$(png_size "$T/auto.png")" 1448x724
 RES=2K ASPECT=9:16 create "$(RES=2K ASPECT=9:16 mkbody "$WWW/in.webp")"
 TID3=$(jv "$BODY" 'd["data"]["taskId"]')
 wait_state "$TID3"
 curl -s -m 5 -o "$T/tall.png" "$S/results/$TID3.png"
-eq "2K 9:16 -> 512x910" "$("$PY" -c 'import struct,sys; print("%dx%d" % struct.unpack(">II", open(sys.argv[1],"rb").read()[16:24]))' "$T/tall.png")" 512x910
+eq "2K 9:16 -> 1536x2731" "$(png_size "$T/tall.png")" 1536x2731
+# result_style gradient: the older test pattern, sized from the sniffed header
+config '{"result_style":"gradient"}'
+ASPECT=auto create "$(ASPECT=auto mkbody "$WWW/hdr.jpg" "$WWW/hdr.webp")"
+TIDG=$(jv "$BODY" 'd["data"]["taskId"]')
+RES=2K ASPECT=9:16 create "$(RES=2K ASPECT=9:16 mkbody "$WWW/hdr.webp")"
+TIDG2=$(jv "$BODY" 'd["data"]["taskId"]')
+config '{"result_style":"studio"}'
+wait_state "$TIDG"
+eq "gradient: header-only JPEG+WEBP inputs -> success" "$(jv "$BODY" 'd["data"]["state"]')" success
+curl -s -m 5 -o "$T/grad.png" "$S/results/$TIDG.png"
+eq "gradient: auto follows the JPEG header 200x100 -> 256x128" "$(png_size "$T/grad.png")" 256x128
+wait_state "$TIDG2"
+curl -s -m 5 -o "$T/grad2.png" "$S/results/$TIDG2.png"
+eq "gradient: 2K 9:16 -> 512x910" "$(png_size "$T/grad2.png")" 512x910
 create "$(mkbody "$LST/redirect-in")"
 TIDR=$(jv "$BODY" 'd["data"]["taskId"]')
 wait_state "$TIDR"
@@ -542,7 +568,10 @@ for k in --host --port --api-key --max-tasks --latency-ms --step-ms --outcome --
          KIE_SIM_API_KEY http500 nonjson hang reset code401 code402 code422 code429 code455 code500 code501 \
          --files-dir --files-max-bytes --files-max-count --upload-mode --upload-mode-times --upload-shape \
          --upload-max-bytes --upload-base64-max-bytes --upload-ttl-ms http401 code400 nourl openapi quickstart \
-         /api/file-stream-upload /api/file-base64-upload /api/file-url-upload /kie-files/ /kie-download/ /sim/files; do
+         /api/file-stream-upload /api/file-base64-upload /api/file-url-upload /kie-files/ /kie-download/ /sim/files \
+         --max-result-bytes --result-style studio gradient \
+         --initial-credits --price-1k --price-2k --refund-failed --credit-mode --credit-mode-times /api/v1/chat/credit \
+         --rate-limit --rate-limit-max --rate-limit-window-ms; do
     grep -q -- "$k" "$T/help.txt" || missing="$missing $k"
 done
 eq "cli: --help documents every option, knob and mode" "$missing" ""
@@ -567,7 +596,7 @@ check "shutdown: prompt ($((t1 - t0)) ms < 3000)" test $((t1 - t0)) -lt 3000
 wait "$HC" 2>/dev/null
 
 # the newer features, each against its own simulator (same helpers and fixtures)
-for part in upload; do
+for part in upload result credits ratelimit; do
     # shellcheck source=/dev/null
     . "$ROOT/tests/sim/$part.sh"
 done

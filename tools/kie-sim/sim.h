@@ -25,6 +25,9 @@
 #define SIM_MSG_MAX       1024
 #define SIM_JOB_QUEUE_CAP 1024
 #define SIM_WORKERS       8
+#define SIM_MAX_KEYS      8   /* --api-key may be given this often */
+#define SIM_KEY_MAX       256
+#define SIM_RATE_CAP      1000 /* rate_limit_max at most */
 
 /* ---------------------------------------------------------------- knobs */
 
@@ -53,10 +56,18 @@ struct sim_config {
     long upload_max_bytes;        /* file-stream-upload and file-url-upload */
     long upload_base64_max_bytes; /* file-base64-upload, decoded */
     long upload_ttl_ms;           /* uploaded files expire after this */
+    int result_style;             /* enum sim_result_style (sim_results.h) */
+    long initial_credits;         /* every key's balance at start / when set */
+    long price_1k, price_2k;      /* credits a createTask takes */
+    long refund_failed;           /* 1: a failed task gives its credits back */
+    int credit_mode;              /* enum sim_mode for GET /api/v1/chat/credit */
+    long credit_mode_times;
+    long rate_limit;              /* 1: createTask limited per key (sim_ratelimit.h) */
+    long rate_limit_max, rate_limit_window_ms;
 };
 
 /* The endpoints with a failure-mode knob (sim_take_mode). */
-enum sim_endpoint { SIM_EP_CREATE, SIM_EP_RECORD, SIM_EP_UPLOAD };
+enum sim_endpoint { SIM_EP_CREATE, SIM_EP_RECORD, SIM_EP_UPLOAD, SIM_EP_CREDIT };
 
 /* ----------------------------------------------------------------- tasks */
 
@@ -82,6 +93,14 @@ struct sim_task {
     char fail_code[16];
     char fail_msg[SIM_MSG_MAX];
     uint32_t img_w, img_h; /* first input's size, 0 if unknown */
+    int style;             /* enum sim_result_style, snapshot at creation */
+    unsigned char *result; /* studio PNG (owned), NULL until made or once dropped */
+    size_t result_len;
+    uint32_t result_w, result_h;
+    size_t key;            /* index of the API key that created it */
+    long credits;          /* taken from that key's balance at creation */
+    bool refund;           /* refund_failed at creation */
+    bool refunded;         /* failed and given back */
     bool callback_done;
     long callback_status; /* HTTP status of the callback POST, -1 if none */
     char callback_error[SIM_MSG_MAX];
@@ -100,13 +119,27 @@ struct sim_job {
 
 struct sim_files;
 
+/* The createTask requests a key got through lately (sim_ratelimit.c). */
+struct sim_rate {
+    long long times[SIM_RATE_CAP]; /* monotonic ms, a ring */
+    size_t head, count;
+};
+
+/* What the simulator keeps per API key. */
+struct sim_account {
+    long long balance; /* credits left */
+    struct sim_rate rate;
+};
+
 struct sim_app {
-    char api_key[256];
+    char api_keys[SIM_MAX_KEYS][SIM_KEY_MAX]; /* set once at start-up */
+    size_t n_keys;
     char host[INET_ADDRSTRLEN];
     long port_arg;
     long max_tasks;
     const char *files_dir; /* NULL: uploaded files in memory */
     long files_max_bytes, files_max_count;
+    long max_result_bytes;   /* studio results kept at most (app->lock) */
     struct sim_files *files; /* uploaded files; has its own lock */
     atomic_bool stopping;
 
@@ -120,6 +153,8 @@ struct sim_app {
     unsigned task_counter;
     struct sim_job jobs[SIM_JOB_QUEUE_CAP]; /* ring */
     size_t job_head, job_count;
+    size_t result_bytes; /* sum of the tasks' result_len */
+    struct sim_account accounts[SIM_MAX_KEYS]; /* one per api_keys[] */
     cJSON *req_log; /* array, at most SIM_MAX_REQ_LOG items */
     size_t req_log_count;
     unsigned long long req_seq;

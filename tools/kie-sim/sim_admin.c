@@ -18,6 +18,9 @@
 
 #include <cJSON.h>
 
+#include "sim_credits.h"
+#include "sim_ratelimit.h"
+#include "sim_results.h"
 #include "sim_tasks.h"
 #include "sim_upload.h"
 
@@ -71,6 +74,19 @@ static const struct sim_knob sim_knobs[] = {
     SIM_KNOB_L(upload_max_bytes, 1, 1073741824, "largest file for file-stream-upload and file-url-upload (bytes)"),
     SIM_KNOB_L(upload_base64_max_bytes, 1, 1073741824, "largest decoded file for file-base64-upload (bytes)"),
     SIM_KNOB_L(upload_ttl_ms, 1, 31536000000L, "uploaded files answer 404 after this long (KIE: 3 days)"),
+    SIM_KNOB_E(result_style, sim_result_style_names,
+               "result of new tasks: studio (first input on a studio background, ~1 or ~4 megapixels) or "
+               "gradient (a 256 or 512 px wide test pattern)"),
+    SIM_KNOB_L(initial_credits, 0, 1000000000000L,
+               "every API key's credit balance; setting it (flag, POST /sim/config or reset) resets the balances"),
+    SIM_KNOB_L(price_1k, 0, 1000000, "credits a createTask at resolution 1K takes (3rd-party notes: 5)"),
+    SIM_KNOB_L(price_2k, 0, 1000000, "credits a createTask at resolution 2K takes (3rd-party notes: 7)"),
+    SIM_KNOB_L(refund_failed, 0, 1, "1: a task that fails gives its credits back (creditsConsumed 0)"),
+    SIM_KNOB_E(credit_mode, sim_mode_names, "GET /api/v1/chat/credit behaviour (see modes)"),
+    SIM_KNOB_L(credit_mode_times, 0, 1000000, "apply credit_mode to the next N requests only, then normal (0 = always)"),
+    SIM_KNOB_L(rate_limit, 0, 1, "1: KIE's rate limit, rate_limit_max createTask per window per key, then HTTP 429"),
+    SIM_KNOB_L(rate_limit_max, 1, SIM_RATE_CAP, "createTask let through per window and key (KIE: 20)"),
+    SIM_KNOB_L(rate_limit_window_ms, 1, 3600000, "the rate limit's sliding window (KIE: 10 s)"),
 };
 #define SIM_N_KNOBS (sizeof sim_knobs / sizeof sim_knobs[0])
 
@@ -82,7 +98,10 @@ const struct sim_config sim_config_defaults = {
     .hang_max_ms = 300000, .webhook_hmac_key = "",
     .upload_mode = SIM_UPLOAD_NORMAL, .upload_mode_times = 0, .upload_shape = SIM_SHAPE_OPENAPI,
     .upload_max_bytes = 100L * 1024 * 1024, .upload_base64_max_bytes = 10L * 1024 * 1024,
-    .upload_ttl_ms = 3L * 24 * 3600 * 1000,
+    .upload_ttl_ms = 3L * 24 * 3600 * 1000, .result_style = SIM_STYLE_STUDIO,
+    .initial_credits = 100000000L, .price_1k = 5, .price_2k = 7, .refund_failed = 1,
+    .credit_mode = SIM_MODE_NORMAL, .credit_mode_times = 0,
+    .rate_limit = 0, .rate_limit_max = 20, .rate_limit_window_ms = 10000,
 };
 
 /* ------------------------------------------------------ config handling */
@@ -174,6 +193,7 @@ int sim_take_mode(struct sim_app *app, enum sim_endpoint ep, struct sim_config *
         [SIM_EP_CREATE] = {offsetof(struct sim_config, create_mode), offsetof(struct sim_config, create_mode_times)},
         [SIM_EP_RECORD] = {offsetof(struct sim_config, record_mode), offsetof(struct sim_config, record_mode_times)},
         [SIM_EP_UPLOAD] = {offsetof(struct sim_config, upload_mode), offsetof(struct sim_config, upload_mode_times)},
+        [SIM_EP_CREDIT] = {offsetof(struct sim_config, credit_mode), offsetof(struct sim_config, credit_mode_times)},
     };
     int *mode, m;
     long *times;
@@ -282,7 +302,9 @@ void sim_h_config_get(struct sim_app *app, struct MHD_Connection *c, struct sim_
     sim_resp_json(resp, 200, o);
 }
 
-/* POST /sim/config: all-or-nothing update; answers the full new config. */
+/* POST /sim/config: all-or-nothing update; answers the full new config.
+ * Setting initial_credits, or reset, also resets every key's balance;
+ * setting rate_limit, or reset, empties the rate-limit windows. */
 void sim_h_config_set(struct sim_app *app, struct MHD_Connection *c, struct sim_req *r, struct sim_resp *resp)
 {
     cJSON *body = cJSON_ParseWithLength(r->body ? r->body : "", r->len), *item, *reset, *o;
@@ -321,6 +343,10 @@ void sim_h_config_set(struct sim_app *app, struct MHD_Connection *c, struct sim_
     }
     pthread_mutex_lock(&app->lock);
     app->cfg = next;
+    if (cJSON_IsTrue(reset) || cJSON_GetObjectItemCaseSensitive(body, "initial_credits"))
+        sim_credits_reset(app, next.initial_credits);
+    if (cJSON_IsTrue(reset) || cJSON_GetObjectItemCaseSensitive(body, "rate_limit"))
+        sim_rate_clear(app);
     o = sim_config_json(&app->cfg);
     pthread_mutex_unlock(&app->lock);
     cJSON_Delete(body);
@@ -387,6 +413,12 @@ void sim_h_tasks(struct sim_app *app, struct MHD_Connection *c, struct sim_req *
             cJSON_AddStringToObject(d, "callBackUrl", t->callback_url);
         else
             cJSON_AddNullToObject(d, "callBackUrl");
+        cJSON_AddNumberToObject(d, "apiKeyIndex", (double)t->key);
+        cJSON_AddNumberToObject(d, "creditsCharged", (double)t->credits);
+        cJSON_AddBoolToObject(d, "creditsRefunded", t->refunded);
+        cJSON_AddNumberToObject(d, "resultWidth", (double)t->result_w);
+        cJSON_AddNumberToObject(d, "resultHeight", (double)t->result_h);
+        cJSON_AddNumberToObject(d, "resultBytes", (double)t->result_len);
         cJSON_AddBoolToObject(d, "callbackDone", t->callback_done);
         cJSON_AddNumberToObject(d, "callbackStatus", (double)t->callback_status);
         cJSON_AddStringToObject(d, "callbackError", t->callback_error);

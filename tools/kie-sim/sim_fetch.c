@@ -288,11 +288,13 @@ void sim_download_describe(enum sim_dl e, const struct sim_download *d, const ch
     }
 }
 
-int sim_fetch_image(struct sim_app *app, const char *url, uint32_t *w, uint32_t *h, char *msg, size_t msglen)
+int sim_fetch_image(struct sim_app *app, const char *url, uint32_t *w, uint32_t *h, unsigned char **data,
+                    size_t *len, char *msg, size_t msglen)
 {
     struct sim_download d;
     char what[600];
-    enum sim_dl e = sim_download(app, url, SIM_INPUT_MAX, SIM_FETCH_KEEP, SIM_FETCH_TIMEOUT_MS, &d);
+    enum sim_dl e = sim_download(app, url, SIM_INPUT_MAX, data ? SIM_INPUT_MAX : SIM_FETCH_KEEP,
+                                 SIM_FETCH_TIMEOUT_MS, &d);
     int ret = -1;
 
     *w = *h = 0;
@@ -304,6 +306,11 @@ int sim_fetch_image(struct sim_app *app, const char *url, uint32_t *w, uint32_t 
     if (sim_image_sniff(d.data, d.kept, w, h) == SIM_IMAGE_NONE) {
         snprintf(msg, msglen, "%s is not a JPEG, PNG or WEBP image (%zu bytes)", what, d.total);
         goto out;
+    }
+    if (data) {
+        *data = d.data;
+        *len = d.kept;
+        d.data = NULL;
     }
     ret = 0;
 out:

@@ -64,8 +64,10 @@ void sim_download_describe(enum sim_dl e, const struct sim_download *d, const ch
                            size_t msglen);
 
 /* Download one input image the way KIE would (10 s, 10 MB, JPEG/PNG/WEBP).
- * On success returns 0 and sets the size in *w and *h (0 if unknown). On
- * failure returns -1 with a KIE-style failMsg in msg. */
-int sim_fetch_image(struct sim_app *app, const char *url, uint32_t *w, uint32_t *h, char *msg, size_t msglen);
+ * On success returns 0, sets the size in *w and *h from the header (0 if
+ * unknown) and, if data is not NULL, hands over the whole image in *data
+ * (malloc'd, *len bytes). On failure returns -1 with a KIE-style failMsg. */
+int sim_fetch_image(struct sim_app *app, const char *url, uint32_t *w, uint32_t *h, unsigned char **data,
+                    size_t *len, char *msg, size_t msglen);
 
 #endif

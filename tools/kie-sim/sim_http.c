@@ -19,8 +19,10 @@
 #include <openssl/crypto.h>
 
 #include "sim_admin.h"
+#include "sim_credits.h"
 #include "sim_files.h"
 #include "sim_form.h"
+#include "sim_results.h"
 #include "sim_tasks.h"
 #include "sim_upload.h"
 
@@ -142,21 +144,33 @@ int sim_wait_client(struct sim_app *app, struct MHD_Connection *c, long ms)
     }
 }
 
-bool sim_auth_ok(const struct sim_app *app, struct MHD_Connection *c, bool *present)
+int sim_auth_key(const struct sim_app *app, struct MHD_Connection *c, bool *present)
 {
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    size_t n, klen = strlen(app->api_key);
+    size_t n;
+    int found = -1;
 
     *present = h != NULL;
     if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-        return false;
+        return -1;
     h += 7;
     while (*h == ' ')
         h++;
     n = strlen(h);
     while (n > 0 && h[n - 1] == ' ')
         n--;
-    return n == klen && CRYPTO_memcmp(h, app->api_key, klen) == 0;
+    for (size_t i = 0; i < app->n_keys; i++) { /* every key is compared, in constant time */
+        size_t klen = strlen(app->api_keys[i]);
+
+        if (n == klen && CRYPTO_memcmp(h, app->api_keys[i], klen) == 0 && found < 0)
+            found = (int)i;
+    }
+    return found;
+}
+
+bool sim_auth_ok(const struct sim_app *app, struct MHD_Connection *c, bool *present)
+{
+    return sim_auth_key(app, c, present) >= 0;
 }
 
 /* --------------------------------------------------------------- router */
@@ -184,6 +198,7 @@ struct sim_route {
 static const struct sim_route sim_routes[] = {
     {"POST", "/api/v1/jobs/createTask", "POST", 0, sim_h_create, NULL, NULL},
     {"GET", "/api/v1/jobs/recordInfo", "GET", 0, sim_h_record, NULL, NULL},
+    {"GET", "/api/v1/chat/credit", "GET", 0, sim_h_credit, NULL, NULL},
     {"GET", "/results/", SIM_FILES_ALLOW, SIM_ROUTE_PREFIX, sim_h_result, NULL, NULL},
     {"HEAD", "/results/", SIM_FILES_ALLOW, SIM_ROUTE_PREFIX, sim_h_result, NULL, NULL},
     {"GET", "/sim/config", "GET, POST", 0, sim_h_config_get, NULL, NULL},

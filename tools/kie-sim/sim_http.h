@@ -78,8 +78,11 @@ void sim_resp_mode(struct sim_resp *r, int mode, bool record);
  * time is up, -1 early if the client hung up or the simulator is stopping. */
 int sim_wait_client(struct sim_app *app, struct MHD_Connection *c, long ms);
 
-/* True if the request carries "Authorization: Bearer <api key>"; *present
- * tells whether it had an Authorization header at all. */
+/* The index in app->api_keys of the key in "Authorization: Bearer <key>",
+ * or -1; *present tells whether it had an Authorization header at all. */
+int sim_auth_key(const struct sim_app *app, struct MHD_Connection *c, bool *present);
+
+/* sim_auth_key() >= 0 */
 bool sim_auth_ok(const struct sim_app *app, struct MHD_Connection *c, bool *present);
 
 /* MHD callbacks; cls is the struct sim_app. */

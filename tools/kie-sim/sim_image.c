@@ -1,15 +1,31 @@
 /*
- * sim_image.c - PNG encoder and image sniffing for kie-sim (see sim_image.h).
+ * sim_image.c - image sniffing, the simulated result and the gradient PNG for
+ * kie-sim (see sim_image.h).
  *
- * PNG layout written here: 8-byte signature, IHDR (8-bit RGB, no interlace),
- * one IDAT holding the zlib stream of rows (each prefixed by filter byte 0),
- * IEND. Every chunk is length | type | data | CRC-32(type + data).
+ * Result pipeline: the sniffed type's own libvips loader (never the generic
+ * one) on the memory buffer -> autorot -> thumbnail_image into the product
+ * box (84 % of the canvas, up- or down-scaled, no crop) -> sRGB 8-bit ->
+ * composited in plain C over a vertical light-grey gradient -> a 5x7 bitmap
+ * "SIMULATED" on a light plate in the bottom-right corner -> pngsave_buffer.
+ *
+ * Gradient PNG layout written here: 8-byte signature, IHDR (8-bit RGB, no
+ * interlace), one IDAT holding the zlib stream of rows (each prefixed by
+ * filter byte 0), IEND. Every chunk is length | type | data | CRC-32(type +
+ * data).
  */
 #include "sim_image.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <vips/vips.h>
 #include <zlib.h>
+
+#define SIM_AREA_1K     (1024.0 * 1024.0)
+#define SIM_AREA_2K     (2048.0 * 2048.0)
+#define SIM_BOX_PERMILLE 840u /* product box: 84 % of the canvas each way */
+#define SIM_PNG_LEVEL   3     /* zlib level: results are big, keep them quick */
 
 static const unsigned char sim_png_sig[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
 
@@ -188,5 +204,291 @@ int sim_png_render(uint32_t width, uint32_t height, uint32_t seed,
 out:
     free(raw);
     free(png);
+    return ret;
+}
+
+/* ------------------------------------------------------------ libvips */
+
+int sim_image_init(const char *argv0)
+{
+    if (VIPS_INIT(argv0) != 0) {
+        fprintf(stderr, "kie-sim: libvips did not start: %s\n", vips_error_buffer());
+        return -1;
+    }
+    /* results are made once per task: caching operations only holds memory */
+    vips_cache_set_max(0);
+    vips_cache_set_max_mem(0);
+    vips_cache_set_max_files(0);
+    vips_concurrency_set(1); /* the worker threads already run in parallel */
+    return 0;
+}
+
+void sim_image_thread_done(void)
+{
+    vips_thread_shutdown();
+}
+
+void sim_image_shutdown(void)
+{
+    vips_shutdown();
+}
+
+/* ---------------------------------------------------------- result size */
+
+void sim_result_size(const char *aspect, const char *resolution, uint32_t in_w, uint32_t in_h,
+                     uint32_t *w, uint32_t *h)
+{
+    static const struct { const char *name; double ratio; } ratios[] = {
+        {"1:1", 1.0}, {"4:3", 4.0 / 3.0}, {"3:4", 3.0 / 4.0}, {"16:9", 16.0 / 9.0},
+        {"9:16", 9.0 / 16.0}, {"3:2", 3.0 / 2.0}, {"2:3", 2.0 / 3.0},
+    };
+    double area = strcmp(resolution, "2K") == 0 ? SIM_AREA_2K : SIM_AREA_1K;
+    double r = in_w && in_h ? (double)in_w / (double)in_h : 1.0;
+    double fw, fh;
+
+    for (size_t i = 0; i < sizeof ratios / sizeof ratios[0]; i++)
+        if (strcmp(aspect, ratios[i].name) == 0)
+            r = ratios[i].ratio;
+    if (r < 0.25)
+        r = 0.25;
+    if (r > 4.0)
+        r = 4.0;
+    fw = round(sqrt(area * r));
+    fh = round(fw / r);
+    if (fw > SIM_RESULT_MAX_DIM)
+        fw = SIM_RESULT_MAX_DIM;
+    if (fh > SIM_RESULT_MAX_DIM)
+        fh = SIM_RESULT_MAX_DIM;
+    *w = (uint32_t)fw;
+    *h = (uint32_t)fh;
+}
+
+/* ------------------------------------------------------------- drawing */
+
+/* 5x7 glyphs of the mark, one byte per row, bit 4 = leftmost column. */
+static const struct { char c; unsigned char rows[7]; } sim_glyphs[] = {
+    {'S', {0x0E, 0x11, 0x10, 0x0E, 0x01, 0x11, 0x0E}},
+    {'I', {0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E}},
+    {'M', {0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11}},
+    {'U', {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}},
+    {'L', {0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F}},
+    {'A', {0x0E, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11}},
+    {'T', {0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}},
+    {'E', {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F}},
+    {'D', {0x1E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x1E}},
+};
+static const char sim_mark[] = "SIMULATED";
+
+/* Blend colour c (0..255 per channel) with weight a/255 into pixel p. */
+static void sim_blend(unsigned char *p, const unsigned char c[3], unsigned a)
+{
+    for (int i = 0; i < 3; i++)
+        p[i] = (unsigned char)((c[i] * a + p[i] * (255u - a) + 127u) / 255u);
+}
+
+static void sim_fill_rect(unsigned char *rgb, uint32_t w, uint32_t h, uint32_t x0, uint32_t y0, uint32_t rw,
+                          uint32_t rh, const unsigned char c[3], unsigned a)
+{
+    for (uint32_t y = y0; y < y0 + rh && y < h; y++)
+        for (uint32_t x = x0; x < x0 + rw && x < w; x++)
+            sim_blend(rgb + ((size_t)y * w + x) * 3, c, a);
+}
+
+/* "SIMULATED" in the bottom-right corner, on a light plate, scaled to the
+ * image (a dot is about 1/320 of the shorter side). */
+static void sim_draw_mark(unsigned char *rgb, uint32_t w, uint32_t h)
+{
+    static const unsigned char plate[3] = {250, 250, 248}, ink[3] = {96, 96, 96};
+    uint32_t s = (w < h ? w : h) / 320u, n = (uint32_t)(sizeof sim_mark - 1);
+    uint32_t tw, th, pad, x0, y0;
+
+    if (s < 1)
+        s = 1;
+    tw = (n * 6u - 1u) * s;
+    th = 7u * s;
+    pad = 2u * s;
+    if (tw + 4u * pad > w || th + 4u * pad > h)
+        return;
+    x0 = w - tw - 2u * pad;
+    y0 = h - th - 2u * pad;
+    sim_fill_rect(rgb, w, h, x0 - pad, y0 - pad, tw + 2u * pad, th + 2u * pad, plate, 200u);
+    for (uint32_t i = 0; i < n; i++) {
+        const unsigned char *rows = NULL;
+
+        for (size_t g = 0; g < sizeof sim_glyphs / sizeof sim_glyphs[0]; g++)
+            if (sim_glyphs[g].c == sim_mark[i])
+                rows = sim_glyphs[g].rows;
+        for (uint32_t ry = 0; rows && ry < 7u; ry++)
+            for (uint32_t rx = 0; rx < 5u; rx++)
+                if (rows[ry] & (0x10u >> rx))
+                    sim_fill_rect(rgb, w, h, x0 + (i * 6u + rx) * s, y0 + ry * s, s, s, ink, 255u);
+    }
+}
+
+/* The studio: a vertical gradient from near-white to light grey. */
+static void sim_draw_background(unsigned char *rgb, uint32_t w, uint32_t h)
+{
+    for (uint32_t y = 0; y < h; y++) {
+        unsigned v = 248u - (unsigned)((uint64_t)y * 20u / (h > 1 ? h - 1 : 1));
+        unsigned char *row = rgb + (size_t)y * w * 3;
+
+        for (uint32_t x = 0; x < w; x++) {
+            row[x * 3] = (unsigned char)v;
+            row[x * 3 + 1] = (unsigned char)v;
+            row[x * 3 + 2] = (unsigned char)(v - 3u);
+        }
+    }
+}
+
+/* Composite the 3- or 4-band 8-bit product (pw x ph) centred on rgb. */
+static void sim_draw_product(unsigned char *rgb, uint32_t w, uint32_t h, const unsigned char *px, uint32_t pw,
+                             uint32_t ph, int bands)
+{
+    uint32_t ox = (w - pw) / 2, oy = (h - ph) / 2;
+
+    for (uint32_t y = 0; y < ph; y++)
+        for (uint32_t x = 0; x < pw; x++) {
+            const unsigned char *src = px + ((size_t)y * pw + x) * (size_t)bands;
+
+            sim_blend(rgb + ((size_t)(oy + y) * w + ox + x) * 3, src, bands == 4 ? src[3] : 255u);
+        }
+}
+
+/* ------------------------------------------------------------ the result */
+
+static void sim_vips_err(char *err, size_t errlen, const char *what)
+{
+    char *e = vips_error_buffer_copy();
+    size_t n = e ? strcspn(e, "\n") : 0;
+
+    snprintf(err, errlen, "%s: %.*s", what, (int)(n > 200 ? 200 : n), e && n ? e : "libvips error");
+    g_free(e);
+}
+
+/* Decode buf with the loader of its sniffed type, orientation applied. */
+static VipsImage *sim_decode(const unsigned char *in, size_t len, char *err, size_t errlen)
+{
+    VipsImage *img = NULL, *rot = NULL;
+    void *buf = (void *)(uintptr_t)in; /* the loaders take void * but only read */
+    int rc = -1;
+
+    switch (sim_image_sniff(in, len, NULL, NULL)) {
+    case SIM_IMAGE_JPEG:
+        rc = vips_jpegload_buffer(buf, len, &img, "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+        break;
+    case SIM_IMAGE_PNG:
+        rc = vips_pngload_buffer(buf, len, &img, "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+        break;
+    case SIM_IMAGE_WEBP:
+        rc = vips_webpload_buffer(buf, len, &img, "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+        break;
+    case SIM_IMAGE_NONE:
+        snprintf(err, errlen, "not a JPEG, PNG or WEBP image");
+        return NULL;
+    }
+    if (rc != 0) {
+        sim_vips_err(err, errlen, "not a decodable image");
+        return NULL;
+    }
+    if ((uint64_t)img->Xsize * (uint64_t)img->Ysize > SIM_DECODE_MAX_PIXELS) {
+        snprintf(err, errlen, "%dx%d pixels is more than the simulator decodes", img->Xsize, img->Ysize);
+        g_object_unref(img);
+        return NULL;
+    }
+    if (vips_autorot(img, &rot, NULL) != 0) {
+        sim_vips_err(err, errlen, "not a decodable image");
+        rot = NULL;
+    }
+    g_object_unref(img);
+    return rot;
+}
+
+/* in scaled to fit box_w x box_h whole, as sRGB 8-bit with 3 or 4 bands. */
+static VipsImage *sim_fit(VipsImage *in, uint32_t box_w, uint32_t box_h, char *err, size_t errlen)
+{
+    VipsImage *t[4] = {NULL, NULL, NULL, NULL}, *out = NULL;
+
+    if (vips_thumbnail_image(in, &t[0], (int)box_w, "height", (int)box_h, "size", VIPS_SIZE_BOTH,
+                             "no_rotate", TRUE, NULL) != 0 ||
+        vips_colourspace(t[0], &t[1], VIPS_INTERPRETATION_sRGB, NULL) != 0 ||
+        vips_cast_uchar(t[1], &t[2], NULL) != 0) {
+        sim_vips_err(err, errlen, "could not be scaled");
+        goto out;
+    }
+    if (t[2]->Bands == 3 || t[2]->Bands == 4) {
+        out = t[2];
+        t[2] = NULL;
+    } else if (vips_extract_band(t[2], &t[3], 0, "n", vips_image_hasalpha(t[2]) ? 4 : 3, NULL) == 0) {
+        out = t[3];
+        t[3] = NULL;
+    } else {
+        sim_vips_err(err, errlen, "has an unusual band layout");
+    }
+out:
+    for (size_t i = 0; i < 4; i++)
+        if (t[i])
+            g_object_unref(t[i]);
+    return out;
+}
+
+int sim_result_render(const unsigned char *in, size_t len, const char *aspect, const char *resolution,
+                      unsigned char **out, size_t *out_len, uint32_t *w, uint32_t *h, char *err, size_t errlen)
+{
+    VipsImage *src = NULL, *fit = NULL, *canvas_img = NULL;
+    unsigned char *canvas = NULL, *px = NULL;
+    void *png = NULL;
+    size_t px_len = 0, png_len = 0, canvas_len;
+    uint32_t cw, ch;
+    int ret = -1;
+
+    *out = NULL;
+    *out_len = 0;
+    src = sim_decode(in, len, err, errlen);
+    if (!src)
+        goto out;
+    sim_result_size(aspect, resolution, (uint32_t)src->Xsize, (uint32_t)src->Ysize, &cw, &ch);
+    fit = sim_fit(src, cw * SIM_BOX_PERMILLE / 1000u, ch * SIM_BOX_PERMILLE / 1000u, err, errlen);
+    if (!fit)
+        goto out;
+    px = vips_image_write_to_memory(fit, &px_len);
+    if (!px || (uint32_t)fit->Xsize > cw || (uint32_t)fit->Ysize > ch ||
+        px_len != (size_t)fit->Xsize * (size_t)fit->Ysize * (size_t)fit->Bands) {
+        sim_vips_err(err, errlen, "could not be scaled");
+        goto out;
+    }
+    canvas_len = (size_t)cw * ch * 3;
+    canvas = malloc(canvas_len);
+    if (!canvas) {
+        snprintf(err, errlen, "out of memory for a %ux%u result", cw, ch);
+        goto out;
+    }
+    sim_draw_background(canvas, cw, ch);
+    sim_draw_product(canvas, cw, ch, px, (uint32_t)fit->Xsize, (uint32_t)fit->Ysize, fit->Bands);
+    sim_draw_mark(canvas, cw, ch);
+    canvas_img = vips_image_new_from_memory(canvas, canvas_len, (int)cw, (int)ch, 3, VIPS_FORMAT_UCHAR);
+    if (!canvas_img || vips_pngsave_buffer(canvas_img, &png, &png_len, "compression", SIM_PNG_LEVEL, NULL) != 0) {
+        sim_vips_err(err, errlen, "could not be encoded as PNG");
+        goto out;
+    }
+    *out = malloc(png_len);
+    if (!*out) {
+        snprintf(err, errlen, "out of memory for a %zu-byte PNG", png_len);
+        goto out;
+    }
+    memcpy(*out, png, png_len);
+    *out_len = png_len;
+    *w = cw;
+    *h = ch;
+    ret = 0;
+out:
+    if (canvas_img)
+        g_object_unref(canvas_img);
+    if (fit)
+        g_object_unref(fit);
+    if (src)
+        g_object_unref(src);
+    g_free(png);
+    g_free(px);
+    free(canvas);
     return ret;
 }

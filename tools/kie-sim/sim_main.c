@@ -13,19 +13,29 @@
  *        costTime,completeTime,createTime,updateTime}} (times Unix ms; param and
  *        resultJson are JSON *strings*; costTime/completeTime null until done).
  *        Unknown or missing taskId: {"code":422,"msg":"recordInfo is null"...}.
- *   GET  /results/<taskId>.png     the "generated" image: a gradient PNG, 256 px
- *        wide (512 for 2K) in the requested aspect ratio (auto = first input's).
+ *   GET  /results/<taskId>.png     the "generated" image: the first input fitted
+ *        whole on a light studio background in the requested aspect ratio (auto =
+ *        the first input's) at ~1 (1K) or ~4 (2K) megapixels, marked "SIMULATED"
+ *        (result_style=gradient: the older 256/512 px wide test pattern).
  *   callBackUrl                    POSTed with the KIE callback JSON when a task
  *        ends (code 200 "Playground task completed successfully." / 501 failed);
  *        if webhook_hmac_key is set, signed with X-Webhook-Timestamp/-Signature.
+ *   GET  /api/v1/chat/credit       Bearer auth; {"code":200,"msg":"success","data":
+ *        <balance>}: each --api-key has a balance (initial_credits), createTask
+ *        takes price_1k/price_2k or answers code 402 "Insufficient credits", a
+ *        failed task gives it back (refund_failed); recordInfo and callbacks
+ *        carry creditsConsumed once the task is done. With rate_limit=1, more
+ *        than rate_limit_max (20) createTask per rate_limit_window_ms (10 s) per
+ *        key are answered HTTP 429 at once (sim_ratelimit.c).
  *   POST /api/file-stream-upload, /api/file-base64-upload, /api/file-url-upload
  *        KIE's file-upload API (its own host at KIE, the same port here; see
  *        sim_upload.h); files are served at GET /kie-files/<uploadPath>/<name>.
  *
  * Task lifecycle: waiting -> queuing -> generating -> success|fail, each step
  * lasting step_ms. Like KIE, a task first downloads every input_url (10 s
- * timeout, 10 MB cap, JPEG/PNG/WEBP magic); a failed download ends the task in
- * "fail" with failCode "422" and a failMsg naming the URL and the reason.
+ * timeout, 10 MB cap, JPEG/PNG/WEBP magic) and decodes the first one; a failed
+ * download or decode ends the task in "fail" with failCode "422" and a failMsg
+ * naming the URL and the reason.
  * SECURITY: only loopback is ever contacted. URLs (inputs, redirects, callback)
  * must name 127.x.x.x, localhost or [::1], else they count as unreachable and
  * no traffic (not even DNS) is sent; CURLOPT_OPENSOCKETFUNCTION re-checks every
@@ -49,12 +59,16 @@
  *   sim_main.c     options, start-up and shutdown (this file)
  *   sim_http.c     HTTP shell: body reading, route table, responses, auth
  *   sim_tasks.c    createTask / recordInfo / results, state machine, threads
+ *   sim_credits.c  balances per API key, prices, refunds, GET /api/v1/chat/credit
+ *   sim_ratelimit.c KIE's createTask rate limit (a window per key)
  *   sim_fetch.c    loopback-only downloads (input images, fileUrl)
- *   sim_upload.c   the file-upload API: validation, base64, multipart, answers
+ *   sim_upload.c   the file-upload API: validation, base64, answers
+ *   sim_form.c     the multipart body of file-stream-upload (MHD PostProcessor)
  *   sim_files.c    the uploaded-file store (memory or --files-dir) and its routes
  *   sim_callback.c callBackUrl delivery and its HMAC signature
  *   sim_admin.c    knob table, request log, /sim/... routes
- *   sim_image.c    image sniffing and the result PNG
+ *   sim_results.c  result images: made after the downloads, kept, GET /results/
+ *   sim_image.c    image sniffing, the studio result (libvips), the gradient PNG
  *
  * Threads: MHD thread-per-connection (so latency/hang never block others),
  * one scheduler thread advancing task states, SIM_WORKERS workers doing the
@@ -83,13 +97,16 @@
 
 #include "sim.h"
 #include "sim_admin.h"
+#include "sim_credits.h"
 #include "sim_files.h"
 #include "sim_http.h"
+#include "sim_image.h"
 #include "sim_tasks.h"
 
 #define SIM_MAX_TASKS_DEFAULT 10000L /* oldest evicted beyond this */
 #define SIM_FILES_MAX_BYTES_DEFAULT (512L * 1024 * 1024)
 #define SIM_FILES_MAX_COUNT_DEFAULT 1000L
+#define SIM_MAX_RESULT_BYTES_DEFAULT (512L * 1024 * 1024)
 #define SIM_CONN_LIMIT        512u
 #define SIM_CONN_TIMEOUT_S    120u
 
@@ -100,11 +117,14 @@ static void sim_usage(FILE *f)
           "Options (also --name=value):\n"
           "  --host ADDR           IPv4 loopback address to bind (default 127.0.0.1; only 127.x.x.x allowed)\n"
           "  --port N              TCP port, 0 = ephemeral (default 0; env KIE_SIM_PORT)\n"
-          "  --api-key KEY         Bearer key clients must send (default test-key; env KIE_SIM_API_KEY)\n"
+          "  --api-key KEY         Bearer key clients must send (default test-key; env KIE_SIM_API_KEY);\n"
+          "                        give it up to 8 times for several keys, each with its own credit balance\n"
+          "                        and rate-limit window\n"
           "  --max-tasks N         tasks kept in memory, oldest evicted (default 10000)\n"
           "  --files-dir DIR       keep uploaded files in DIR (an existing directory) instead of memory\n"
           "  --files-max-bytes N   uploaded files kept at most, in bytes; oldest dropped (default 536870912)\n"
           "  --files-max-count N   uploaded files kept at most; oldest dropped (default 1000)\n"
+          "  --max-result-bytes N  result PNGs kept at most, in bytes; oldest dropped (default 536870912)\n"
           "  --help                this text\n\n"
           "Knobs (start-up flags; change at runtime with POST /sim/config {\"knob\":value,...},\n"
           "{\"reset\":true} restores the start-up values; GET /sim/config shows them):\n", f);
@@ -122,7 +142,7 @@ static void sim_usage(FILE *f)
           "  code400 code500  HTTP 200 with {\"success\":false} and that code\n"
           "  hang reset nonjson  as for create_mode\n\n"
           "Endpoints: POST /api/v1/jobs/createTask, GET /api/v1/jobs/recordInfo?taskId=,\n"
-          "  GET /results/<taskId>.png,\n"
+          "  GET /api/v1/chat/credit (the key's balance), GET /results/<taskId>.png,\n"
           "  POST /api/file-stream-upload (multipart file, uploadPath, fileName),\n"
           "  POST /api/file-base64-upload (JSON base64Data, uploadPath, fileName),\n"
           "  POST /api/file-url-upload (JSON fileUrl, uploadPath, fileName) - KIE's upload API on this port,\n"
@@ -142,6 +162,7 @@ static const struct {
     {"max_tasks", offsetof(struct sim_app, max_tasks), 1, 1000000},
     {"files_max_bytes", offsetof(struct sim_app, files_max_bytes), 1, 1L << 40},
     {"files_max_count", offsetof(struct sim_app, files_max_count), 1, 100000},
+    {"max_result_bytes", offsetof(struct sim_app, max_result_bytes), 1, 1L << 40},
 };
 
 /* Returns 0 if name is a numeric option (set from val), 1 if it is not
@@ -167,6 +188,7 @@ static int sim_parse_args(struct sim_app *app, int argc, char **argv)
 {
     const char *env;
     char err[256];
+    bool keys_given = false;
 
     env = getenv("KIE_SIM_PORT");
     if (env && *env && sim_parse_long(env, 0, 65535, &app->port_arg) != 0) {
@@ -175,7 +197,7 @@ static int sim_parse_args(struct sim_app *app, int argc, char **argv)
     }
     env = getenv("KIE_SIM_API_KEY");
     if (env && *env)
-        sim_copy(app->api_key, sizeof app->api_key, env);
+        sim_copy(app->api_keys[0], sizeof app->api_keys[0], env);
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *val, *eq;
         char name[64];
@@ -220,11 +242,18 @@ static int sim_parse_args(struct sim_app *app, int argc, char **argv)
                 return -1;
             }
         } else if (strcmp(name, "api_key") == 0) {
-            if (!*val || strlen(val) >= sizeof app->api_key) {
+            if (!*val || strlen(val) >= SIM_KEY_MAX) {
                 fprintf(stderr, "kie-sim: --api-key must be 1..255 bytes\n");
                 return -1;
             }
-            sim_copy(app->api_key, sizeof app->api_key, val);
+            if (!keys_given)
+                app->n_keys = 0; /* the first --api-key replaces the default key */
+            if (app->n_keys == SIM_MAX_KEYS) {
+                fprintf(stderr, "kie-sim: at most %d --api-key\n", SIM_MAX_KEYS);
+                return -1;
+            }
+            keys_given = true;
+            sim_copy(app->api_keys[app->n_keys++], SIM_KEY_MAX, val);
         } else if (strcmp(name, "files_dir") == 0) {
             if (!*val) {
                 fprintf(stderr, "kie-sim: --files-dir needs a directory\n");
@@ -252,11 +281,13 @@ static int sim_app_init(struct sim_app *app)
     pthread_condattr_t ca;
 
     memset(app, 0, sizeof *app);
-    sim_copy(app->api_key, sizeof app->api_key, "test-key");
+    sim_copy(app->api_keys[0], sizeof app->api_keys[0], "test-key");
+    app->n_keys = 1;
     sim_copy(app->host, sizeof app->host, "127.0.0.1");
     app->max_tasks = SIM_MAX_TASKS_DEFAULT;
     app->files_max_bytes = SIM_FILES_MAX_BYTES_DEFAULT;
     app->files_max_count = SIM_FILES_MAX_COUNT_DEFAULT;
+    app->max_result_bytes = SIM_MAX_RESULT_BYTES_DEFAULT;
     app->cfg = sim_config_defaults;
     atomic_init(&app->stopping, false);
     if (pthread_mutex_init(&app->lock, NULL) != 0 || pthread_cond_init(&app->wake, NULL) != 0 ||
@@ -293,14 +324,14 @@ static void sim_app_free(struct sim_app *app)
 
 int main(int argc, char **argv)
 {
-    struct sim_app app; /* ~90 KiB (job ring); lives for the whole run */
+    struct sim_app app; /* ~160 KiB (job ring, rate windows); lives for the whole run */
     cJSON_Hooks hooks = {.malloc_fn = sim_xmalloc, .free_fn = free};
     struct MHD_Daemon *d = NULL;
     const union MHD_DaemonInfo *di;
     struct sockaddr_in sa;
     pthread_t workers[SIM_WORKERS], scheduler;
     size_t n_workers = 0;
-    bool sched_started = false, curl_ready = false;
+    bool sched_started = false, curl_ready = false, vips_ready = false;
     sigset_t sigs;
     int sig = 0, rc, ret = 1;
 
@@ -317,6 +348,7 @@ int main(int argc, char **argv)
         goto out;
     }
     app.cfg_initial = app.cfg;
+    sim_credits_reset(&app, app.cfg.initial_credits);
     app.tasks = calloc((size_t)app.max_tasks, sizeof *app.tasks);
     if (!app.tasks)
         goto out;
@@ -333,6 +365,11 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    /* after the mask: libvips may start threads of its own */
+    if (sim_image_init(argv[0]) != 0)
+        goto out;
+    vips_ready = true;
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         goto out;
@@ -385,6 +422,8 @@ out:
         pthread_join(scheduler, NULL);
     if (curl_ready)
         curl_global_cleanup();
+    if (vips_ready)
+        sim_image_shutdown();
     sim_app_free(&app);
     return ret;
 }

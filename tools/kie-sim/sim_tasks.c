@@ -16,14 +16,15 @@
 
 #include "sim_admin.h"
 #include "sim_callback.h"
+#include "sim_credits.h"
+#include "sim_ratelimit.h"
 #include "sim_fetch.h"
 #include "sim_image.h"
+#include "sim_results.h"
 
 #define SIM_MIN_PROMPT      3
 #define SIM_MAX_PROMPT      5000
 #define SIM_TICK_MS         5
-#define SIM_RESULT_WIDTH_1K 256u
-#define SIM_RESULT_WIDTH_2K 512u
 
 const char *const sim_state_names[] = {"waiting", "queuing", "generating", "success", "fail"};
 
@@ -48,6 +49,7 @@ void sim_task_free(struct sim_task *t)
     free(t->callback_url);
     for (size_t i = 0; i < t->n_urls; i++)
         free(t->urls[i]);
+    free(t->result);
     free(t);
 }
 
@@ -59,6 +61,7 @@ static void sim_task_insert(struct sim_app *app, struct sim_task *t)
     snprintf(t->id, sizeof t->id, "task_flux-2_%lld%04u", t->create_ms, app->task_counter % 10000u);
     app->task_counter++;
     if (app->task_count == cap) {
+        sim_result_drop(app, app->tasks[app->task_head]);
         sim_task_free(app->tasks[app->task_head]);
         app->tasks[app->task_head] = t;
         app->task_head = (app->task_head + 1) % cap;
@@ -80,34 +83,6 @@ static int sim_job_push(struct sim_app *app, struct sim_job *job)
     app->job_count++;
     pthread_cond_signal(&app->wake);
     return 0;
-}
-
-static void sim_result_dims(const struct sim_task *t, uint32_t *w, uint32_t *h)
-{
-    static const struct { const char *name; uint32_t rw, rh; } ratios[] = {
-        {"1:1", 1, 1}, {"4:3", 4, 3}, {"3:4", 3, 4}, {"16:9", 16, 9},
-        {"9:16", 9, 16}, {"3:2", 3, 2}, {"2:3", 2, 3},
-    };
-    uint32_t width = strcmp(t->resolution, "2K") == 0 ? SIM_RESULT_WIDTH_2K : SIM_RESULT_WIDTH_1K;
-    uint32_t rw = 1, rh = 1;
-    uint64_t height;
-
-    if (strcmp(t->aspect, "auto") == 0 && t->img_w && t->img_h) {
-        rw = t->img_w;
-        rh = t->img_h;
-    }
-    for (size_t i = 0; i < sizeof ratios / sizeof ratios[0]; i++)
-        if (strcmp(t->aspect, ratios[i].name) == 0) {
-            rw = ratios[i].rw;
-            rh = ratios[i].rh;
-        }
-    height = ((uint64_t)width * rh + rw / 2) / rw;
-    if (height < 16)
-        height = 16;
-    if (height > 2048)
-        height = 2048;
-    *w = width;
-    *h = (uint32_t)height;
 }
 
 cJSON *sim_task_data(const struct sim_app *app, const struct sim_task *t, bool for_callback)
@@ -149,9 +124,11 @@ cJSON *sim_task_data(const struct sim_app *app, const struct sim_task *t, bool f
     if (done) {
         cJSON_AddNumberToObject(d, "costTime", (double)(t->complete_ms - t->create_ms));
         cJSON_AddNumberToObject(d, "completeTime", (double)t->complete_ms);
+        cJSON_AddNumberToObject(d, "creditsConsumed", t->refunded ? 0.0 : (double)t->credits);
     } else {
         cJSON_AddNullToObject(d, "costTime");
         cJSON_AddNullToObject(d, "completeTime");
+        cJSON_AddNullToObject(d, "creditsConsumed");
     }
     cJSON_AddNumberToObject(d, "createTime", (double)t->create_ms);
     cJSON_AddNumberToObject(d, "updateTime", (double)t->update_ms);
@@ -172,6 +149,8 @@ static void sim_task_finish(struct sim_app *app, struct sim_task *t, long long m
 {
     sim_task_enter(t, t->fail ? SIM_ST_FAIL : SIM_ST_SUCCESS, mono, wall);
     t->complete_ms = wall;
+    if (t->fail)
+        sim_credits_refund(app, t);
     sim_log("task %s %s%s%s", t->id, sim_state_names[t->state], t->fail ? ": " : "",
             t->fail ? t->fail_msg : "");
     if (t->callback_url) {
@@ -245,13 +224,16 @@ void *sim_scheduler_main(void *arg)
     return NULL;
 }
 
+/* Worker: download every input of the task (the first one whole, for the
+ * result), then make the studio result unless the task is bound to fail. */
 static void sim_job_fetch(struct sim_app *app, const struct sim_job *job)
 {
     char *urls[SIM_MAX_URLS] = {0};
-    char msg[SIM_MSG_MAX] = "";
-    size_t n = 0;
-    uint32_t w0 = 0, h0 = 0;
-    bool failed = false;
+    char msg[SIM_MSG_MAX] = "", aspect[8] = "", resolution[4] = "", code[4] = "422";
+    size_t n = 0, in_len = 0, png_len = 0;
+    unsigned char *in = NULL, *png = NULL;
+    uint32_t w0 = 0, h0 = 0, rw = 0, rh = 0;
+    bool failed = false, render = false;
     struct sim_task *t;
 
     pthread_mutex_lock(&app->lock);
@@ -260,26 +242,40 @@ static void sim_job_fetch(struct sim_app *app, const struct sim_job *job)
         n = t->n_urls;
         for (size_t i = 0; i < n; i++)
             urls[i] = sim_xstrdup(t->urls[i]);
+        sim_copy(aspect, sizeof aspect, t->aspect);
+        sim_copy(resolution, sizeof resolution, t->resolution);
+        render = t->style == SIM_STYLE_STUDIO && !t->fail;
     }
     pthread_mutex_unlock(&app->lock);
 
     for (size_t i = 0; i < n && !failed; i++) {
         uint32_t w, h;
 
-        if (sim_fetch_image(app, urls[i], &w, &h, msg, sizeof msg) != 0)
+        if (sim_fetch_image(app, urls[i], &w, &h, i == 0 && render ? &in : NULL, &in_len, msg, sizeof msg) != 0)
             failed = true;
         else if (i == 0) {
             w0 = w;
             h0 = h;
         }
     }
+    if (!failed && render && sim_result_make(urls[0], in, in_len, aspect, resolution, &png, &png_len, &rw, &rh,
+                                             msg, sizeof msg) != 0)
+        failed = true;
 
     pthread_mutex_lock(&app->lock);
     t = sim_task_find(app, job->task_id);
+    if (t && t->fetch == SIM_FETCH_PENDING && !failed && png) {
+        if (sim_result_keep(app, t, png, png_len, rw, rh) != 0) {
+            snprintf(msg, sizeof msg, "the result (%zu bytes) is larger than --max-result-bytes", png_len);
+            sim_copy(code, sizeof code, "500");
+            failed = true;
+        }
+        png = NULL; /* taken over */
+    }
     if (t && t->fetch == SIM_FETCH_PENDING) {
         if (failed) {
             t->fail = true;
-            sim_copy(t->fail_code, sizeof t->fail_code, "422");
+            sim_copy(t->fail_code, sizeof t->fail_code, code);
             sim_copy(t->fail_msg, sizeof t->fail_msg, msg);
             t->fetch = SIM_FETCH_FAILED;
         } else {
@@ -291,6 +287,8 @@ static void sim_job_fetch(struct sim_app *app, const struct sim_job *job)
     pthread_mutex_unlock(&app->lock);
     for (size_t i = 0; i < n; i++)
         free(urls[i]);
+    free(png);
+    free(in);
 }
 
 void *sim_worker_main(void *arg)
@@ -319,6 +317,7 @@ void *sim_worker_main(void *arg)
         pthread_mutex_lock(&app->lock);
     }
     pthread_mutex_unlock(&app->lock);
+    sim_image_thread_done();
     return NULL;
 }
 
@@ -427,6 +426,8 @@ static struct sim_task *sim_task_new(const cJSON *body, const struct sim_config 
     sim_task_enter(t, SIM_ST_WAITING, sim_mono_ms(), sim_wall_ms());
     t->create_ms = t->update_ms;
     t->step_ms = cfg->step_ms;
+    t->style = cfg->result_style;
+    t->refund = cfg->refund_failed != 0;
     t->fail = cfg->outcome == 1;
     if (t->fail) {
         sim_copy(t->fail_code, sizeof t->fail_code, cfg->fail_code);
@@ -442,10 +443,10 @@ void sim_h_create(struct sim_app *app, struct MHD_Connection *c, struct sim_req 
     struct sim_job job = {.kind = SIM_JOB_FETCH};
     char msg[SIM_MSG_MAX], id[SIM_ID_LEN];
     size_t n_urls;
-    bool present;
+    bool present, paid;
     cJSON *body = NULL, *out, *data;
     struct sim_task *t;
-    int mode = sim_take_mode(app, SIM_EP_CREATE, &cfg);
+    int key, mode = sim_take_mode(app, SIM_EP_CREATE, &cfg);
 
     if (cfg.latency_ms > 0 && sim_wait_client(app, c, cfg.latency_ms) != 0) {
         resp->action = SIM_DROP;
@@ -455,8 +456,13 @@ void sim_h_create(struct sim_app *app, struct MHD_Connection *c, struct sim_req 
         sim_resp_mode(resp, mode, false);
         goto out;
     }
-    if (!sim_auth_ok(app, c, &present)) {
+    key = sim_auth_key(app, c, &present);
+    if (key < 0) {
         sim_resp_kie(resp, 401, 401, sim_unauth_msg, false);
+        goto out;
+    }
+    if (!sim_rate_admit(app, (size_t)key, &cfg)) {
+        sim_resp_mode(resp, SIM_MODE_CODE429, false); /* refused, not queued */
         goto out;
     }
     body = cJSON_ParseWithLength(r->body ? r->body : "", r->len);
@@ -469,7 +475,16 @@ void sim_h_create(struct sim_app *app, struct MHD_Connection *c, struct sim_req 
         goto out;
     }
     t = sim_task_new(body, &cfg);
+    t->key = (size_t)key;
+    t->credits = sim_credits_price(&cfg, t->resolution);
     pthread_mutex_lock(&app->lock);
+    paid = sim_credits_charge(app, t->key, t->credits) == 0;
+    if (!paid) {
+        pthread_mutex_unlock(&app->lock);
+        sim_task_free(t);
+        sim_resp_kie(resp, 200, 402, "Insufficient credits", false);
+        goto out;
+    }
     sim_task_insert(app, t);
     sim_copy(id, sizeof id, t->id);
     n_urls = t->n_urls;
@@ -535,47 +550,3 @@ void sim_h_record(struct sim_app *app, struct MHD_Connection *c, struct sim_req 
     cJSON_AddItemToObject(out, "data", data);
     sim_resp_json(resp, 200, out);
 }
-
-void sim_h_result(struct sim_app *app, struct MHD_Connection *c, struct sim_req *r, struct sim_resp *resp)
-{
-    const char *name = r->url + strlen("/results/");
-    size_t n = strlen(name);
-    char id[SIM_ID_LEN];
-    struct sim_task *t;
-    uint32_t w = 0, h = 0, seed = 2166136261u;
-    unsigned char *png = NULL;
-    size_t png_len = 0;
-    bool found = false;
-
-    (void)c;
-    if (n <= 4 || n - 4 >= sizeof id || strcmp(name + n - 4, ".png") != 0) {
-        sim_resp_kie(resp, 404, 404, "Not found", false);
-        return;
-    }
-    memcpy(id, name, n - 4);
-    id[n - 4] = '\0';
-    pthread_mutex_lock(&app->lock);
-    t = sim_task_find(app, id);
-    if (t && t->state == SIM_ST_SUCCESS) {
-        found = true;
-        sim_result_dims(t, &w, &h);
-    }
-    pthread_mutex_unlock(&app->lock);
-    if (!found) {
-        sim_resp_kie(resp, 404, 404, "Not found", false);
-        return;
-    }
-    for (const char *p = id; *p; p++) /* FNV-1a: a per-task tint */
-        seed = (seed ^ (unsigned char)*p) * 16777619u;
-    if (sim_png_render(w, h, seed, &png, &png_len) != 0) {
-        sim_resp_kie(resp, 500, 500, "could not render PNG", false);
-        return;
-    }
-    free(resp->body);
-    resp->status = 200;
-    resp->ctype = "image/png";
-    resp->body = (char *)png;
-    resp->len = png_len;
-    resp->action = SIM_SEND;
-}
-

@@ -37,7 +37,4 @@ void *sim_worker_main(void *arg);
 void sim_h_create(struct sim_app *app, struct MHD_Connection *c, struct sim_req *r, struct sim_resp *resp);
 void sim_h_record(struct sim_app *app, struct MHD_Connection *c, struct sim_req *r, struct sim_resp *resp);
 
-/* GET /results/<taskId>.png: rendered on demand for successful tasks. */
-void sim_h_result(struct sim_app *app, struct MHD_Connection *c, struct sim_req *r, struct sim_resp *resp);
-
 #endif
