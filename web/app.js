@@ -12,14 +12,25 @@
   const POLL_LIMIT_MS = 15 * 60 * 1000;
   const PROMPT_MIN = 3;
   const PROMPT_MAX = 5000;
-  const ALLOWED_TYPES = ['image/jpeg', 'image/png', 'image/webp'];
+  /* what the server takes (GET /config accepted_types replaces the list); names and extensions for the picker */
+  const TYPES = {
+    'image/jpeg': ['JPEG', '.jpg,.jpeg'], 'image/png': ['PNG', '.png'], 'image/webp': ['WEBP', '.webp'],
+    'image/heic': ['HEIC', '.heic'], 'image/heif': ['HEIF', '.heif'], 'image/avif': ['AVIF', '.avif'],
+    'image/tiff': ['TIFF', '.tif,.tiff'],
+  };
+  const HEIF_BRANDS = ['heic', 'heix', 'hevc', 'hevx', 'heim', 'heis', 'hevm', 'hevs', 'mif1', 'msf1'];
+  const BUSY_RETRY_MAX_S = 30;   /* a busy server's Retry-After up to this is waited for once, automatically */
+  const CANCELLED = new Error('replaced by a newer upload');
   const FINAL = new Set(['success', 'fail', 'timeout']);
   const STATE_LABEL = {
     waiting: 'waiting', queuing: 'queuing', generating: 'generating',
     success: 'success', fail: 'fail', timeout: 'timed out', unknown: 'checking',
   };
 
-  const cfg = { max_upload_bytes: 10 * 1024 * 1024, auth_required: false, public_url_ok: true };
+  const cfg = {
+    max_upload_bytes: 32 * 1024 * 1024, auth_required: false, public_url_ok: true,
+    accepted_types: ['image/jpeg', 'image/png', 'image/webp', 'image/heic', 'image/avif', 'image/tiff'],
+  };
   const defaultPrompt = $('prompt').value;
   let tasks = loadTasks();
   let upload = null;        /* server answer of the last successful upload */
@@ -50,8 +61,8 @@
   }
   function fmtBytes(n) {
     if (!Number.isFinite(n)) return '?';
-    if (n >= 1024 * 1024) return (n / 1048576).toFixed(n % 1048576 === 0 ? 0 : 1) + ' MB';
-    if (n >= 1024) return Math.round(n / 1024) + ' KB';
+    if (n >= 1024 * 1024) return (n / 1048576).toFixed(n % 1048576 === 0 ? 0 : 1) + ' MiB';
+    if (n >= 1024) return Math.round(n / 1024) + ' KiB';
     return n + ' bytes';
   }
   function fmtElapsed(ms) {
@@ -76,37 +87,46 @@
   function token() {
     try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (e) { return ''; }
   }
+  function authHeaders() {
+    const t = token();
+    return t ? { Authorization: 'Bearer ' + t } : {};
+  }
+  /* 'HEIC' for image/heic; the accepted types as "JPEG, PNG, WEBP, HEIC, AVIF or TIFF" */
+  function typeName(t) { return TYPES[t] ? TYPES[t][0] : String(t || '').replace(/^image\//, '').toUpperCase(); }
+  function typeList() {
+    const names = cfg.accepted_types.map(typeName);
+    return names.length > 1 ? names.slice(0, -1).join(', ') + ' or ' + names[names.length - 1] : names.join('');
+  }
   function setToken(t) {
     try { if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* private mode */ }
   }
 
   /* ---------- API ---------- */
   class ApiError extends Error {
-    constructor(status, code, message, requestId) {
+    constructor(status, code, message, requestId, retryAfter) {
       super(message || ('HTTP ' + status));
       this.status = status; this.code = code || ''; this.requestId = requestId || '';
+      this.retryAfter = Number(retryAfter) > 0 ? Math.ceil(Number(retryAfter)) : 0;   /* seconds, 0 = not said */
     }
   }
   function parseJson(text) { try { return text ? JSON.parse(text) : null; } catch (e) { return null; } }
-  function errorFrom(status, body, text) {
+  function errorFrom(status, body, text, retryHeader) {
     const e = body && typeof body.error === 'object' && body.error ? body.error : null;
     const msg = (e && e.message) || (body && (body.msg || body.message)) ||
       (text && !body ? String(text).slice(0, 300) : '') || ('HTTP ' + status);
     if (status === 401) onUnauthorized();
-    return new ApiError(status, e && e.code, msg, e && e.request_id);
+    return new ApiError(status, e && e.code, msg, e && e.request_id, (e && e.retry_after) || retryHeader);
   }
   async function api(path, opts) {
     const o = Object.assign({ cache: 'no-store' }, opts || {});
-    o.headers = Object.assign({}, o.headers || {});
-    const t = token();
-    if (t) o.headers.Authorization = 'Bearer ' + t;
+    o.headers = Object.assign({}, o.headers || {}, authHeaders());
     let res;
     try { res = await fetch(path, o); } catch (e) {
       throw new ApiError(0, 'network', 'The server could not be reached.');
     }
     const text = await res.text().catch(() => '');
     const body = parseJson(text);
-    if (!res.ok) throw errorFrom(res.status, body, text);
+    if (!res.ok) throw errorFrom(res.status, body, text, res.headers.get('Retry-After'));
     return body;
   }
   /* Turns an ApiError into {lead, detail, rid}: a human sentence plus the server's own words. */
@@ -123,10 +143,16 @@
       case 401: lead = 'The API token is missing or was rejected. Enter it again above.'; break;
       case 402: lead = 'KIE reports insufficient credits on the account.'; break;
       case 404: lead = 'Not found.'; break;
-      case 413: lead = 'The file is too large for the server (limit ' + fmtBytes(cfg.max_upload_bytes) + ').'; break;
-      case 415: lead = 'Unsupported file: the server accepts only real JPEG, PNG or WEBP images.'; break;
-      case 429: lead = 'Too many requests: please wait a moment and try again.'; break;
-      case 503: lead = 'The service is temporarily unavailable. Try again in a little while.'; break;
+      case 413: lead = err.code === 'too_many_pixels'
+        ? 'The photo has too many pixels for the server' +
+          (cfg.image_max_pixels > 0 ? ' (limit ' + Math.round(cfg.image_max_pixels / 1e6) + ' megapixels)' : '') + '.'
+        : 'The file is too large for the server (limit ' + fmtBytes(cfg.max_upload_bytes) + ').'; break;
+      case 415: lead = 'This file cannot be used: the server accepts ' + typeList() + ' photos.'; break;
+      case 422: lead = 'The photo could not be read.'; break;
+      case 429: lead = 'Too many requests: please wait ' + (err.retryAfter ? err.retryAfter + ' s' : 'a moment') + ' and try again.'; break;
+      case 503: lead = err.code === 'server_busy'
+        ? 'The server is busy processing other photos. Try again in ' + (err.retryAfter ? err.retryAfter + ' s' : 'a little while') + '.'
+        : 'The service is temporarily unavailable. Try again in a little while.'; break;
       case 507: lead = 'The server has run out of storage space for uploads.'; break;
       default: lead = s >= 500 ? 'Server error (HTTP ' + s + ').' : 'The request failed (HTTP ' + s + ').';
     }
@@ -165,8 +191,10 @@
     }
     if (!c || typeof c !== 'object') c = {};
     Object.assign(cfg, c);
-    if (!(Number(cfg.max_upload_bytes) > 0)) cfg.max_upload_bytes = 10 * 1024 * 1024;
-    $('max-size').textContent = fmtBytes(cfg.max_upload_bytes);
+    if (!(Number(cfg.max_upload_bytes) > 0)) cfg.max_upload_bytes = 32 * 1024 * 1024;
+    const known = Array.isArray(c.accepted_types) ? c.accepted_types.filter((t) => TYPES[t]) : [];
+    if (known.length) cfg.accepted_types = known;
+    showAccepted();
     if (typeof c.default_prompt === 'string' && c.default_prompt.trim().length >= PROMPT_MIN &&
         $('prompt').value === defaultPrompt) {
       $('prompt').value = c.default_prompt;
@@ -201,6 +229,15 @@
     if (cfg.auth_required && !token()) askToken('This server requires an API token.');
   }
 
+  /* The picker's accept= list (MIME types and extensions: browsers often give HEIC files no type) and the hint. */
+  function showAccepted() {
+    const types = cfg.accepted_types.slice();
+    if (types.includes('image/heic') && !types.includes('image/heif')) types.push('image/heif');
+    $('file').accept = types.concat(types.map((t) => TYPES[t][1])).join(',');
+    $('file-types').textContent = typeList();
+    $('max-size').textContent = fmtBytes(cfg.max_upload_bytes);
+  }
+
   /* ---------- auth ---------- */
   function askToken(msg) {
     $('auth-msg').textContent = msg + ' It is kept only for this browser tab (sessionStorage).';
@@ -226,31 +263,61 @@
   }
 
   /* ---------- file selection and upload ---------- */
-  function typeOk(f) {
-    if (f.type) return ALLOWED_TYPES.includes(f.type);
-    return /\.(jpe?g|png|webp)$/i.test(f.name || '');
-  }
-  /* The image type from the file's first bytes ('' when it is not JPEG, PNG or WEBP). */
+  /* The image type from the file's first bytes, as the server detects it ('' when it is none it accepts). */
   async function sniffType(file) {
     let b;
-    try { b = new Uint8Array(await file.slice(0, 12).arrayBuffer()); } catch (e) { return ''; }
-    const at = (off, sig) => b.length >= off + sig.length && sig.every((v, i) => b[off + i] === v);
+    try { b = new Uint8Array(await file.slice(0, 16).arrayBuffer()); } catch (e) { return ''; }
+    const at = (off, sig) => b.length >= off + sig.length &&
+      Array.from(sig, (c) => (typeof c === 'number' ? c : c.charCodeAt(0))).every((v, i) => b[off + i] === v);
+    const str = (off, n) => String.fromCharCode(...b.subarray(off, off + n));
     if (at(0, [0xff, 0xd8, 0xff])) return 'image/jpeg';
     if (at(0, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return 'image/png';
-    if (at(0, [0x52, 0x49, 0x46, 0x46]) && at(8, [0x57, 0x45, 0x42, 0x50])) return 'image/webp';
+    if (at(0, 'RIFF') && at(8, 'WEBP')) return 'image/webp';
+    if (at(4, 'ftyp') && b.length >= 12) {        /* ISO-BMFF: the major brand decides */
+      const brand = str(8, 4);
+      if (brand === 'avif' || brand === 'avis') return 'image/avif';
+      return HEIF_BRANDS.includes(brand) ? 'image/heic' : '';
+    }
+    /* TIFF, but not Canon CR2 RAW, which shares its header */
+    if (b.length >= 10 && ((at(0, 'II*\0') && !at(8, 'CR')) || at(0, 'MM\0*'))) return 'image/tiff';
     return '';
-  }
-  /* Content type for a direct upload: the browser's type when the bytes agree with it, else the sniffed type.
-   * Nothing checks the bytes after a direct upload, so a file whose bytes are no image is refused here. */
-  async function directType(file) {
-    const sniffed = await sniffType(file);
-    if (ALLOWED_TYPES.includes(file.type) && file.type === sniffed) return file.type;
-    return sniffed;
   }
   function setPreview(url) {
     const img = $('preview');
     if (url) { img.src = url; img.hidden = false; $('drop-empty').hidden = true; $('drop').classList.add('has-image'); }
     else { img.removeAttribute('src'); img.hidden = true; $('drop-empty').hidden = false; $('drop').classList.remove('has-image'); }
+    $('drop-wait').hidden = true;
+  }
+  function dropRevoke() {
+    if (previewObjectUrl) { URL.revokeObjectURL(previewObjectUrl); previewObjectUrl = null; }
+  }
+  /* While uploading: the picked file itself when this browser can show it (HEIC and TIFF it mostly cannot),
+   * else a short "preview after upload" note. The server's copy replaces it afterwards. */
+  function localPreview(file, seq) {
+    dropRevoke();
+    setPreview(null);
+    $('drop-empty').hidden = true;
+    $('drop-wait').hidden = false;
+    const url = URL.createObjectURL(file);
+    previewObjectUrl = url;
+    const probe = new Image();
+    probe.onload = () => { if (seq === uploadSeq && previewObjectUrl === url) setPreview(url); };
+    probe.src = url;
+  }
+  /* Shows the server's copy (a JPEG or PNG every browser can show) once it has loaded; a failure is a
+   * warning, since KIE has to fetch that same URL. */
+  function showStoredPreview(url, seq) {
+    const probe = new Image();
+    probe.onload = () => {
+      if (seq !== uploadSeq) return;
+      setPreview(url);
+      dropRevoke();
+    };
+    probe.onerror = () => {
+      if (seq !== uploadSeq) return;
+      $('upload-status').textContent = 'Uploaded, but the stored copy could not be read back: KIE may not be able to fetch it either.';
+    };
+    probe.src = safeUrl(url);
   }
   function setProgress(frac, text) {
     const pct = Math.max(0, Math.min(100, Math.round(frac * 100)));
@@ -264,10 +331,6 @@
     if (!file) return;
     if (!cfgLoaded) await configReady;
     const direct = cfg.direct_upload === true;
-    if (!direct && !typeOk(file)) {
-      showError('upload-error', { lead: '“' + file.name + '” is not a JPEG, PNG or WEBP image.', detail: 'Choose a photo in one of those formats.' });
-      return;
-    }
     if (file.size > cfg.max_upload_bytes) {
       showError('upload-error', {
         lead: '“' + file.name + '” is too large: ' + fmtBytes(file.size) + ', the limit is ' + fmtBytes(cfg.max_upload_bytes) + '.',
@@ -277,30 +340,28 @@
     }
     if (file.size === 0) { showError('upload-error', { lead: '“' + file.name + '” is empty.' }); return; }
     if (cfg.auth_required && !token()) { pendingFile = file; askToken('Enter the API token to upload.'); return; }
+    /* Local mode: the server detects the type from the content and says what to do with anything else.
+     * S3 mode: the presigned PUT is signed for one content type, so the page detects it here. */
     let contentType = '';
     if (direct) {
       const seq = ++pickSeq;
-      contentType = await directType(file);
+      contentType = await sniffType(file);
       if (seq !== pickSeq) return;   /* another file was picked meanwhile */
       if (!contentType) {
         showError('upload-error', {
-          lead: '“' + file.name + '” is not a real JPEG, PNG or WEBP image.',
-          detail: 'Its first bytes are not those of any of these formats (a renamed file?). Nothing was uploaded.',
+          lead: '“' + file.name + '” is not a ' + typeList() + ' image.',
+          detail: 'Its first bytes are not those of any of these formats (a renamed file?). Save or export it as JPEG and try again. Nothing was uploaded.',
         });
         return;
       }
     }
-    if (previewObjectUrl) URL.revokeObjectURL(previewObjectUrl);
-    previewObjectUrl = URL.createObjectURL(file);
-    setPreview(previewObjectUrl);
-    if (direct) startDirectUpload(file, contentType);
-    else startUpload(file);
+    runUpload(file, direct, contentType);
   }
   function uploadFailed() {
     $('upload-box').className = 'upload failed';
     $('upload-status').textContent = 'Upload failed.';
     setPreview(null);
-    if (previewObjectUrl) { URL.revokeObjectURL(previewObjectUrl); previewObjectUrl = null; }
+    dropRevoke();
   }
   /* Cancels whatever upload is running and returns the number that identifies the new one. */
   function beginUpload(file, status) {
@@ -314,45 +375,72 @@
     setProgress(0, status);
     return ++uploadSeq;
   }
-  function uploadDone(answer, text) {
-    upload = answer;
-    setProgress(1, text);
-    $('upload-box').className = 'upload done';
-    updateGenerate();
+  /* "4032×3024 HEIC → 1536×2048 JPEG" from an upload answer (just the stored image when nothing changed). */
+  function sizeNote(a) {
+    const one = (w, hgt, t) => [w > 0 && hgt > 0 ? w + '×' + hgt : '', typeName(t)].filter(Boolean).join(' ');
+    const stored = one(a.width, a.height, a.content_type);
+    const o = a.original && typeof a.original === 'object' ? a.original : null;
+    const orig = o ? one(o.width, o.height, o.content_type) : '';
+    return orig && orig !== stored ? orig + ' → ' + stored : stored;
   }
-  function startUpload(file) {
-    beginUpload(file, 'Uploading…');
-    const xhr = new XMLHttpRequest();
-    uploadXhr = xhr;
-    xhr.open('POST', '/upload');
-    const t = token();
-    if (t) xhr.setRequestHeader('Authorization', 'Bearer ' + t);
-    xhr.upload.onprogress = (e) => { if (e.lengthComputable && e.total > 0) setProgress(e.loaded / e.total, 'Uploading…'); };
-    xhr.upload.onload = () => setProgress(1, 'Sent, waiting for the server…');
-    xhr.onload = () => {
-      if (uploadXhr !== xhr) return;
-      uploadXhr = null;
-      const body = parseJson(xhr.responseText);
-      if (xhr.status >= 200 && xhr.status < 300 && body && typeof body.url === 'string') {
-        uploadDone(body, 'Uploaded ✓ Ready to generate.');
-        return;
-      }
+  async function runUpload(file, direct, contentType) {
+    const seq = beginUpload(file, direct ? 'Preparing the upload…' : 'Uploading…');
+    localPreview(file, seq);
+    try {
+      const answer = direct ? await uploadDirect(file, contentType, seq) : await uploadLocal(file, seq);
+      if (seq !== uploadSeq) return;
+      upload = answer;
+      const note = sizeNote(answer);
+      setProgress(1, (direct ? 'Uploaded to S3 ✓ ' : 'Uploaded ✓ ') + (note ? note + '. ' : '') + 'Ready to generate.');
+      $('upload-box').className = 'upload done';
+      updateGenerate();
+      showStoredPreview(answer.url, seq);
+    } catch (e) {
+      if (seq !== uploadSeq || e === CANCELLED) return;
       uploadFailed();
-      if (xhr.status === 401) pendingFile = file;   /* retried once a token is entered */
-      const err = xhr.status >= 200 && xhr.status < 300
-        ? new ApiError(xhr.status, 'bad_response', 'The server answered without a file URL.')
-        : errorFrom(xhr.status, body, xhr.responseText);
-      showError('upload-error', describe(err, 'upload'));
-    };
-    xhr.onerror = () => {
-      if (uploadXhr !== xhr) return;
-      uploadXhr = null;
-      uploadFailed();
-      showError('upload-error', describe(new ApiError(0, 'network', ''), 'upload'));
-    };
+      if (e.status === 401) pendingFile = file;   /* retried once a token is entered */
+      showError('upload-error', e.info || describe(e, 'upload'));
+    }
+  }
+  /* One XHR with upload progress. Resolves with the finished XHR whatever its status; rejects with
+   * ApiError status 0 when no answer came, or CANCELLED when a newer upload replaced it. */
+  function send(method, url, headers, body, sending) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      uploadXhr = xhr;
+      xhr.open(method, url);
+      for (const [k, v] of Object.entries(headers)) if (typeof v === 'string') xhr.setRequestHeader(k, v);
+      xhr.upload.onprogress = (e) => { if (e.lengthComputable && e.total > 0) setProgress(e.loaded / e.total, sending); };
+      xhr.upload.onload = () => setProgress(1, 'Sent; the server is preparing the image…');
+      const settle = (fn) => () => { if (uploadXhr !== xhr) { reject(CANCELLED); return; } uploadXhr = null; fn(); };
+      xhr.onload = settle(() => resolve(xhr));
+      xhr.onerror = settle(() => reject(new ApiError(0, 'network', '')));
+      xhr.onabort = () => reject(CANCELLED);
+      xhr.send(body);
+    });
+  }
+  /* Runs call(); when the server is busy (503 server_busy) waits its Retry-After and tries once more. */
+  async function busyRetry(call, seq) {
+    try { return await call(); } catch (e) {
+      if (e.status !== 503 || e.code !== 'server_busy' || !(e.retryAfter <= BUSY_RETRY_MAX_S)) throw e;
+      const secs = Math.max(1, e.retryAfter);
+      $('upload-status').textContent = 'The server is busy with other photos; trying again in ' + secs + ' s…';
+      await new Promise((r) => setTimeout(r, secs * 1000));
+      if (seq !== uploadSeq) throw CANCELLED;
+      $('upload-status').textContent = 'Trying again…';
+      return call();
+    }
+  }
+  function uploadLocal(file, seq) {
     const fd = new FormData();
     fd.append('file', file, file.name);
-    xhr.send(fd);
+    return busyRetry(async () => {
+      const xhr = await send('POST', '/upload', authHeaders(), fd, 'Uploading…');
+      const body = parseJson(xhr.responseText);
+      if (xhr.status >= 200 && xhr.status < 300 && body && typeof body.url === 'string') return body;
+      if (xhr.status >= 200 && xhr.status < 300) throw new ApiError(xhr.status, 'bad_response', 'The server answered without a file URL.');
+      throw errorFrom(xhr.status, body, xhr.responseText, xhr.getResponseHeader('Retry-After'));
+    }, seq);
   }
 
   /* S3 answers errors as <Error><Code>..</Code><Message>..</Message></Error>. */
@@ -379,84 +467,49 @@
     const detail = codeName ? codeName + (msg ? ': ' + msg : '') : (msg || String(text || '').trim().slice(0, 300));
     return { lead, detail: detail ? 'S3 says: ' + detail : '', rid: '' };
   }
-  /* S3 mode: ask the server for a presigned PUT, send the raw bytes straight to the bucket, then use the
-   * presigned GET as the file's URL (preview, before image and KIE's input_url). */
-  async function startDirectUpload(file, contentType) {
-    const seq = beginUpload(file, 'Preparing the upload…');
-    let ticket;
-    try {
-      ticket = await api('/upload-url', {
-        method: 'POST', headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ content_type: contentType, size: file.size }),
-      });
-    } catch (e) {
-      if (seq !== uploadSeq) return;
-      uploadFailed();
-      if (e.status === 401) pendingFile = file;
-      showError('upload-error', describe(e, 'upload-url'));
-      return;
-    }
-    if (seq !== uploadSeq) return;
+  function withInfo(info) { return Object.assign(new Error(info.lead), { info }); }
+  /* S3 mode: ask the server for a presigned PUT, send the raw bytes straight to the bucket, then ask the
+   * server to finish the upload (POST /upload-complete): it fetches the object, converts it like /upload
+   * and answers like /upload. */
+  async function uploadDirect(file, contentType, seq) {
+    const ticket = await api('/upload-url', {
+      method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ content_type: contentType, size: file.size }),
+    });
+    if (seq !== uploadSeq) throw CANCELLED;
     const target = ticket && ticket.upload_url ? safeUrl(ticket.upload_url) : '';
-    const fileUrl = ticket && ticket.url ? safeUrl(ticket.url) : '';
     const method = String((ticket && ticket.method) || 'PUT').toUpperCase();
     const headers = ticket && ticket.headers && typeof ticket.headers === 'object' ? ticket.headers : {};
-    if (!target || !fileUrl || method !== 'PUT') {
-      uploadFailed();
-      showError('upload-error', describe(new ApiError(502, 'bad_response',
-        'The server answered /upload-url without a usable upload_url, url and method PUT.'), 'upload'));
-      return;
+    const uploadId = ticket && typeof ticket.upload_id === 'string' ? ticket.upload_id : '';
+    if (!target || !uploadId || method !== 'PUT') {
+      throw new ApiError(502, 'bad_response', 'The server answered /upload-url without a usable upload_url, upload_id and method PUT.');
     }
     let where = target;
     try { where = new URL(target).origin; } catch (e) { /* keep the full URL */ }
-    const xhr = new XMLHttpRequest();
-    uploadXhr = xhr;
-    xhr.open('PUT', target);
-    for (const [k, v] of Object.entries(headers)) if (typeof v === 'string') xhr.setRequestHeader(k, v);
-    xhr.upload.onprogress = (e) => { if (e.lengthComputable && e.total > 0) setProgress(e.loaded / e.total, 'Uploading to S3…'); };
-    xhr.upload.onload = () => setProgress(1, 'Sent, waiting for S3 to confirm…');
-    xhr.onload = () => {
-      if (uploadXhr !== xhr) return;
-      uploadXhr = null;
-      if (xhr.status >= 200 && xhr.status < 300) {
-        uploadDone({
-          url: fileUrl, filename: ticket.filename, key: ticket.key, expires_at: ticket.expires_at,
-          size: file.size, content_type: contentType, direct: true,
-        }, 'Uploaded to S3 ✓ Ready to generate.');
-        showStoredPreview(fileUrl, seq);
-        return;
+    let xhr;
+    try {
+      xhr = await send('PUT', target, headers, file, 'Uploading to S3…');   /* the raw bytes, with the signed Content-Type */
+    } catch (e) {
+      if (e !== CANCELLED) {
+        throw withInfo({
+          lead: 'The upload to the storage bucket failed before it answered.',
+          detail: 'Either the bucket\'s CORS rules do not allow a PUT with Content-Type from ' + location.origin +
+            ' (' + where + '), or the network connection dropped. Nothing was stored.',
+        });
       }
-      uploadFailed();
-      showError('upload-error', storageError(xhr.status, xhr.responseText));
-    };
-    xhr.onerror = () => {
-      if (uploadXhr !== xhr) return;
-      uploadXhr = null;
-      uploadFailed();
-      showError('upload-error', {
-        lead: 'The upload to the storage bucket failed before it answered.',
-        detail: 'Either the bucket\'s CORS rules do not allow a PUT with Content-Type from ' + location.origin +
-          ' (' + where + '), or the network connection dropped. Nothing was stored.',
-      });
-    };
-    xhr.send(file);   /* the raw bytes; Content-Type is the signed one set above */
-  }
-  /* Shows the stored copy (read back through the presigned GET) once it has loaded; a failure is a warning,
-   * since KIE has to fetch that same URL. */
-  function showStoredPreview(url, seq) {
-    const probe = new Image();
-    probe.onload = () => {
-      if (seq !== uploadSeq) return;
-      const local = previewObjectUrl;
-      previewObjectUrl = null;
-      setPreview(url);
-      if (local) URL.revokeObjectURL(local);
-    };
-    probe.onerror = () => {
-      if (seq !== uploadSeq) return;
-      $('upload-status').textContent = 'Uploaded, but the stored copy could not be read back: KIE may not be able to fetch it either.';
-    };
-    probe.src = url;
+      throw e;
+    }
+    if (xhr.status < 200 || xhr.status >= 300) throw withInfo(storageError(xhr.status, xhr.responseText));
+    const done = ticket.complete && typeof ticket.complete === 'object' ? ticket.complete : {};
+    const path = typeof done.url === 'string' && /^\/(?!\/)/.test(done.url) ? done.url : '/upload-complete';
+    const body = done.body && typeof done.body === 'object' ? done.body : { upload_id: uploadId };
+    const answer = await busyRetry(() => api(path, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+    }), seq);
+    if (!answer || typeof answer.url !== 'string' || !safeUrl(answer.url)) {
+      throw new ApiError(502, 'bad_response', 'The server answered /upload-complete without a file URL.');
+    }
+    return answer;
   }
 
   /* ---------- prompt and generate ---------- */
@@ -750,7 +803,7 @@
     window.addEventListener('drop', (e) => e.preventDefault());
     document.addEventListener('paste', (e) => {
       const items = e.clipboardData ? Array.from(e.clipboardData.files || []) : [];
-      const f = items.find((x) => ALLOWED_TYPES.includes(x.type));
+      const f = items.find((x) => /^image\//.test(x.type));
       if (f) { e.preventDefault(); pickFile(f); }
     });
     $('prompt').addEventListener('input', updatePromptMeta);

@@ -43,15 +43,21 @@ test('upload with progress, generate, poll, result image, download link, history
   await unthrottle();
   assert.equal((await uploadResp).status(), 200);
   assert.match(up.url, /\/files\//);
-  assert.equal(up.size, png.length);
+  // the server stores its own re-encoded copy (an opaque PNG becomes a JPEG) and reports both
+  assert.deepEqual(up.original, { content_type: 'image/png', width: 420, height: 300, size: png.length });
+  assert.deepEqual([up.content_type, up.width, up.height], ['image/jpeg', 420, 300]);
   assert.equal(await page.locator('#upload-box').getAttribute('class'), 'upload done');
   await assertProgressCompleted(page);
-  assert.equal(await page.locator('#preview').isVisible(), true);
+  assert.match(await page.textContent('#upload-status'), /420×300 PNG → 420×300 JPEG/);
+  // the preview is that stored copy
+  await page.waitForFunction((u) => document.querySelector('#preview').src === u, new URL(up.url, BASE).href);
+  assert.equal(await page.locator('#preview').evaluate((i) => i.complete && i.naturalWidth), 420);
 
-  // the uploaded file is served back byte-identical
+  // the stored copy is served back as announced
   const served = await fetch(new URL(up.url, BASE));
   assert.equal(served.status, 200);
-  assert.ok(Buffer.from(await served.arrayBuffer()).equals(png), 'GET ' + up.url + ' returns the uploaded bytes');
+  assert.equal(served.headers.get('content-type'), 'image/jpeg');
+  assert.equal((await served.arrayBuffer()).byteLength, up.size, 'GET ' + up.url + ' returns the stored image');
 
   await page.selectOption('#aspect', '4:3');
   await page.selectOption('#resolution', '2K');
@@ -110,7 +116,7 @@ test('a text file named .png gets the server\'s 415 message', { timeout: 60_000 
   assert.ok(body.error && body.error.message, 'error body has a message');
   const shown = await page.locator('#upload-error').innerText();
   assert.ok(shown.includes(body.error.message), `shown "${shown}" includes server message "${body.error.message}"`);
-  assert.match(shown, /JPEG, PNG or WEBP/);
+  assert.match(shown, /accepts JPEG, PNG, WEBP, HEIC, AVIF or TIFF/);
   assert.equal(await page.locator('#preview').isHidden(), true, 'no broken preview after a refused file');
   assert.equal(await page.locator('#generate').isDisabled(), true);
   assert.deepEqual(unexpected([FAILED_RESOURCE(415)]), []);

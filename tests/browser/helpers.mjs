@@ -1,7 +1,8 @@
 // Shared helpers for the browser tests: Chromium launch (loopback-only), PNG encoder, page with error capture.
 // The servers are started by run.sh, which exports their base URLs (see env() below).
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { deflateSync } from 'node:zlib';
@@ -118,12 +119,54 @@ export async function makeJpeg(page, w, h) {
   return Buffer.from(b64, 'base64');
 }
 
+// ---- phone-camera formats, made with the machine's tools (Pillow, libheif-examples' heif-enc) ----
+const PYTHON = '/usr/bin/python3';
+/** Runs fn(dir) in a fresh temporary directory that is removed afterwards. */
+function inTmp(fn) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ppa-img-'));
+  try { return fn(dir); } finally { rmSync(dir, { recursive: true, force: true }); }
+}
+/** Writes a w x h gradient photo with Pillow in the given format (JPEG, TIFF, ...) to file. */
+function pillowImage(file, w, h, format) {
+  execFileSync(PYTHON, ['-c', `
+import sys
+from PIL import Image
+w, h = int(sys.argv[1]), int(sys.argv[2])
+im = Image.linear_gradient("L").resize((w, h)).convert("RGB")
+im.paste((200, 60, 40), (w // 4, h // 4, w // 2, h // 2))
+im.save(sys.argv[3], sys.argv[4])`, String(w), String(h), file, format]);
+}
+/** A real HEIC (HEVC in ISO-BMFF, brand "heic") of w x h, as iPhones write them. */
+export function makeHeic(w, h) {
+  return inTmp((dir) => {
+    pillowImage(path.join(dir, 'in.jpg'), w, h, 'JPEG');
+    execFileSync('heif-enc', ['-q', '50', '-o', path.join(dir, 'out.heic'), path.join(dir, 'in.jpg')], { stdio: 'ignore' });
+    return readFileSync(path.join(dir, 'out.heic'));
+  });
+}
+/** A real TIFF of w x h. */
+export function makeTiff(w, h) {
+  return inTmp((dir) => { pillowImage(path.join(dir, 'out.tif'), w, h, 'TIFF'); return readFileSync(path.join(dir, 'out.tif')); });
+}
+
 /** POST /sim/config on the KIE simulator (loopback). */
 export async function simConfig(simBase, cfg) {
   const r = await fetch(simBase + '/sim/config', {
     method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(cfg),
   });
   if (!r.ok) throw new Error(`POST /sim/config -> ${r.status} ${await r.text()}`);
+}
+
+/** The KIE simulator's log of API requests (method, path, body...), oldest first. */
+export async function simRequests(simBase) {
+  const r = await fetch(simBase + '/sim/requests');
+  if (!r.ok) throw new Error(`GET /sim/requests -> ${r.status}`);
+  const body = await r.json();
+  return Array.isArray(body) ? body : body.requests;
+}
+export async function simClearRequests(simBase) {
+  const r = await fetch(simBase + '/sim/requests', { method: 'DELETE' });
+  if (!r.ok) throw new Error(`DELETE /sim/requests -> ${r.status}`);
 }
 
 export async function getJson(url) {

@@ -1,12 +1,13 @@
 // S3 mode (direct upload): the page asks POST /upload-url, PUTs the raw file to the presigned URL on the bucket
-// (s3rver on 127.0.0.1, which checks SigV4), then uses the presigned GET as preview, before image and input_url.
+// (s3rver on 127.0.0.1, which checks SigV4), then POSTs /upload-complete, where the server converts the object
+// like /upload does; the presigned GET of the stored copy is the preview, before image and input_url.
 // run.sh starts s3rver and the server in S3 mode.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import {
-  env, launch, newPage, makePng, makeJpeg, simConfig, getJson, waitForResultImage, recordProgress, OUT_DIR,
-  throttleUploads, assertProgressCompleted, pickOversizedFile,
+  env, launch, newPage, makePng, makeJpeg, makeHeic, makeTiff, simConfig, getJson, waitForResultImage, recordProgress,
+  OUT_DIR, throttleUploads, assertProgressCompleted, pickOversizedFile,
 } from './helpers.mjs';
 
 const BASE = env('E2E_S3_BASE');
@@ -27,7 +28,8 @@ function recordRequests(page) {
 }
 const isUploadUrl = (q) => q.method === 'POST' && q.url === BASE + '/upload-url';
 const isS3Put = (q) => q.method === 'PUT' && q.url.startsWith(`${S3}/${BUCKET}/`);
-const isLocalUpload = (q) => q.url.startsWith(BASE + '/upload') && !q.url.startsWith(BASE + '/upload-url');
+const isComplete = (q) => q.method === 'POST' && q.url === BASE + '/upload-complete';
+const isLocalUpload = (q) => q.url === BASE + '/upload';
 const touchesStorage = (q) => q.url.startsWith(S3 + '/');
 
 async function openPage() {
@@ -45,7 +47,7 @@ function s3Xml(text) {
   return { code: tag('Code'), message: tag('Message') };
 }
 
-test('S3 mode: direct PUT to the bucket with progress, stored bytes, generate from the presigned URL', { timeout: 120_000 }, async () => {
+test('S3 mode: direct PUT to the bucket with progress, /upload-complete, generate from the presigned URL', { timeout: 120_000 }, async () => {
   await simConfig(SIM, { reset: true, step_ms: 300 });
   const cfg = (await getJson(BASE + '/config')).body;
   assert.equal(cfg.storage, 's3');
@@ -59,14 +61,20 @@ test('S3 mode: direct PUT to the bucket with progress, stored bytes, generate fr
   const png = makePng(420, 300, { noise: true });           // ~380 KB, incompressible
   const ticketResp = page.waitForResponse((r) => r.url() === BASE + '/upload-url');
   const putResp = page.waitForResponse((r) => r.request().method() === 'PUT' && r.url().startsWith(S3 + '/'));
+  const doneResp = page.waitForResponse((r) => r.url() === BASE + '/upload-complete');
   await pick(page, { name: 'product.png', mimeType: 'image/png', buffer: png });
   await unthrottle();
   assert.equal(await page.locator('#upload-box').getAttribute('class'), 'upload done', await page.locator('#upload-error').innerText());
 
-  // 1) the server presigned, 2) the browser PUT the bytes to the bucket, 3) no POST /upload through the API
+  // 1) the server presigned, 2) the browser PUT the bytes to the bucket, 3) it POSTed /upload-complete,
+  // 4) no POST /upload through the API
   assert.equal((await ticketResp).status(), 200);
   const ticket = await (await ticketResp).json();
-  console.log('# /upload-url -> ' + JSON.stringify({ ...ticket, upload_url: ticket.upload_url.slice(0, 80) + '…', url: ticket.url.slice(0, 80) + '…' }));
+  console.log('# /upload-url -> ' + JSON.stringify({ ...ticket, upload_url: ticket.upload_url.slice(0, 80) + '…' }));
+  assert.equal(ticket.method, 'PUT');
+  assert.match(ticket.upload_id, /^[0-9a-f-]{36}$/);
+  assert.deepEqual(ticket.complete, { method: 'POST', url: '/upload-complete', body: { upload_id: ticket.upload_id } });
+  assert.equal(ticket.url, undefined, 'no file URL before the upload is complete');
   assert.equal((await putResp).status(), 200);
   const asked = seen.filter(isUploadUrl);
   assert.equal(asked.length, 1, 'one POST /upload-url');
@@ -76,20 +84,29 @@ test('S3 mode: direct PUT to the bucket with progress, stored bytes, generate fr
   assert.equal(puts[0].url, ticket.upload_url, 'PUT went to the presigned upload_url');
   assert.equal(puts[0].headers['content-type'], ticket.headers['Content-Type']);
   assert.equal(ticket.headers['Content-Type'], 'image/png');
+  const completes = seen.filter(isComplete);
+  assert.equal(completes.length, 1, 'one POST /upload-complete');
+  assert.deepEqual(JSON.parse(completes[0].body), { upload_id: ticket.upload_id });
+  assert.equal(completes[0].headers['content-type'], 'application/json');
   assert.ok(seen.indexOf(asked[0]) < seen.indexOf(puts[0]), '/upload-url came before the PUT');
+  assert.ok(seen.indexOf(puts[0]) < seen.indexOf(completes[0]), 'the PUT came before /upload-complete');
   assert.deepEqual(seen.filter(isLocalUpload), [], 'no POST /upload to the API');
+  assert.equal((await doneResp).status(), 200);
+  const up = await (await doneResp).json();
+  assert.deepEqual(up.original, { content_type: 'image/png', width: 420, height: 300, size: png.length });
+  assert.deepEqual([up.content_type, up.width, up.height], ['image/jpeg', 420, 300]);
 
   await assertProgressCompleted(page);
-  assert.match(await page.textContent('#upload-status'), /S3/);
+  assert.match(await page.textContent('#upload-status'), /S3 .*420×300 PNG → 420×300 JPEG/);
 
-  // the object is in the bucket, byte-identical, readable through the presigned GET
-  assert.ok(ticket.url.startsWith(`${S3}/${BUCKET}/`), 'presigned GET on the bucket: ' + ticket.url);
-  const stored = await fetch(ticket.url);
+  // the server's copy is in the bucket, readable through the presigned GET
+  assert.ok(up.url.startsWith(`${S3}/${BUCKET}/`), 'presigned GET on the bucket: ' + up.url);
+  const stored = await fetch(up.url);
   assert.equal(stored.status, 200);
-  assert.equal(stored.headers.get('content-type'), 'image/png');
-  assert.ok(Buffer.from(await stored.arrayBuffer()).equals(png), 'the bucket holds the uploaded bytes');
-  // the preview switches to the stored copy
-  await page.waitForFunction((u) => document.querySelector('#preview').src === u, ticket.url);
+  assert.equal(stored.headers.get('content-type'), 'image/jpeg');
+  assert.equal((await stored.arrayBuffer()).byteLength, up.size, 'the bucket holds the stored copy');
+  // the preview is the stored copy
+  await page.waitForFunction((u) => document.querySelector('#preview').src === u, up.url);
   assert.equal(await page.locator('#preview').evaluate((i) => i.complete && i.naturalWidth), 420);
 
   // generate: input_url is the presigned GET; "auto" makes the simulator's result take the input's aspect,
@@ -98,7 +115,7 @@ test('S3 mode: direct PUT to the bucket with progress, stored bytes, generate fr
   const genReq = page.waitForRequest((r) => r.url() === BASE + '/generate');
   await page.click('#generate:enabled');
   const sent = JSON.parse((await genReq).postData());
-  assert.equal(sent.input_url, ticket.url);
+  assert.equal(sent.input_url, up.url);
   const img = await waitForResultImage(page);
   console.log(`# result ${img.w}x${img.h}: ${img.src}`);
   assert.deepEqual([img.w, img.h], [256, 183], 'result has the aspect of the 420x300 input fetched from S3');
@@ -106,11 +123,11 @@ test('S3 mode: direct PUT to the bucket with progress, stored bytes, generate fr
   const simTasks = (await getJson(SIM + '/sim/tasks')).body.tasks;
   const simTask = simTasks.find((t) => img.src.includes(t.taskId));
   assert.ok(simTask, 'the simulator knows the task');
-  assert.deepEqual(simTask.inputUrls, [ticket.url]);
+  assert.deepEqual(simTask.inputUrls, [up.url]);
   assert.equal(await page.locator('#before-img').evaluate((i) => i.complete && i.naturalWidth), 420);
-  assert.equal(await page.locator('#before-img').getAttribute('src'), ticket.url);
+  assert.equal(await page.locator('#before-img').getAttribute('src'), up.url);
   const saved = await page.evaluate(() => JSON.parse(localStorage.getItem('ppa.tasks.v1'))[0]);
-  assert.equal(saved.input, ticket.url);
+  assert.equal(saved.input, up.url);
   assert.deepEqual(seen.filter(isLocalUpload), [], 'still no POST /upload');
   await page.screenshot({ path: path.join(OUT_DIR, 'browser-s3.png'), fullPage: true });
   assert.deepEqual(unexpected(), []);
@@ -126,10 +143,57 @@ test('S3 mode: a JPEG without a usable browser type is sniffed and signed as ima
   assert.deepEqual(JSON.parse(seen.find(isUploadUrl).body), { content_type: 'image/jpeg', size: jpeg.length });
   const put = seen.find(isS3Put);
   assert.equal(put.headers['content-type'], 'image/jpeg');
-  const key = new URL(put.url).pathname;
-  assert.match(key, /\.jpe?g$/, 'stored under a JPEG name: ' + key);
+  assert.ok(seen.find(isComplete), 'finished with /upload-complete');
+  await page.waitForFunction(() => /\.jpe?g\?/.test(document.querySelector('#preview').src), null, { timeout: 5000 });
   assert.equal(await page.locator('#generate').isDisabled(), false);
   assert.deepEqual(unexpected(), []);
+  await page.close();
+});
+
+test('S3 mode: HEIC and TIFF without a browser type are sniffed, signed with their type and converted', { timeout: 60_000 }, async () => {
+  const { page, unexpected } = await openPage();
+  const seen = recordRequests(page);
+  const files = [
+    { name: 'IMG_0007.HEIC', buffer: makeHeic(640, 480), type: 'image/heic', w: 640, h: 480 },
+    { name: 'scan.tif', buffer: makeTiff(300, 200), type: 'image/tiff', w: 300, h: 200 },
+  ];
+  for (const f of files) {
+    seen.length = 0;
+    const doneResp = page.waitForResponse((r) => r.url() === BASE + '/upload-complete');
+    await pick(page, { name: f.name, mimeType: '', buffer: f.buffer });
+    assert.equal(await page.locator('#upload-box').getAttribute('class'), 'upload done', await page.locator('#upload-error').innerText());
+    assert.deepEqual(JSON.parse(seen.find(isUploadUrl).body), { content_type: f.type, size: f.buffer.length });
+    assert.equal(seen.find(isS3Put).headers['content-type'], f.type);
+    const up = await (await doneResp).json();
+    assert.deepEqual(up.original, { content_type: f.type, width: f.w, height: f.h, size: f.buffer.length });
+    assert.equal(up.content_type, 'image/jpeg');
+    await page.waitForFunction((u) => { const i = document.querySelector('#preview'); return i.src === u && i.complete && i.naturalWidth > 0; }, up.url);
+    assert.match(await page.textContent('#upload-status'), new RegExp(`${f.w}×${f.h} ${f.type === 'image/heic' ? 'HEIC' : 'TIFF'} → ${f.w}×${f.h} JPEG`));
+  }
+  assert.deepEqual(unexpected(), []);
+  await page.close();
+});
+
+test('S3 mode: /upload-complete answering 503 server_busy is retried once after Retry-After', { timeout: 60_000 }, async () => {
+  const { page, unexpected } = await openPage();
+  const calls = [];
+  await page.route(BASE + '/upload-complete', (route) => {
+    calls.push({ at: Date.now(), body: route.request().postData() });
+    if (calls.length > 1) return route.continue();
+    return route.fulfill({
+      status: 503, headers: { 'Retry-After': '1' }, contentType: 'application/json',
+      body: JSON.stringify({ error: { code: 'server_busy', message: 'The server is busy processing other images; try again in 1 s.', request_id: 't', retry_after: 1 } }),
+    });
+  });
+  const seen = recordRequests(page);
+  await page.setInputFiles('#file', { name: 'p.png', mimeType: 'image/png', buffer: makePng(100, 80) });
+  await page.waitForFunction(() => /trying again in 1 s/.test(document.querySelector('#upload-status').textContent));
+  await page.waitForSelector('#upload-box.done');
+  assert.equal(calls.length, 2);
+  assert.equal(calls[0].body, calls[1].body, 'the same upload_id both times');
+  assert.ok(calls[1].at - calls[0].at >= 900, 'waited about Retry-After');
+  assert.equal(seen.filter(isS3Put).length, 1, 'the file was PUT once only');
+  assert.deepEqual(unexpected([/status of 503/]), []);
   await page.close();
 });
 
@@ -149,7 +213,7 @@ test('S3 mode: a text file named .png is refused by its bytes before any request
   const seen = recordRequests(page);
   await page.setInputFiles('#file', { name: 'notes.png', mimeType: 'image/png', buffer: Buffer.from('not an image\n'.repeat(50)) });
   await page.waitForSelector('#upload-error:not([hidden])');
-  assert.match(await page.locator('#upload-error').innerText(), /notes\.png.*not a real JPEG, PNG or WEBP/);
+  assert.match(await page.locator('#upload-error').innerText(), /notes\.png.*not a JPEG, PNG, WEBP, HEIC, AVIF or TIFF image/);
   await page.waitForTimeout(500);
   assert.deepEqual(seen.map((q) => q.method + ' ' + q.url), [], 'no request at all');
   assert.equal(await page.locator('#preview').isHidden(), true);
