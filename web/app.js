@@ -200,8 +200,16 @@
       $('prompt').value = c.default_prompt;
       $('prompt').dataset.default = c.default_prompt;
     }
-    pill.textContent = 'Ready · ' + (c.storage === 's3' ? 'S3 storage' : 'local storage');
+    const via = { public_url: 'KIE fetches photos from this server', s3: 'KIE fetches photos from S3',
+      kie_upload: "photos reach KIE through KIE's file upload" }[c.kie_input];
+    pill.textContent = 'Ready · ' + (c.storage === 's3' ? 'S3 storage' : 'local storage') + (via ? ' · ' + via : '');
     pill.className = 'pill ok';
+    if (c.kie_simulated === true) {
+      notice('info', 'Results are simulated.',
+        h('p', {}, 'This server talks to the KIE simulator (', code('make sim'), '): the result is your photo on a ' +
+          'plain studio background, marked SIMULATED, and costs nothing. Set ', code('KIE_API_KEY'),
+          ' and run ', code('make run'), ' for real studio shots.'));
+    }
 
     if (c.public_url_ok === false) {
       const where = c.public_base_url ? 'PUBLIC_BASE_URL is ' : 'PUBLIC_BASE_URL is not set';
@@ -212,7 +220,9 @@
           c.public_base_url ? code(c.public_base_url) : '', '), so generation would fail.'),
         h('p', { text: 'Fix it in one of these ways, then reload this page:' }),
         h('ol', {},
-          h('li', {}, 'Start the tunnel with ', code('docker compose --profile tunnel up'),
+          h('li', {}, 'Set ', code('KIE_UPLOAD=auto'), " (the default): the server then sends each photo through " +
+            "KIE's file upload, no tunnel needed."),
+          h('li', {}, 'Or start the tunnel with ', code('docker compose --profile tunnel up'),
             ' and set ', code('PUBLIC_BASE_URL'), ' to the https tunnel URL it prints (e.g. ',
             code('https://…trycloudflare.com'), '), then restart the server.'),
           h('li', {}, 'Or set ', code('PUBLIC_BASE_URL'), ' to any public HTTPS address that forwards to this server.'),

@@ -21,6 +21,10 @@ test('auth_required: token form, Bearer header, 401 clears the token and asks ag
   await page.goto(BASE + '/');
   await page.waitForSelector('#auth-form:not([hidden])');
   assert.equal(await page.evaluate(() => document.activeElement.id), 'auth-token', 'token field focused');
+  // no public URL, but KIE_UPLOAD=auto gets photos to KIE: no "KIE cannot download" warning, and the page says how
+  await page.waitForSelector('#server-state.ok');
+  assert.equal(await page.locator('.notice.warn').count(), 0, 'no warning: KIE gets photos through its file upload');
+  assert.match(await page.textContent('#server-state'), /file upload/);
 
   // a wrong token: the upload gets 401, the token is cleared and the form comes back
   await page.fill('#auth-token', 'wrong-token');
@@ -42,10 +46,11 @@ test('auth_required: token form, Bearer header, 401 clears the token and asks ag
   await page.waitForSelector('#upload-box.done');
   assert.equal(await page.evaluate(() => sessionStorage.getItem('ppa.token')), TOKEN);
 
-  // /generate carries the header too (this server has no public URL, so it answers 400, not 401)
+  // /generate carries the header too (this server has no public URL: it pushes the photo to KIE's file
+  // upload, the simulator's here, and answers 200, not 401)
   const gen = page.waitForResponse((r) => r.url().endsWith('/generate'));
   await page.click('#generate:enabled');
-  assert.equal((await gen).status(), 400);
+  assert.equal((await gen).status(), 200);
   assert.deepEqual(auths, [
     ['/upload', 'Bearer wrong-token'], ['/upload', 'Bearer ' + TOKEN], ['/generate', 'Bearer ' + TOKEN],
   ]);

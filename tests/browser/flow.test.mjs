@@ -32,6 +32,10 @@ test('upload with progress, generate, poll, result image, download link, history
   assert.equal(cfg.public_base_url, BASE);
   if (cfg.public_url_ok) assert.equal(await page.locator('.notice.warn').count(), 0, 'no warning when the URL is public');
   else assert.ok((await page.locator('.notice.warn').innerText()).includes('PUBLIC_BASE_URL is ' + BASE));
+  // the simulator is KIE here (make sim): the page says results are simulated, and how photos reach KIE
+  assert.equal(cfg.kie_simulated, true);
+  assert.match(await page.locator('.notice').filter({ hasText: 'Results are simulated' }).innerText(), /SIMULATED/);
+  assert.match(await page.textContent('#server-state'), /KIE fetches photos from this server/);
 
   // throttle the upload so the progress bar moves through intermediate values
   const unthrottle = await throttleUploads(browser.context, page, 512 * 1024);

@@ -75,11 +75,12 @@ pids+=($!)
 sim_port="$(wait_port "$tmp/sim.out" 'kie-sim listening on port [0-9]+' "${pids[-1]}")"
 sim="http://127.0.0.1:$sim_port"
 
-common=(HOST=127.0.0.1 KIE_BASE_URL="$sim" KIE_API_KEY=test-key ALLOW_PRIVATE_INPUT_URLS=1)
+# KIE's file upload is the simulator's too: no test reaches KIE's real hosts
+common=(HOST=127.0.0.1 KIE_BASE_URL="$sim" KIE_UPLOAD_BASE_URL="$sim" KIE_API_KEY=test-key ALLOW_PRIVATE_INPUT_URLS=1)
 # Servers run from $tmp so that a developer's ./.env (PUBLIC_BASE_URL, API_TOKEN...) cannot leak in;
 # variables the tests depend on are removed from the inherited environment.
 clean=(-u PUBLIC_BASE_URL -u API_TOKEN -u USE_S3 -u MAX_UPLOAD_BYTES -u RATE_LIMIT_UPLOAD -u RATE_LIMIT_GENERATE
-       -u S3_PREFIX -u S3_PUBLIC -u S3_PRESIGN_TTL -u AWS_SESSION_TOKEN -u AWS_DEFAULT_REGION -u CORS_ORIGINS)
+       -u S3_PREFIX -u KIE_UPLOAD -u S3_PUBLIC -u S3_PRESIGN_TTL -u AWS_SESSION_TOKEN -u AWS_DEFAULT_REGION -u CORS_ORIGINS)
 # start_api NAME VAR=VALUE...: starts one server, sets $api_port.
 start_api() {
   local name="$1"; shift
@@ -95,8 +96,8 @@ start_api() {
 flow_port="$(free_port)"
 start_api flow PORT="$flow_port" PUBLIC_BASE_URL="http://127.0.0.1:$flow_port"
 [ "$api_port" = "$flow_port" ] || { echo "run.sh: flow server took port $api_port, not $flow_port" >&2; exit 1; }
-# 2) no PUBLIC_BASE_URL (the "KIE cannot download from localhost" case), ephemeral port
-start_api nopublic PORT=0
+# 2) no PUBLIC_BASE_URL and KIE_UPLOAD=never (the "KIE cannot download from localhost" case), ephemeral port
+start_api nopublic PORT=0 KIE_UPLOAD=never
 nopublic_port="$api_port"
 # 3) API_TOKEN set: the page must ask for the token
 start_api auth PORT=0 API_TOKEN=e2e-secret-token
