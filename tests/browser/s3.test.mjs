@@ -119,7 +119,7 @@ test('S3 mode: direct PUT to the bucket with progress, /upload-complete, generat
   const img = await waitForResultImage(page);
   console.log(`# result ${img.w}x${img.h}: ${img.src}`);
   assert.deepEqual([img.w, img.h], [256, 183], 'result has the aspect of the 420x300 input fetched from S3');
-  assert.equal(await page.textContent('#task-state'), 'success');
+  assert.equal(await page.textContent('#task-state'), 'Done');
   const simTasks = (await getJson(SIM + '/sim/tasks')).body.tasks;
   const simTask = simTasks.find((t) => img.src.includes(t.taskId));
   assert.ok(simTask, 'the simulator knows the task');
