@@ -22,9 +22,10 @@
   const BUSY_RETRY_MAX_S = 30;   /* a busy server's Retry-After up to this is waited for once, automatically */
   const CANCELLED = new Error('replaced by a newer upload');
   const FINAL = new Set(['success', 'fail', 'timeout']);
+  /* the same words on the badge, the progress steps and the recent list */
   const STATE_LABEL = {
-    waiting: 'waiting', queuing: 'queuing', generating: 'generating',
-    success: 'success', fail: 'fail', timeout: 'timed out', unknown: 'checking',
+    waiting: 'Waiting', queuing: 'Queuing', generating: 'Generating',
+    success: 'Done', fail: 'Failed', timeout: 'Timed out', unknown: 'Checking',
   };
 
   const cfg = {
@@ -43,6 +44,7 @@
   let previewObjectUrl = null;
   let pendingFile = null;   /* a file picked while the token was missing */
   let generating = false;
+  let newArmed = false;      /* "New generation" was clicked: the next click starts another task */
   let currentId = null;
   const pollers = new Map(); /* task id -> timeout handle */
 
@@ -152,7 +154,8 @@
       case 429: lead = 'Too many requests: please wait ' + (err.retryAfter ? err.retryAfter + ' s' : 'a moment') + ' and try again.'; break;
       case 503: lead = err.code === 'server_busy'
         ? 'The server is busy processing other photos. Try again in ' + (err.retryAfter ? err.retryAfter + ' s' : 'a little while') + '.'
-        : 'The service is temporarily unavailable. Try again in a little while.'; break;
+        : err.code === 'kie_not_configured' ? 'Generation is not set up on this server (no KIE_API_KEY).'
+          : 'The service is temporarily unavailable. Try again in a little while.'; break;
       case 507: lead = 'The server has run out of storage space for uploads.'; break;
       default: lead = s >= 500 ? 'Server error (HTTP ' + s + ').' : 'The request failed (HTTP ' + s + ').';
     }
@@ -230,11 +233,15 @@
             '), so uploads get presigned S3 URLs that KIE can fetch.')));
     }
     if (c.kie_configured === false) {
-      notice('error', 'KIE is not configured.',
-        h('p', {}, 'The server has no ', code('KIE_API_KEY'), '. Uploads work, but generation will fail until it is set.'));
+      notice('error', 'Generation is switched off: the server has no KIE API key.',
+        h('p', {}, 'Set ', code('KIE_API_KEY'), ' in the server\'s environment or ', code('.env'),
+          ' and restart it, then reload this page. Uploading works meanwhile.'));
     }
     if (Array.isArray(c.warnings)) {
-      for (const w of c.warnings) if (typeof w === 'string' && w) notice('info', 'Server note', h('p', { text: w }));
+      /* the notices above already say these in full */
+      const said = (w) => (c.kie_configured === false && /KIE_API_KEY/.test(w)) ||
+        (c.public_url_ok === false && /PUBLIC_BASE_URL/.test(w));
+      for (const w of c.warnings) if (typeof w === 'string' && w && !said(w)) notice('info', 'Server note', h('p', { text: w }));
     }
     if (cfg.auth_required && !token()) askToken('This server requires an API token.');
   }
@@ -535,19 +542,31 @@
     $('prompt').setAttribute('aria-invalid', ok ? 'false' : 'true');
     updateGenerate();
   }
+  function inFlight() { return tasks.some((t) => !FINAL.has(t.state)); }
+  /* Generate is off from the click until the task id arrives. While a task runs, the button first offers
+   * "New generation"; only the next click starts (and pays for) another task, so a repeated click cannot. */
   function updateGenerate() {
     const btn = $('generate');
     const authMissing = cfg.auth_required && !token();
-    btn.disabled = generating || !upload || !promptState().ok || authMissing;
-    btn.textContent = generating ? 'Starting…' : (upload ? 'Generate studio shot' : 'Upload a photo to start');
+    const noKie = cfg.kie_configured === false;
+    const offer = !generating && upload && inFlight() && !newArmed;
+    btn.disabled = noKie || generating || !upload || !promptState().ok || authMissing;
+    btn.textContent = noKie ? 'Generation is switched off' : generating ? 'Starting…'
+      : !upload ? 'Upload a photo to start' : offer ? 'New generation' : 'Generate studio shot';
+    $('gen-note').textContent = noKie ? 'The server has no KIE API key (see the notice at the top).'
+      : offer ? 'A task is still running; its result appears below.'
+        : newArmed && inFlight() ? 'The running task goes on; this starts another one, charged separately.' : '';
   }
   async function generate(ev) {
     ev.preventDefault();
+    if (generating || cfg.kie_configured === false) return;
     clearError('gen-error');
+    if (inFlight() && !newArmed && upload) { newArmed = true; updateGenerate(); return; }
     const { v, ok } = promptState();
     if (!ok) { showError('gen-error', { lead: 'The prompt must be ' + PROMPT_MIN + '–' + PROMPT_MAX + ' characters long.' }); $('prompt').focus(); return; }
     if (!upload) { showError('gen-error', { lead: 'Upload a product photo first.' }); return; }
     generating = true;
+    newArmed = false;
     updateGenerate();
     const req = {
       input_url: upload.public_url || upload.url,
@@ -600,6 +619,7 @@
     saveTasks();
     if (id === currentId) renderTask();
     renderRecent();
+    updateGenerate();
     return t;
   }
 
@@ -702,7 +722,7 @@
     const idx = stepIndex(t.state);
     document.querySelectorAll('#task-steps li').forEach((li, i) => {
       li.className = i < idx || (i === idx && FINAL.has(t.state)) ? 'done' : (i === idx ? 'active' : '');
-      if (i === 3) li.textContent = t.state === 'fail' ? 'Failed' : (t.state === 'timeout' ? 'Timed out' : 'Done');
+      if (i === 3) li.textContent = STATE_LABEL[FINAL.has(t.state) ? t.state : 'success'];
       if (t.state === 'fail' && i === 3) li.className = 'failed';
     });
     renderElapsed();
@@ -768,21 +788,31 @@
   }
   function setSplit(v) { $('compare').style.setProperty('--pos', v + '%'); }
 
+  /* Prompts that extend the default one differ only at the end: name the default and show what was added. */
+  function promptLabel(p) {
+    if (!p) return '(no prompt)';
+    const base = String($('prompt').dataset.default || defaultPrompt).trim().replace(/[.\s]+$/, '');
+    if (!base || !p.startsWith(base)) return p;
+    const rest = p.slice(base.length).replace(/^[\s.,;:]+/, '');
+    return rest ? 'Default prompt + “' + rest + '”' : 'Default prompt';
+  }
   function renderRecent() {
     const list = $('recent');
     $('recent-empty').hidden = tasks.length > 0;
     $('clear-history').hidden = tasks.length === 0;
     const items = tasks.map((t) => {
-      const thumbUrl = safeUrl(t.input);
-      const thumb = thumbUrl ? h('img', { src: thumbUrl, alt: '', loading: 'lazy' }) : h('span', { class: 'thumb-missing' });
+      /* the task's own result first (several tasks often share one photo), its input photo beside it */
       const resUrl = t.state === 'success' && t.results && t.results[0] ? safeUrl(t.results[0]) : '';
+      const inUrl = safeUrl(t.input);
+      const thumb = (u, what) => h('img', { src: u, alt: '', loading: 'lazy', 'data-thumb': what });
+      const thumbs = [resUrl ? thumb(resUrl, 'result') : null, inUrl ? thumb(inUrl, 'input') : null].filter(Boolean);
       const btn = h('button', {
         type: 'button', class: 'recent-item' + (t.id === currentId ? ' current' : ''),
         'aria-current': t.id === currentId ? 'true' : null, onclick: () => showTask(t.id, true),
       },
-      h('span', { class: 'thumbs' }, thumb, resUrl ? h('img', { src: resUrl, alt: '', loading: 'lazy' }) : null),
+      h('span', { class: 'thumbs' }, ...(thumbs.length ? thumbs : [h('span', { class: 'thumb-missing' })])),
       h('span', { class: 'recent-text' },
-        h('span', { class: 'recent-prompt', text: t.prompt || '(no prompt)' }),
+        h('span', { class: 'recent-prompt', text: promptLabel(t.prompt), title: t.prompt || null }),
         h('span', { class: 'muted small', text: fmtWhen(t.created) + ' · ' + (t.aspect || '') + ' · ' + (t.resolution || '') })),
       h('span', { class: 'badge s-' + t.state, text: STATE_LABEL[t.state] || t.state }));
       return h('li', { 'data-task': t.id }, btn);
@@ -829,7 +859,8 @@
     $('view-side').addEventListener('click', () => { view = 'side'; applyView(); });
     $('result-img').addEventListener('load', (e) => {
       const img = e.target;
-      if (img.naturalWidth && img.naturalHeight) $('compare').style.setProperty('--ratio', img.naturalWidth + ' / ' + img.naturalHeight);
+      /* one frame of the result's shape for both views; each image is fitted into it (object-fit: contain) */
+      if (img.naturalWidth && img.naturalHeight) $('result').style.setProperty('--ratio', img.naturalWidth + ' / ' + img.naturalHeight);
     });
     $('result-img').addEventListener('error', () => {
       if ($('result-img').getAttribute('src')) {
@@ -843,6 +874,7 @@
       saveTasks();
       renderTask();
       renderRecent();
+      updateGenerate();
     });
     setSplit(50);
     setInterval(() => { if (currentId) renderElapsed(); }, 1000);

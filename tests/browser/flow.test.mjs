@@ -78,7 +78,7 @@ test('upload with progress, generate, poll, result image, download link, history
   const img = await waitForResultImage(page);
   console.log(`# result ${img.w}x${img.h} after ${Date.now() - t0} ms: ${img.src}`);
   assert.ok(img.w > 0 && img.h > 0);
-  assert.equal(await page.textContent('#task-state'), 'success');
+  assert.equal(await page.textContent('#task-state'), 'Done');
   assert.match(await page.textContent('#task-elapsed'), /^took \d+:\d\d$/);
   const dl = page.locator('#result-actions a', { hasText: 'Download result' }).first();
   assert.equal(await dl.getAttribute('href'), img.src);
@@ -168,7 +168,7 @@ test('reload mid-task resumes polling and reaches success', { timeout: 150_000 }
     await page.waitForSelector('#task:not([hidden])');
     const shownState = await page.textContent('#task-state');
     console.log('# state right after reload: ' + shownState);
-    assert.notEqual(shownState, 'success');
+    assert.notEqual(shownState, 'Done');
     assert.ok(await page.locator(`#recent li[data-task="${before.id}"]`).count() === 1);
     const img = await waitForResultImage(page, 120_000);
     assert.ok(img.w > 0);
@@ -253,7 +253,10 @@ test('a task that fails at KIE shows KIE\'s failMsg', { timeout: 60_000 }, async
     assert.ok(shown.includes(failMsg), `"${shown}" includes the failMsg`);
     assert.match(shown, /501/);
     assert.equal(await page.locator('#result').isHidden(), true);
-    assert.equal(await page.locator(`#recent li[data-task="${taskId}"] .badge`).textContent(), 'fail');
+    // one word for the state everywhere: badge, last progress step, recent list
+    assert.equal(await page.textContent('#task-state'), 'Failed');
+    assert.equal(await page.textContent('#task-steps li:last-child'), 'Failed');
+    assert.equal(await page.locator(`#recent li[data-task="${taskId}"] .badge`).textContent(), 'Failed');
     const stored = await page.evaluate(() => JSON.parse(localStorage.getItem('ppa.tasks.v1'))[0]);
     assert.deepEqual([stored.id, stored.state, stored.failMsg], [taskId, 'fail', failMsg]);
     assert.deepEqual(unexpected(), []);

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Browser end-to-end tests: starts kie-sim, a local S3 server (s3rver, tests/s3/s3-test-server.sh) and four
-# product-photo-api instances (flow, no PUBLIC_BASE_URL, API_TOKEN, S3 mode) on 127.0.0.1, runs the node:test
+# Browser end-to-end tests: starts kie-sim, a local S3 server (s3rver, tests/s3/s3-test-server.sh) and five
+# product-photo-api instances (flow, no PUBLIC_BASE_URL, API_TOKEN, S3 mode, no KIE_API_KEY) on 127.0.0.1, runs the node:test
 # suites in headless Debian Chromium (playwright-core, no browser download), stops everything.
 # Usage: bash tests/browser/run.sh [FILE.test.mjs...]   (default: all; env: BUILD_DIR=build, CHROMIUM_PATH=/usr/bin/chromium,
 #        WEB_DIR=web to serve the page from disk instead of the embedded copy)
-# Output: TAP on stdout; screenshots build/browser-result.png, build/browser-result-phone.png, build/browser-s3.png.
+# Output: TAP on stdout; screenshots build/browser-*.png (result, result-phone, s3, heic, compare, side, recent-phone).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -109,16 +109,20 @@ S3_PORT="$s3_port" S3_STATE="$s3_state" S3_BUCKET=page-bucket bash "$root/tests/
 start_api s3 PORT=0 USE_S3=1 S3_BUCKET=page-bucket AWS_REGION=us-east-1 S3_ENDPOINT="http://127.0.0.1:$s3_port" \
   S3_FORCE_PATH_STYLE=1 AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
 s3_api_port="$api_port"
+# 5) no KIE_API_KEY (VAR= counts as unset): uploads work, the page must switch Generate off
+start_api nokey PORT=0 KIE_API_KEY=
+nokey_port="$api_port"
 
 mkdir -p "$build"
 export E2E_SIM_BASE="$sim"
 export E2E_FLOW_BASE="http://127.0.0.1:$flow_port"
 export E2E_NOPUBLIC_BASE="http://127.0.0.1:$nopublic_port"
 export E2E_AUTH_BASE="http://127.0.0.1:$auth_port" E2E_AUTH_TOKEN=e2e-secret-token
+export E2E_NOKEY_BASE="http://127.0.0.1:$nokey_port"
 export E2E_S3_BASE="http://127.0.0.1:$s3_api_port" E2E_S3_ORIGIN="http://127.0.0.1:$s3_port" E2E_S3_BUCKET=page-bucket
 export E2E_OUT_DIR="$build"
 echo "# kie-sim $E2E_SIM_BASE, servers: flow $E2E_FLOW_BASE, no-public $E2E_NOPUBLIC_BASE, auth $E2E_AUTH_BASE," \
-  "s3 $E2E_S3_BASE (bucket $E2E_S3_ORIGIN/page-bucket)"
+  "s3 $E2E_S3_BASE (bucket $E2E_S3_ORIGIN/page-bucket), no-key $E2E_NOKEY_BASE"
 
 rc=0
 (cd "$here" && if [ "$#" -gt 0 ]; then set -- "$@"; else set -- ./*.test.mjs; fi
@@ -128,7 +132,7 @@ if [ "$rc" -ne 0 ]; then
   cp "$tmp"/*.out "$tmp"/*.out.err "$build/browser-logs/" 2>/dev/null || true
   echo "run.sh: server logs kept in $build/browser-logs/" >&2
   cp "$s3_state/log" "$build/browser-logs/s3rver.log" 2>/dev/null || true
-  for f in sim flow nopublic auth s3; do
+  for f in sim flow nopublic auth s3 nokey; do
     echo "---- $f stderr (last 40 lines) ----" >&2
     tail -n 40 "$tmp/$f.out.err" >&2 || true
   done

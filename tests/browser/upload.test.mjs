@@ -19,8 +19,11 @@ async function openPage() {
   await p.page.waitForSelector('#server-state.ok');
   return p;
 }
+/** Picks a file and waits for the answer to its POST /upload (a "done" box may still be the previous file's). */
 async function pick(page, file) {
+  const answered = page.waitForResponse((r) => r.url() === BASE + '/upload');
   await page.setInputFiles('#file', file);
+  await answered;
   await page.waitForSelector('#upload-box.done, #upload-box.failed');
 }
 /** Waits until the drop zone shows the server's copy; returns its src and natural size. */
@@ -79,6 +82,7 @@ test('TIFF and a browser-readable JPEG also end with the stored copy as preview'
   await pick(page, { name: 'mug.jpg', mimeType: 'image/jpeg', buffer: await makeJpeg(page, 240, 180) });
   pv = await storedPreview(page);
   assert.match(pv.src, /\/files\/[0-9a-f-]+\.jpg$/);
+  assert.deepEqual([pv.w, pv.h], [240, 180]);
   assert.match(await page.textContent('#upload-status'), /240×180 JPEG\. Ready/, 'one size when nothing changed');
   assert.deepEqual(unexpected(), []);
   await page.close();
