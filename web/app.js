@@ -207,11 +207,11 @@
       kie_upload: "photos reach KIE through KIE's file upload" }[c.kie_input];
     pill.textContent = 'Ready · ' + (c.storage === 's3' ? 'S3 storage' : 'local storage') + (via ? ' · ' + via : '');
     pill.className = 'pill ok';
-    if (c.kie_simulated === true) {
+    if (c.kie_simulated === true && c.kie_configured !== false) {
       notice('info', 'Results are simulated.',
         h('p', {}, 'This server talks to the KIE simulator (', code('make sim'), '): the result is your photo on a ' +
-          'plain studio background, marked SIMULATED, and costs nothing. Set ', code('KIE_API_KEY'),
-          ' and run ', code('make run'), ' for real studio shots.'));
+          'plain studio background, marked SIMULATED, and costs nothing. With a real KIE key, ', code('make run'),
+          ' makes real studio shots.'));
     }
 
     if (c.public_url_ok === false) {
