@@ -58,7 +58,7 @@
  *   sim.h          shared types: knobs, task, job, app; sim_util.c helpers
  *   sim_main.c     options, start-up and shutdown (this file)
  *   sim_http.c     HTTP shell: body reading, route table, responses, auth
- *   sim_tasks.c    createTask / recordInfo / results, state machine, threads
+ *   sim_tasks.c    createTask / recordInfo, the task table, state machine, threads
  *   sim_credits.c  balances per API key, prices, refunds, GET /api/v1/chat/credit
  *   sim_ratelimit.c KIE's createTask rate limit (a window per key)
  *   sim_fetch.c    loopback-only downloads (input images, fileUrl)
@@ -72,8 +72,9 @@
  *
  * Threads: MHD thread-per-connection (so latency/hang never block others),
  * one scheduler thread advancing task states, SIM_WORKERS workers doing the
- * blocking downloads and callback POSTs. One mutex (app->lock) guards tasks,
- * jobs, config and the request log. SIGINT/SIGTERM -> orderly exit 0.
+ * blocking downloads, result images and callback POSTs. One mutex
+ * (app->lock) guards tasks, jobs, config, balances, rate windows and the
+ * request log; the file store has its own. SIGINT/SIGTERM -> orderly exit 0.
  */
 #include <arpa/inet.h>
 #include <errno.h>
