@@ -223,10 +223,10 @@ eq "log: base64 upload logged, base64Data shortened" \
    "('log', True, True)"
 
 # ---------------------------------------------------------------- expiry
-config '{"upload_ttl_ms":300}'
+config '{"upload_ttl_ms":1500}'
 up_stream -F "file=@$T/www/in.png" -F uploadPath=ttl -F fileName=t.png
 eq "ttl: served right after upload" "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$S/kie-files/ttl/t.png")" 200
-sleep 0.4
+sleep 1.6
 eq "ttl: 404 after upload_ttl_ms" "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$S/kie-files/ttl/t.png")" 404
 config '{"reset":true}'
 eq "files: unknown path -> 404" "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$S/kie-files/nope/x.png")" 404

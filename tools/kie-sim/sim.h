@@ -139,7 +139,7 @@ struct sim_app {
     long max_tasks;
     const char *files_dir; /* NULL: uploaded files in memory */
     long files_max_bytes, files_max_count;
-    long max_result_bytes;   /* studio results kept at most (app->lock) */
+    long max_result_bytes;   /* studio result PNGs kept at most, bytes */
     struct sim_files *files; /* uploaded files; has its own lock */
     atomic_bool stopping;
 
@@ -176,6 +176,12 @@ long long sim_mono_ms(void); /* CLOCK_MONOTONIC in ms */
 
 /* Strict decimal parse of s into [min, max]. Returns 0 or -1. */
 int sim_parse_long(const char *s, long min, long max, long *out);
+
+/* The heap buffer buf (capacity *cap, NULL when 0) with room for need
+ * bytes (0 < need <= max): doubled from 1 KiB but never beyond max. Returns
+ * the buffer, which may have moved, or NULL (buf untouched) when memory
+ * runs out. */
+void *sim_reserve(void *buf, size_t *cap, size_t need, size_t max);
 
 /* Bounded copy, always NUL-terminated (truncates). */
 void sim_copy(char *dst, size_t size, const char *src);

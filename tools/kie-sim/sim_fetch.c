@@ -139,25 +139,16 @@ static size_t sim_dl_write(char *p, size_t size, size_t n, void *userdata)
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
     }
     d->total += len;
-    if (d->kept < k->keep) {
+    if (d->kept < k->keep && len > 0) {
         size_t take = k->keep - d->kept;
+        unsigned char *nb;
 
         if (take > len)
             take = len;
-        if (d->kept + take > k->cap) {
-            size_t cap = k->cap ? k->cap : 64u * 1024u;
-            unsigned char *nb;
-
-            while (cap < d->kept + take)
-                cap *= 2;
-            if (cap > k->keep)
-                cap = k->keep;
-            nb = realloc(d->data, cap);
-            if (!nb)
-                return 0;
-            d->data = nb;
-            k->cap = cap;
-        }
+        nb = sim_reserve(d->data, &k->cap, d->kept + take, k->keep);
+        if (!nb)
+            return 0; /* out of memory: the transfer fails */
+        d->data = nb;
         memcpy(d->data + d->kept, p, take);
         d->kept += take;
     }

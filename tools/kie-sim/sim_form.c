@@ -28,6 +28,8 @@ static void sim_form_field(char *buf, size_t *len, bool *too_long, const char *d
 
 static void sim_form_file(struct sim_form *f, const char *data, size_t size)
 {
+    unsigned char *nb;
+
     if (f->file_too_big || size == 0)
         return;
     if (size > f->file_max - f->file_len) {
@@ -37,18 +39,12 @@ static void sim_form_file(struct sim_form *f, const char *data, size_t size)
         f->file_len = f->file_cap = 0;
         return;
     }
-    if (f->file_len + size > f->file_cap) {
-        size_t cap = f->file_cap ? f->file_cap : 64u * 1024u;
-
-        while (cap < f->file_len + size)
-            cap *= 2;
-        f->file = realloc(f->file, cap);
-        if (!f->file) {
-            fputs("kie-sim: out of memory\n", stderr);
-            abort();
-        }
-        f->file_cap = cap;
+    nb = sim_reserve(f->file, &f->file_cap, f->file_len + size, f->file_max);
+    if (!nb) {
+        fputs("kie-sim: out of memory\n", stderr); /* the policy of sim_xmalloc */
+        abort();
     }
+    f->file = nb;
     memcpy(f->file + f->file_len, data, size);
     f->file_len += size;
 }

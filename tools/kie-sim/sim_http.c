@@ -193,14 +193,14 @@ struct sim_route {
     const struct sim_sink_ops *sink;         /* NULL: body buffered in r->body */
 };
 
-#define SIM_FILES_ALLOW "GET, HEAD"
+#define SIM_GET_ALLOW "GET, HEAD"
 
 static const struct sim_route sim_routes[] = {
     {"POST", "/api/v1/jobs/createTask", "POST", 0, sim_h_create, NULL, NULL},
     {"GET", "/api/v1/jobs/recordInfo", "GET", 0, sim_h_record, NULL, NULL},
     {"GET", "/api/v1/chat/credit", "GET", 0, sim_h_credit, NULL, NULL},
-    {"GET", "/results/", SIM_FILES_ALLOW, SIM_ROUTE_PREFIX, sim_h_result, NULL, NULL},
-    {"HEAD", "/results/", SIM_FILES_ALLOW, SIM_ROUTE_PREFIX, sim_h_result, NULL, NULL},
+    {"GET", "/results/", SIM_GET_ALLOW, SIM_ROUTE_PREFIX, sim_h_result, NULL, NULL},
+    {"HEAD", "/results/", SIM_GET_ALLOW, SIM_ROUTE_PREFIX, sim_h_result, NULL, NULL},
     {"GET", "/sim/config", "GET, POST", 0, sim_h_config_get, NULL, NULL},
     {"POST", "/sim/config", "GET, POST", 0, sim_h_config_set, NULL, NULL},
     {"GET", "/sim/requests", "GET, DELETE", 0, sim_h_requests_get, NULL, NULL},
@@ -211,10 +211,10 @@ static const struct sim_route sim_routes[] = {
     {"POST", "/api/file-base64-upload", "POST", SIM_ROUTE_UPLOAD | SIM_ROUTE_TRIM, sim_h_upload_base64,
      sim_upload_base64_max_body, NULL},
     {"POST", "/api/file-url-upload", "POST", SIM_ROUTE_UPLOAD, sim_h_upload_url, NULL, NULL},
-    {"GET", "/kie-files/", SIM_FILES_ALLOW, SIM_ROUTE_PREFIX, sim_h_file_get, NULL, NULL},
-    {"HEAD", "/kie-files/", SIM_FILES_ALLOW, SIM_ROUTE_PREFIX, sim_h_file_get, NULL, NULL},
-    {"GET", "/kie-download/", SIM_FILES_ALLOW, SIM_ROUTE_PREFIX, sim_h_file_get, NULL, NULL},
-    {"HEAD", "/kie-download/", SIM_FILES_ALLOW, SIM_ROUTE_PREFIX, sim_h_file_get, NULL, NULL},
+    {"GET", "/kie-files/", SIM_GET_ALLOW, SIM_ROUTE_PREFIX, sim_h_file_get, NULL, NULL},
+    {"HEAD", "/kie-files/", SIM_GET_ALLOW, SIM_ROUTE_PREFIX, sim_h_file_get, NULL, NULL},
+    {"GET", "/kie-download/", SIM_GET_ALLOW, SIM_ROUTE_PREFIX, sim_h_file_get, NULL, NULL},
+    {"HEAD", "/kie-download/", SIM_GET_ALLOW, SIM_ROUTE_PREFIX, sim_h_file_get, NULL, NULL},
     {"GET", "/sim/files", "GET, DELETE", 0, sim_h_files_list, NULL, NULL},
     {"DELETE", "/sim/files", "GET, DELETE", 0, sim_h_files_clear, NULL, NULL},
 };
@@ -245,8 +245,7 @@ static const struct sim_route *sim_route_find(const char *method, const char *ur
 static void sim_dispatch(struct sim_app *app, struct MHD_Connection *c, const char *method, struct sim_req *r,
                          struct sim_resp *resp)
 {
-    const struct sim_route *path_rt;
-    const struct sim_route *rt = sim_route_find(method, r->url, &path_rt);
+    const struct sim_route *rt = r->route, *path_rt = r->path_route;
     unsigned flags = path_rt ? path_rt->flags : 0;
 
     if (strncmp(r->url, "/sim/", 5) != 0) /* the test-only routes are not logged */
@@ -336,14 +335,13 @@ enum MHD_Result sim_access(void *cls, struct MHD_Connection *c, const char *url,
     (void)version;
     if (!r) { /* first call: headers only */
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        const struct sim_route *path_rt;
         long n;
 
         r = sim_xmalloc(sizeof *r);
         memset(r, 0, sizeof *r);
         *req_cls = r;
         r->url = url;
-        r->route = sim_route_find(method, url, &path_rt);
+        r->route = sim_route_find(method, url, &r->path_route);
         r->max = r->route && r->route->max_body ? r->route->max_body(app) : SIM_MAX_BODY;
         if (cl && (sim_parse_long(cl, 0, LONG_MAX, &n) != 0 || (unsigned long)n > r->max)) {
             /* answer before reading the body; MHD closes the connection */
@@ -370,18 +368,11 @@ enum MHD_Result sim_access(void *cls, struct MHD_Connection *c, const char *url,
         size_t n = *upload_data_size;
 
         if (!r->too_large && n <= r->max - r->len) {
-            if (r->len + n + 1 > r->cap) {
-                size_t cap = r->cap ? r->cap : 1024;
-                char *nb;
+            char *nb = sim_reserve(r->body, &r->cap, r->len + n + 1, r->max + 1);
 
-                while (cap < r->len + n + 1)
-                    cap *= 2;
-                nb = realloc(r->body, cap);
-                if (!nb)
-                    return MHD_NO;
-                r->body = nb;
-                r->cap = cap;
-            }
+            if (!nb)
+                return MHD_NO;
+            r->body = nb;
             memcpy(r->body + r->len, upload_data, n);
             r->len += n;
             r->body[r->len] = '\0';

@@ -38,8 +38,9 @@ struct sim_sink_ops {
 /* Per-request state, allocated on MHD's first callback, freed in
  * sim_completed (also on aborted connections). */
 struct sim_req {
-    const char *url;              /* path, percent-decoded by MHD */
-    const struct sim_route *route; /* NULL: no route for this method/path */
+    const char *url;                    /* path, percent-decoded by MHD */
+    const struct sim_route *route;      /* NULL: no route for this method and path */
+    const struct sim_route *path_route; /* a route for this path (any method), or NULL */
     char *body; /* NUL-terminated, at most max bytes; NULL on streaming routes */
     size_t len; /* bytes in body; streaming routes: bytes fed to the sink */
     size_t cap, max;

@@ -235,20 +235,31 @@ void sim_image_shutdown(void)
 
 /* ---------------------------------------------------------- result size */
 
+bool sim_aspect_ratio(const char *aspect, uint32_t *rw, uint32_t *rh)
+{
+    static const struct { const char *name; uint32_t w, h; } ratios[] = {
+        {"1:1", 1, 1}, {"4:3", 4, 3}, {"3:4", 3, 4}, {"16:9", 16, 9}, {"9:16", 9, 16}, {"3:2", 3, 2}, {"2:3", 2, 3},
+    };
+
+    for (size_t i = 0; i < sizeof ratios / sizeof ratios[0]; i++)
+        if (strcmp(aspect, ratios[i].name) == 0) {
+            *rw = ratios[i].w;
+            *rh = ratios[i].h;
+            return true;
+        }
+    return false;
+}
+
 void sim_result_size(const char *aspect, const char *resolution, uint32_t in_w, uint32_t in_h,
                      uint32_t *w, uint32_t *h)
 {
-    static const struct { const char *name; double ratio; } ratios[] = {
-        {"1:1", 1.0}, {"4:3", 4.0 / 3.0}, {"3:4", 3.0 / 4.0}, {"16:9", 16.0 / 9.0},
-        {"9:16", 9.0 / 16.0}, {"3:2", 3.0 / 2.0}, {"2:3", 2.0 / 3.0},
-    };
     double area = strcmp(resolution, "2K") == 0 ? SIM_AREA_2K : SIM_AREA_1K;
     double r = in_w && in_h ? (double)in_w / (double)in_h : 1.0;
     double fw, fh;
+    uint32_t rw, rh;
 
-    for (size_t i = 0; i < sizeof ratios / sizeof ratios[0]; i++)
-        if (strcmp(aspect, ratios[i].name) == 0)
-            r = ratios[i].ratio;
+    if (sim_aspect_ratio(aspect, &rw, &rh))
+        r = (double)rw / (double)rh;
     if (r < 0.25)
         r = 0.25;
     if (r > 4.0)

@@ -9,6 +9,7 @@
 #ifndef SIM_IMAGE_H
 #define SIM_IMAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,10 @@ int sim_image_init(const char *argv0);
  * sim_image_shutdown() after every such thread has ended. */
 void sim_image_thread_done(void);
 void sim_image_shutdown(void);
+
+/* KIE's fixed aspect ratios ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2",
+ * "2:3"): true with the ratio in *rw:*rh, false for anything else ("auto"). */
+bool sim_aspect_ratio(const char *aspect, uint32_t *rw, uint32_t *rh);
 
 /* Pixel size of a result: resolution "1K" is about 1 megapixel (1024 x 1024
  * for 1:1), "2K" about 4; aspect is one of KIE's ratios ("16:9", ...), and

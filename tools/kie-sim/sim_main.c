@@ -58,7 +58,7 @@
  *   sim.h          shared types: knobs, task, job, app; sim_util.c helpers
  *   sim_main.c     options, start-up and shutdown (this file)
  *   sim_http.c     HTTP shell: body reading, route table, responses, auth
- *   sim_tasks.c    createTask / recordInfo / results, state machine, threads
+ *   sim_tasks.c    createTask / recordInfo, the task table, state machine, threads
  *   sim_credits.c  balances per API key, prices, refunds, GET /api/v1/chat/credit
  *   sim_ratelimit.c KIE's createTask rate limit (a window per key)
  *   sim_fetch.c    loopback-only downloads (input images, fileUrl)
@@ -72,8 +72,9 @@
  *
  * Threads: MHD thread-per-connection (so latency/hang never block others),
  * one scheduler thread advancing task states, SIM_WORKERS workers doing the
- * blocking downloads and callback POSTs. One mutex (app->lock) guards tasks,
- * jobs, config and the request log. SIGINT/SIGTERM -> orderly exit 0.
+ * blocking downloads, result images and callback POSTs. One mutex
+ * (app->lock) guards tasks, jobs, config, balances, rate windows and the
+ * request log; the file store has its own. SIGINT/SIGTERM -> orderly exit 0.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -129,7 +130,7 @@ static void sim_usage(FILE *f)
           "Knobs (start-up flags; change at runtime with POST /sim/config {\"knob\":value,...},\n"
           "{\"reset\":true} restores the start-up values; GET /sim/config shows them):\n", f);
     sim_knobs_usage(f);
-    fputs("\nModes for create_mode/record_mode:\n"
+    fputs("\nModes for create_mode/record_mode/credit_mode:\n"
           "  normal   behave like KIE\n"
           "  http500  HTTP 500 with a text body      nonjson  HTTP 200 with an HTML body\n"
           "  hang     never answer (until the client gives up, hang_max_ms or shutdown)\n"
@@ -148,6 +149,11 @@ static void sim_usage(FILE *f)
           "  POST /api/file-url-upload (JSON fileUrl, uploadPath, fileName) - KIE's upload API on this port,\n"
           "  GET /kie-files/<uploadPath>/<fileName> and GET /kie-download/<fileId> (uploaded files, no key),\n"
           "  GET|POST /sim/config, GET|DELETE /sim/requests, GET /sim/tasks, GET|DELETE /sim/files.\n"
+          "Uploads answer {\"success\":true,\"code\":200,\"msg\":\"File uploaded successfully\",\"data\":{...}}\n"
+          "  with data.downloadUrl = http://HOST:PORT/kie-files/<uploadPath>/<fileName> (upload_shape).\n"
+          "Credits: createTask takes price_1k/price_2k from the key's balance, else HTTP 200\n"
+          "  {\"code\":402,\"msg\":\"Insufficient credits\"}; recordInfo and callbacks carry creditsConsumed\n"
+          "  once a task is done; GET /api/v1/chat/credit -> {\"code\":200,\"msg\":\"success\",\"data\":<balance>}.\n"
           "Input URLs, fileUrl and callBackUrl are only fetched from 127.0.0.0/8, localhost and [::1];\n"
           "anything else is treated as unreachable. Prints \"kie-sim listening on port N\" when ready;\n"
           "SIGINT/SIGTERM exit 0.\n", f);

@@ -65,23 +65,14 @@ int sim_result_keep(struct sim_app *app, struct sim_task *t, unsigned char *png,
 
 static void sim_gradient_dims(const struct sim_task *t, uint32_t *w, uint32_t *h)
 {
-    static const struct { const char *name; uint32_t rw, rh; } ratios[] = {
-        {"1:1", 1, 1}, {"4:3", 4, 3}, {"3:4", 3, 4}, {"16:9", 16, 9},
-        {"9:16", 9, 16}, {"3:2", 3, 2}, {"2:3", 2, 3},
-    };
     uint32_t width = strcmp(t->resolution, "2K") == 0 ? SIM_RESULT_WIDTH_2K : SIM_RESULT_WIDTH_1K;
     uint32_t rw = 1, rh = 1;
     uint64_t height;
 
-    if (strcmp(t->aspect, "auto") == 0 && t->img_w && t->img_h) {
+    if (!sim_aspect_ratio(t->aspect, &rw, &rh) && t->img_w && t->img_h) { /* auto */
         rw = t->img_w;
         rh = t->img_h;
     }
-    for (size_t i = 0; i < sizeof ratios / sizeof ratios[0]; i++)
-        if (strcmp(t->aspect, ratios[i].name) == 0) {
-            rw = ratios[i].rw;
-            rh = ratios[i].rh;
-        }
     height = ((uint64_t)width * rh + rw / 2) / rw;
     if (height < 16)
         height = 16;

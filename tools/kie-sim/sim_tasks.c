@@ -327,12 +327,12 @@ void *sim_worker_main(void *arg)
  * message naming the field and the reason. */
 static int sim_validate_create(const cJSON *body, char *msg, size_t len)
 {
-    static const char *const aspects[] = {"1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "auto", NULL};
     static const char *const resolutions[] = {"1K", "2K", NULL};
     const cJSON *model, *cb, *input, *urls, *prompt, *aspect, *res, *nsfw, *u;
     char host[256];
     int n, i = 0;
     size_t plen;
+    uint32_t rw, rh;
 
     if (!cJSON_IsObject(body)) {
         snprintf(msg, len, "request body must be a JSON object");
@@ -386,7 +386,8 @@ static int sim_validate_create(const cJSON *body, char *msg, size_t len)
         return -1;
     }
     aspect = cJSON_GetObjectItemCaseSensitive(input, "aspect_ratio");
-    if (!cJSON_IsString(aspect) || sim_enum_index(aspects, aspect->valuestring) < 0) {
+    if (!cJSON_IsString(aspect) ||
+        (strcmp(aspect->valuestring, "auto") != 0 && !sim_aspect_ratio(aspect->valuestring, &rw, &rh))) {
         snprintf(msg, len, "input.aspect_ratio is required and must be one of 1:1, 4:3, 3:4, 16:9, 9:16, 3:2, 2:3, auto");
         return -1;
     }
@@ -443,7 +444,7 @@ void sim_h_create(struct sim_app *app, struct MHD_Connection *c, struct sim_req 
     struct sim_job job = {.kind = SIM_JOB_FETCH};
     char msg[SIM_MSG_MAX], id[SIM_ID_LEN];
     size_t n_urls;
-    bool present, paid;
+    bool present;
     cJSON *body = NULL, *out, *data;
     struct sim_task *t;
     int key, mode = sim_take_mode(app, SIM_EP_CREATE, &cfg);
@@ -478,8 +479,7 @@ void sim_h_create(struct sim_app *app, struct MHD_Connection *c, struct sim_req 
     t->key = (size_t)key;
     t->credits = sim_credits_price(&cfg, t->resolution);
     pthread_mutex_lock(&app->lock);
-    paid = sim_credits_charge(app, t->key, t->credits) == 0;
-    if (!paid) {
+    if (sim_credits_charge(app, t->key, t->credits) != 0) {
         pthread_mutex_unlock(&app->lock);
         sim_task_free(t);
         sim_resp_kie(resp, 200, 402, "Insufficient credits", false);

@@ -75,6 +75,23 @@ int sim_parse_long(const char *s, long min, long max, long *out)
     return 0;
 }
 
+void *sim_reserve(void *buf, size_t *cap, size_t need, size_t max)
+{
+    size_t n = *cap ? *cap : 1024;
+    void *nb;
+
+    if (need <= *cap)
+        return buf;
+    while (n < need)
+        n = n > max / 2 ? max : n * 2;
+    if (n > max)
+        n = max;
+    nb = realloc(buf, n);
+    if (nb)
+        *cap = n;
+    return nb;
+}
+
 void sim_copy(char *dst, size_t size, const char *src)
 {
     snprintf(dst, size, "%s", src);
