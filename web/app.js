@@ -406,7 +406,7 @@
     try {
       const answer = direct ? await uploadDirect(file, contentType, seq) : await uploadLocal(file, seq);
       if (seq !== uploadSeq) return;
-      upload = answer;
+      upload = Object.assign({}, answer, { photo: file.name });
       const note = sizeNote(answer);
       setProgress(1, (direct ? 'Uploaded to S3 ✓ ' : 'Uploaded ✓ ') + (note ? note + '. ' : '') + 'Ready to generate.');
       $('upload-box').className = 'upload done';
@@ -585,7 +585,7 @@
       if (typeof id !== 'string' || !id) throw new ApiError(502, 'bad_response', 'The server answered without a task id.');
       const now = Date.now();
       const task = {
-        id, input: upload.url, prompt: v, aspect: req.aspect_ratio, resolution: req.resolution,
+        id, input: upload.url, photo: upload.photo || '', prompt: v, aspect: req.aspect_ratio, resolution: req.resolution,
         state: 'waiting', created: now, updated: now, results: [], failMsg: '', note: '',
       };
       tasks = [task].concat(tasks.filter((t) => t.id !== id)).slice(0, MAX_TASKS);
@@ -770,10 +770,16 @@
     setImg($('side-after'), main);
     setImg($('before-img'), t.input);
     setImg($('side-before'), t.input);
-    const links = t.results.map((u, i) => h('a', {
-      class: 'btn primary', href: u, download: 'studio-shot-' + (i + 1), target: '_blank', rel: 'noopener',
-      text: t.results.length > 1 ? 'Download result ' + (i + 1) : 'Download result',
-    }));
+    // "Download result" is our stable copy (same origin, kept by the server, named after the photo),
+    // not KIE's expiring URL in a new tab; further results of one task link to KIE's URLs
+    const stem = (t.photo || '').replace(/\.[^.]*$/, '');
+    const links = t.results.map((u, i) => i === 0
+      ? h('a', {
+        class: 'btn primary', href: '/results/' + encodeURIComponent(t.id) + '?download=1&name=' + encodeURIComponent(t.photo || ''),
+        download: (stem || t.id) + '-studio', text: t.results.length > 1 ? 'Download result 1' : 'Download result',
+      })
+      : h('a', { class: 'btn primary', href: u, download: 'studio-shot-' + (i + 1), target: '_blank', rel: 'noopener',
+        text: 'Download result ' + (i + 1) }));
     links.push(h('a', { class: 'btn', href: main, target: '_blank', rel: 'noopener', text: 'Open full size' }));
     const keyNow = t.results.join('\n');
     if (actions.dataset.key !== keyNow) { actions.replaceChildren(...links); actions.dataset.key = keyNow; }

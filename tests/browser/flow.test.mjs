@@ -1,6 +1,7 @@
 // Full flow against product-photo-api + kie-sim, with PUBLIC_BASE_URL set (run.sh starts both).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import {
   env, launch, newPage, makePng, makeJpeg, simConfig, getJson, waitForResultImage, recordProgress, OUT_DIR,
@@ -80,8 +81,15 @@ test('upload with progress, generate, poll, result image, download link, history
   assert.ok(img.w > 0 && img.h > 0);
   assert.equal(await page.textContent('#task-state'), 'Done');
   assert.match(await page.textContent('#task-elapsed'), /^took \d+:\d\d$/);
+  // "Download result" downloads our stable copy, named after the photo, from this origin
   const dl = page.locator('#result-actions a', { hasText: 'Download result' }).first();
-  assert.equal(await dl.getAttribute('href'), img.src);
+  const taskId = img.src.match(/(task_[^/.]+)/)[1];
+  assert.equal(await dl.getAttribute('href'), `/results/${taskId}?download=1&name=product.png`);
+  const [download] = await Promise.all([page.waitForEvent('download'), dl.click()]);
+  assert.equal(download.suggestedFilename(), 'product-studio.png');
+  const got = fs.readFileSync(await download.path());
+  const kie = Buffer.from(await (await fetch(img.src)).arrayBuffer());
+  assert.ok(got.length > 1000 && got.equals(kie), 'the download is the result, byte for byte');
   // before/after view shows the uploaded photo
   assert.equal(await page.locator('#before-img').evaluate((i) => i.complete && i.naturalWidth), 420);
   await page.click('#view-side');
