@@ -54,7 +54,7 @@ static void usage(FILE *out)
             "  product-photo-api [serve]      run the HTTP API server (default)\n"
             "  product-photo-api generate PHOTO --prompt TEXT [-o OUT] [--server URL] ...\n"
             "                                 photo to result in one command (see below)\n"
-            "  product-photo-api routes       print the route table, one 'METHOD PATH' per line\n"
+            "  product-photo-api routes       print the route table, one 'METHOD PATH' per line (HEAD for GET routes)\n"
             "  product-photo-api healthcheck  GET http://127.0.0.1:$PORT/healthz; exit 0 when healthy\n"
             "  product-photo-api --help       this text\n"
             "  product-photo-api --version\n\n"
@@ -75,6 +75,9 @@ static int cmd_routes(void)
 {
     for (const struct route *rt = ROUTES; rt->method; rt++)
         printf("%s %s\n", rt->method, rt->pattern);
+    for (const struct route *rt = ROUTES; rt->method; rt++) /* GET routes answer HEAD too */
+        if (strcmp(rt->method, "GET") == 0)
+            printf("HEAD %s\n", rt->pattern);
     return 0;
 }
 

@@ -187,7 +187,10 @@ def test_openapi_matches_route_table(server):
     doc = r.json()
     assert doc["openapi"].startswith("3.1")
     routes = subprocess.run([PPA_BIN, "routes"], capture_output=True, text=True, check=True).stdout.split("\n")
-    table = {tuple(l.split(" ", 1)) for l in routes if l}
+    heads = {l.split(" ", 1)[1] for l in routes if l.startswith("HEAD ")}
+    table = {tuple(l.split(" ", 1)) for l in routes if l and not l.startswith("HEAD ")}
+    # every GET route also answers HEAD, and `routes` says so
+    assert heads == {p for m, p in table if m == "GET"}, heads
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops if m in ("get", "post", "put", "delete")}
     assert documented == table, (documented ^ table)
     for path, ops in doc["paths"].items():

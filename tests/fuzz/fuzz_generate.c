@@ -16,7 +16,22 @@
 
 static const char *const CODES[] = {"invalid_json",       "invalid_input_urls", "invalid_input_url",
                                     "invalid_prompt",     "invalid_aspect_ratio", "invalid_resolution",
-                                    "invalid_keep_result"};
+                                    "invalid_keep_result", "unknown_field"};
+static const char *const FIELDS[] = {"input_url", "input_urls", "prompt", "aspect_ratio", "resolution", "keep_result"};
+
+/* An accepted body names only known fields, and has no NUL in it. */
+static void check_fields(const cJSON *root, const uint8_t *data, size_t size)
+{
+    const cJSON *v;
+    FUZZ_CHECK(memchr(data, 0, size) == NULL, "a body with a NUL byte was accepted");
+    cJSON_ArrayForEach(v, root)
+    {
+        size_t i = 0;
+        while (i < sizeof FIELDS / sizeof FIELDS[0] && strcmp(v->string, FIELDS[i]) != 0)
+            i++;
+        FUZZ_CHECK(i < sizeof FIELDS / sizeof FIELDS[0], "unknown field '%s' accepted", v->string);
+    }
+}
 
 static int known_code(const char *code)
 {
@@ -90,6 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     FUZZ_CHECK(g.root != NULL, "accepted request without JSON");
+    check_fields(g.root, data, size);
     FUZZ_CHECK(g.n_input_urls >= 1 && g.n_input_urls <= MAX_INPUT_URLS, "%zu input urls", g.n_input_urls);
     for (size_t i = 0; i < g.n_input_urls; i++)
         FUZZ_CHECK(g.input_urls[i] && g.input_urls[i][0], "input url %zu empty", i);

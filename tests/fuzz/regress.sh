@@ -5,6 +5,8 @@
 # fuzzing). Exit non-zero when any input crashes. Builds the targets first.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+# one known library leak is suppressed (tests/fuzz/lsan.supp says which and why)
+export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 
 TARGETS=${FUZZ_TARGETS:-generate url kie_answer sigv4 multipart image}
 # shellcheck disable=SC2086

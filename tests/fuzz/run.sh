@@ -9,6 +9,8 @@
 #   FUZZ_TARGETS="url sigv4" bash tests/fuzz/run.sh 30   # a subset
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+# one known library leak is suppressed (tests/fuzz/lsan.supp says which and why)
+export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 
 SECONDS_EACH=${1:-60}
 TARGETS=${FUZZ_TARGETS:-generate url kie_answer sigv4 multipart image}
