@@ -42,10 +42,18 @@ struct image_result {
     char message[300];
 };
 
-/* Initialise libvips once, before any image_normalize: `threads` is libvips'
- * own worker count per pipeline, its operation cache is turned off, and every
- * loader but JPEG, PNG, WEBP, HEIF and TIFF is blocked (as are all loaders
- * libvips marks untrusted). 0, or ERR_* with a message in err. */
+/* libvips is started once per process: `threads` is libvips' own worker
+ * count per pipeline, its operation cache is turned off, and every loader but
+ * JPEG, PNG, WEBP, HEIF and TIFF is blocked (as are all loaders libvips marks
+ * untrusted).
+ *
+ * The server starts it lazily: image_lib_configure at start-up (cheap), then
+ * the first image_normalize starts it (image_lib_ready; about 30 ms of
+ * module loading that a server which is only asked for /status never pays).
+ * image_lib_init does both at once (tests, fuzzers). 0, or ERR_* with a
+ * message in err. */
+void image_lib_configure(int threads);
+int image_lib_ready(char *err, size_t cap);
 int image_lib_init(const char *argv0, int threads, char *err, size_t cap);
 /* Release libvips' per-thread state; call on each thread that used it before
  * it exits. */

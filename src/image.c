@@ -17,6 +17,7 @@
 #include <vips/vips.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -60,37 +61,68 @@ static void on_glib_log(const gchar *domain, GLogLevelFlags level, const gchar *
     log_debug("%s: %s", domain ? domain : "glib", message);
 }
 
-int image_lib_init(const char *argv0, int threads, char *err, size_t cap)
+/* libvips is process-wide state: it is started once, by the first caller of
+ * image_lib_ready (the first upload) or by image_lib_init, never twice. */
+static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
+static int lib_threads = 1;     /* set before the once runs */
+static int lib_rc = ERR_IO;
+static int lib_started;
+static char lib_err[256];
+
+static void lib_start(void)
 {
     g_log_set_handler("VIPS", (GLogLevelFlags)(G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO), on_glib_log,
                       NULL);
-    if (VIPS_INIT(argv0 ? argv0 : "product-photo-api")) {
-        snprintf(err, cap, "libvips cannot start: %s", vips_error_buffer());
+    if (VIPS_INIT("product-photo-api")) {
+        snprintf(lib_err, sizeof lib_err, "libvips cannot start: %s", vips_error_buffer());
         vips_error_clear();
-        return ERR_IO;
+        return;
     }
     /* a long-running server: no operation cache (every upload is a new
      * file), a fixed number of threads per pipeline */
     vips_cache_set_max(0);
     vips_cache_set_max_mem(0);
     vips_cache_set_max_files(0);
-    vips_concurrency_set(threads > 0 ? threads : 1);
+    vips_concurrency_set(lib_threads);
     /* attack surface: only the loaders we call */
     vips_block_untrusted_set(TRUE);
     vips_operation_block_set("VipsForeignLoad", TRUE);
     for (size_t i = 0; i < N_LOADERS; i++)
         vips_operation_block_set(LOADERS[i].class_name, FALSE);
-    return 0;
+    lib_started = 1;
+    lib_rc = 0;
+}
+
+void image_lib_configure(int threads)
+{
+    lib_threads = threads > 0 ? threads : 1;
+}
+
+int image_lib_ready(char *err, size_t cap)
+{
+    pthread_once(&lib_once, lib_start);
+    if (lib_rc && err && cap)
+        snprintf(err, cap, "%s", lib_err);
+    return lib_rc;
+}
+
+int image_lib_init(const char *argv0, int threads, char *err, size_t cap)
+{
+    (void)argv0;
+    image_lib_configure(threads);
+    return image_lib_ready(err, cap);
 }
 
 void image_lib_thread_done(void)
 {
-    vips_thread_shutdown();
+    if (lib_started)
+        vips_thread_shutdown();
 }
 
 void image_lib_shutdown(void)
 {
-    vips_shutdown();
+    if (lib_started)
+        vips_shutdown();
 }
 
 static void fail(struct image_result *res, unsigned status, const char *code, const char *fmt, ...)
@@ -356,6 +388,11 @@ int image_normalize(const char *in_path, enum image_type type, long long in_size
     memset(res, 0, sizeof *res);
     res->original.type = type;
     res->original.size = in_size;
+    if (image_lib_ready(NULL, 0)) {
+        log_error("image: %s", lib_err);
+        fail(res, 500, "image_error", "The server cannot process images right now (its image library did not start).");
+        return ERR_IO;
+    }
     if (!loader_nickname(type)) {
         fail(res, 415, "unsupported_media_type", "This image type is not supported.");
         return ERR_UNSUPPORTED;
