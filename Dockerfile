@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # product-photo-api — one image for local Docker and for AWS Lambda (container image + Lambda Web Adapter).
 #   local:  docker build -t product-photo-api . && docker run --rm -p 8000:8000 --env-file .env product-photo-api
 #   lambda: see the README, "Deploy to AWS" (build with --platform linux/amd64 --provenance=false, push to ECR)
