@@ -145,6 +145,13 @@ adapter() {
     ref=$(adapter_ref)
     [ -n "$ref" ] || die "no aws-lambda-adapter reference in $DOCKERFILE"
     tagref=${ref%%@*}
+    local old
+    for old in $("${B[@]}" images --format '{{.Name}}:{{.Tag}}' | grep -F "${tagref%:*}:" | grep -vxF "$tagref"); do
+        "${B[@]}" rmi -f "$old" >/dev/null 2>&1 || true     # a stand-in for an earlier pin
+    done
+    if "${B[@]}" inspect --type image "$tagref" >/dev/null 2>&1; then
+        :   # made before (same content every time)
+    else
     c=$("${B[@]}" from scratch)
     m=$("${B[@]}" mount "$c")
     printf '#!/bin/sh\necho "offline stand-in for the AWS Lambda Web Adapter (%s): not the real extension" >&2\nexit 0\n' \
@@ -152,6 +159,7 @@ adapter() {
     chmod 755 "$m/lambda-adapter"
     "${B[@]}" umount "$c" >/dev/null
     "${B[@]}" commit -q --rm "$c" "$tagref" >/dev/null
+    fi
     # The copy: the same bytes but for "@sha256:..." on that reference.
     "$PY" - "$DOCKERFILE" "$W/Dockerfile.offline" "$ref" "$tagref" <<'EOF'
 import sys
@@ -184,11 +192,37 @@ build() {
         tail -40 "$W/build.log" >&2
         die "buildah bud failed (full log: $W/build.log)"
     fi
-    rm -f "$ARCHIVE"
-    "${B[@]}" push -q "$IMG" "docker-archive:$ARCHIVE:product-photo-api:latest" >/dev/null
+    prune
+    local id
+    id=$("${B[@]}" inspect --type image --format '{{.FromImageID}}' "$IMG")
+    if [ "$(cat "$W/archive.id" 2>/dev/null)" != "$id" ] || [ ! -s "$ARCHIVE" ] || [ ! -s "$W/sizes.txt" ]; then
+        rm -f "$ARCHIVE" "$W/archive.id"
+        "${B[@]}" push -q "$IMG" "docker-archive:$ARCHIVE:product-photo-api:latest" >/dev/null
+        sizes
+        echo "$id" > "$W/archive.id"
+    else
+        read -r unc arc gz < "$W/sizes.txt"
+        say "image: $IMG unchanged ($id); uncompressed $unc bytes, docker-archive $arc, gzip'd $gz"
+    fi
     t1=$(date +%s)
-    sizes
-    say "image: built in $((t1 - t0)) s"
+    say "image: done in $((t1 - t0)) s; docker load -i $ARCHIVE"
+}
+
+# Drop the layer cache of earlier builds: every untagged image this build neither made nor reused.
+prune() {
+    local keep id
+    keep=$(sed -n 's/^--> \(Using cache \)\{0,1\}\([0-9a-f]\{11,64\}\)$/\2/p' "$W/build.log")
+    for id in $("$PY" - "$STORAGE" "$IMAGE_STORAGE_DRIVER" <<'EOF'
+import json, sys
+root, driver = sys.argv[1:]
+for i in json.load(open(f"{root}/{driver}-images/images.json")):
+    if not i.get("names"):
+        print(i["id"])
+EOF
+    ); do
+        printf '%s\n' "$keep" | grep -q "^${id:0:11}" && continue
+        "${B[@]}" rmi -f "$id" >/dev/null 2>&1 || true
+    done
 }
 
 # sizes: uncompressed (the layers' content, as `docker images` counts it), the docker-archive, gzip'd.
