@@ -125,8 +125,56 @@ def env_map(env):
     return {k: interpolate("" if v is None else str(v)) for k, v in (env or {}).items()}
 
 
+# ---------------------------------------------------------------- .dockerignore
+def dockerignore_rules(text):
+    """moby/patternmatcher: root-relative patterns, `*` within a segment, `**` across, `!` re-includes, last wins."""
+    rules = []
+    for line in text.split("\n"):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        neg = line.startswith("!")
+        pat = os.path.normpath((line[1:] if neg else line).strip().lstrip("/")).rstrip("/")
+        rx, i = "", 0
+        while i < len(pat):
+            c = pat[i]
+            if pat.startswith("**/", i):
+                rx, i = rx + "(?:.*/)?", i + 3
+                continue
+            if pat.startswith("**", i):
+                rx, i = rx + ".*", i + 2
+                continue
+            rx += "[^/]*" if c == "*" else "[^/]" if c == "?" else re.escape(c)
+            i += 1
+        rules.append((neg, re.compile(rx + r"\Z")))
+    return rules
+
+
+def dockerignored(rules, path):
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:i + 1]) for i in range(len(parts))]
+    ignored = False
+    for neg, rx in rules:
+        if any(rx.match(p) for p in prefixes):
+            ignored = not neg
+    return ignored
+
+
+def context_files(root):
+    out = []
+    for d, dirs, files in os.walk(root):
+        rel = os.path.relpath(d, root)
+        dirs[:] = [x for x in dirs if not (rel == "." and x == ".git")]
+        out += [os.path.normpath(os.path.join(rel, f)) for f in files]
+    return sorted(out)
+
+
+# What the build stage's `make` reads: the Makefile, the sources, the embedded web files and openapi.json.
+BUILD_INPUTS = re.compile(r"(Makefile|(src|include|tools|web)/.*|docs/openapi\.json)\Z")
+
+
 # ---------------------------------------------------------------- checks
-def checks(df_text, compose_text):
+def checks(df_text, compose_text, dockerignore_text=None, files=None):
     """-> list of (name, error or None)"""
     results = []
 
@@ -247,6 +295,18 @@ def checks(df_text, compose_text):
             murl = env_map(api.get("environment")).get("CLOUDFLARED_METRICS_URL", "")
             assert murl == f"http://tunnel:{mport}", f"api CLOUDFLARED_METRICS_URL={murl!r} but cloudflared --metrics :{mport}"
 
+    @check("dockerignore: the build context is exactly what `make` reads (README edits do not rebuild the build stage)")
+    def _():
+        if dockerignore_text is None:
+            return
+        rules = dockerignore_rules(dockerignore_text)
+        kept = [f for f in files if not dockerignored(rules, f)]
+        extra = [f for f in kept if not BUILD_INPUTS.match(f)]
+        missing = [f for f in files if BUILD_INPUTS.match(f) and dockerignored(rules, f)
+                   and "/node_modules/" not in f and "__pycache__" not in f]
+        assert not extra, f"in the context but not read by make: {extra[:8]}"
+        assert not missing, f"build inputs left out: {missing[:8]}"
+
     return results
 
 
@@ -271,6 +331,10 @@ MUTATIONS = [
                          "    restart: unless-stopped\n", 1)),
     ("compose: api's uploads volume", "the volume at another path", "compose",
      lambda t: t.replace("uploads:/app/uploads", "uploads:/data")),
+    ("dockerignore: the build context", "README.md in the build context", "dockerignore",
+     lambda t: t + "!README.md\n"),
+    ("dockerignore: the build context", "src/ left out of the build context", "dockerignore",
+     lambda t: t + "src/\n"),
     ("dockerfile: runtime stage has", "HEALTHCHECK in shell form", "df",
      lambda t: re.sub(r'CMD \["/usr/local/bin/product-photo-api", "healthcheck"\]',
                       "CMD /usr/local/bin/product-photo-api healthcheck", t)),
@@ -295,8 +359,11 @@ def main(argv):
             return 2
     df_text = open(dockerfile).read()
     compose_text = open(compose).read()
+    di_path = os.path.join(os.path.dirname(os.path.abspath(dockerfile)), ".dockerignore")
+    di_text = open(di_path).read() if os.path.exists(di_path) else ""
+    files = context_files(os.path.dirname(os.path.abspath(dockerfile)))
     failed = 0
-    for name, err in checks(df_text, compose_text):
+    for name, err in checks(df_text, compose_text, di_text, files):
         if err:
             failed += 1
             print(f"FAIL - {name}: {err}")
@@ -304,14 +371,17 @@ def main(argv):
             print(f"ok   - {name}")
     if self_test:
         for prefix, what, which, mutate in MUTATIONS:
-            d, c = df_text, compose_text
+            d, c, di = df_text, compose_text, di_text
             if which == "df":
                 d = mutate(d)
                 changed = d != df_text
+            elif which == "dockerignore":
+                di = mutate(di)
+                changed = di != di_text
             else:
                 c = mutate(c)
                 changed = c != compose_text
-            caught = [n for n, e in checks(d, c) if e and n.startswith(prefix)]
+            caught = [n for n, e in checks(d, c, di, files) if e and n.startswith(prefix)]
             if changed and caught:
                 print(f"ok   - self-test: {what} is caught by \"{prefix}...\"")
             else:
