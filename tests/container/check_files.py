@@ -146,7 +146,7 @@ def dockerignore_rules(text):
                 continue
             rx += "[^/]*" if c == "*" else "[^/]" if c == "?" else re.escape(c)
             i += 1
-        rules.append((neg, re.compile(rx + r"\Z")))
+        rules.append((neg, re.compile(rx + r"\Z"), pat))
     return rules
 
 
@@ -154,18 +154,25 @@ def dockerignored(rules, path):
     parts = path.split("/")
     prefixes = ["/".join(parts[:i + 1]) for i in range(len(parts))]
     ignored = False
-    for neg, rx in rules:
+    for neg, rx, _ in rules:
         if any(rx.match(p) for p in prefixes):
             ignored = not neg
     return ignored
 
 
-def context_files(root):
+def context_files(root, rules):
+    """The files under root, not descending into directories .dockerignore drops whole (build/, .git/, ...)."""
+    def prunable(d):
+        if not dockerignored(rules, d):
+            return False
+        return not any(neg and ("*" in pat.split("/")[0] or pat == d or pat.startswith(d + "/"))
+                       for neg, _, pat in rules)
     out = []
     for d, dirs, files in os.walk(root):
-        rel = os.path.relpath(d, root)
-        dirs[:] = [x for x in dirs if not (rel == "." and x == ".git")]
-        out += [os.path.normpath(os.path.join(rel, f)) for f in files]
+        rel = os.path.normpath(os.path.relpath(d, root))
+        rel = "" if rel == "." else rel + "/"
+        dirs[:] = [x for x in dirs if x != ".git" and not prunable(rel + x)]
+        out += [rel + f for f in files]
     return sorted(out)
 
 
@@ -361,7 +368,7 @@ def main(argv):
     compose_text = open(compose).read()
     di_path = os.path.join(os.path.dirname(os.path.abspath(dockerfile)), ".dockerignore")
     di_text = open(di_path).read() if os.path.exists(di_path) else ""
-    files = context_files(os.path.dirname(os.path.abspath(dockerfile)))
+    files = context_files(os.path.dirname(os.path.abspath(dockerfile)), dockerignore_rules(di_text))
     failed = 0
     for name, err in checks(df_text, compose_text, di_text, files):
         if err:
