@@ -180,7 +180,9 @@ EOF
 }
 
 build() {
-    can_run || exit 0
+    local rc=0
+    can_run || rc=$?
+    [ "$rc" = 0 ] || exit $((rc - 1))
     mkdir -p "$W"
     local t0 t1
     t0=$(date +%s)
@@ -257,7 +259,7 @@ clean() {
 
 case ${1:-build} in
     build) build ;;
-    bases) can_run || exit 0; mkdir -p "$W"; bases ;;
+    bases) rc=0; can_run || rc=$?; [ "$rc" = 0 ] || exit $((rc - 1)); mkdir -p "$W"; bases ;;
     sizes) sizes ;;
     clean) clean ;;
     *) die "usage: image.sh [build|bases|sizes|clean]" ;;

@@ -83,7 +83,9 @@ fi
 
 # ---------------------------------------------------------------- 2. the image
 echo "# the image"
-can_run || finish
+rc=0; can_run || rc=$?
+[ "$rc" = 2 ] && FAIL=$((FAIL + 1))
+[ "$rc" = 0 ] || finish
 if ! "${B[@]}" inspect --type image "$IMG" >/dev/null 2>&1; then
     bad "image $IMG exists" "run \`make image\` first"
     finish
