@@ -149,16 +149,14 @@ adapter() {
     for old in $("${B[@]}" images --format '{{.Name}}:{{.Tag}}' | grep -F "${tagref%:*}:" | grep -vxF "$tagref"); do
         "${B[@]}" rmi -f "$old" >/dev/null 2>&1 || true     # a stand-in for an earlier pin
     done
-    if "${B[@]}" inspect --type image "$tagref" >/dev/null 2>&1; then
-        :   # made before (same content every time)
-    else
-    c=$("${B[@]}" from scratch)
-    m=$("${B[@]}" mount "$c")
-    printf '#!/bin/sh\necho "offline stand-in for the AWS Lambda Web Adapter (%s): not the real extension" >&2\nexit 0\n' \
-        "$ref" > "$m/lambda-adapter"
-    chmod 755 "$m/lambda-adapter"
-    "${B[@]}" umount "$c" >/dev/null
-    "${B[@]}" commit -q --rm "$c" "$tagref" >/dev/null
+    if ! "${B[@]}" inspect --type image "$tagref" >/dev/null 2>&1; then   # else made before: same content
+        c=$("${B[@]}" from scratch)
+        m=$("${B[@]}" mount "$c")
+        printf '#!/bin/sh\necho "offline stand-in for the AWS Lambda Web Adapter (%s): not the real extension" >&2\nexit 0\n' \
+            "$ref" > "$m/lambda-adapter"
+        chmod 755 "$m/lambda-adapter"
+        "${B[@]}" umount "$c" >/dev/null
+        "${B[@]}" commit -q --rm "$c" "$tagref" >/dev/null
     fi
     # The copy: the same bytes but for "@sha256:..." on that reference.
     "$PY" - "$DOCKERFILE" "$W/Dockerfile.offline" "$ref" "$tagref" <<'EOF'
@@ -173,9 +171,9 @@ if len(a) != len(b) or len(changed) > 1:
 open(dst, "w").write(out)
 EOF
     if [ "$ref" != "$tagref" ]; then
-        say "image: adapter stand-in committed as $tagref (the build reads the Dockerfile with ${ref#"$tagref"} cut from that line)"
+        say "image: adapter stand-in is $tagref (the build reads the Dockerfile with ${ref#"$tagref"} cut from that line)"
     else
-        say "image: adapter stand-in committed as $tagref"
+        say "image: adapter stand-in is $tagref"
     fi
 }
 
