@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # product-photo-api — one image for local Docker and for AWS Lambda (container image + Lambda Web Adapter).
 #   local:  docker build -t product-photo-api . && docker run --rm -p 8000:8000 --env-file .env product-photo-api
 #   lambda: see the README, "Deploy to AWS" (build with --platform linux/amd64 --provenance=false, push to ECR)
@@ -31,7 +30,9 @@ RUN apt-get update \
 
 # AWS Lambda Web Adapter: a Lambda extension that turns API Gateway events into HTTP requests to
 # 127.0.0.1:$PORT. It is inert outside Lambda, so the same image runs locally.
-COPY --from=public.ecr.aws/awsguru/aws-lambda-adapter:1.0.0-rc1 /lambda-adapter /opt/extensions/lambda-adapter
+# Pinned to release 1.1.0 (2026-07-09) by tag and by the digest of its multi-platform index, so a moved tag
+# cannot change the image; to update, take the new release's index digest (`docker buildx imagetools inspect`).
+COPY --from=public.ecr.aws/awsguru/aws-lambda-adapter:1.1.0@sha256:17cfd08eff1dfea3f6a9a1e9c65fdac80aa4919b6085e746615530f43f57d2f1 /lambda-adapter /opt/extensions/lambda-adapter
 
 COPY --from=build /src/build/product-photo-api /usr/local/bin/product-photo-api
 

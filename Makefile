@@ -55,8 +55,7 @@ WEB_FILES := web/index.html web/app.js web/app.css docs/openapi.json
 PYTHON := /usr/bin/python3
 
 .PHONY: check fuzz-ci all run sim test test-unit test-e2e test-sim test-s3 test-browser test-infra test-openapi test-asan \
-        test-valgrind \
-        bench fuzz deps deps-build lint clean
+        test-valgrind bench fuzz deps deps-build lint clean image test-image
 
 all: $(BIN)/product-photo-api $(BIN)/kie-sim
 
@@ -140,7 +139,7 @@ test-asan:
 	  $(MAKE) BUILD=asan test-unit test-e2e test-sim test-s3
 
 # Everything CI runs (the README's test command is `make deps && make check`).
-check: lint test test-asan test-valgrind fuzz-ci
+check: lint test test-image test-asan test-valgrind fuzz-ci
 
 VALGRIND_CMD := valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
   --show-leak-kinds=definite --track-fds=no
@@ -162,6 +161,17 @@ fuzz-ci:
 	bash tests/fuzz/regress.sh
 	FUZZ_JOBS=2 bash tests/fuzz/run.sh 60
 
+# ---- container image (tests/container/README.md) ---------------------------------
+
+# The Dockerfile built offline with buildah into build/image (base images made with debootstrap, a stand-in
+# for the Lambda Web Adapter stage), exported as build/image/product-photo-api.tar; prints the sizes.
+image:
+	bash tests/container/image.sh build
+
+# Dockerfile/compose checks, then the image run like `docker run` and like Lambda (KIE simulator from this build).
+test-image: all image
+	KIE_SIM_BIN=$(abspath $(BIN))/kie-sim bash tests/container/run.sh
+
 # ---- dependencies (Debian 12) -------------------------------------------------
 
 BUILD_DEPS := build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev uuid-dev \
@@ -169,6 +179,8 @@ BUILD_DEPS := build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev 
 TEST_DEPS := curl ca-certificates python3 python3-pytest python3-pytest-xdist valgrind clang libclang-rt-14-dev awscli fonts-liberation \
   chromium nginx-light wrk python3-fastapi python3-uvicorn python3-multipart python3-httpx \
   libvips-tools libheif-examples libimage-exiftool-perl python3-pil imagemagick time bc
+# make image / make test-image: buildah (chroot isolation, no daemon), debootstrap (base images), ip, YAML for compose
+IMAGE_DEPS := buildah debootstrap iproute2 python3-yaml
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
@@ -179,7 +191,7 @@ deps-build:
 
 deps:
 	$(APT) update
-	$(APT) install -y --no-install-recommends $(BUILD_DEPS) $(TEST_DEPS)
+	$(APT) install -y --no-install-recommends $(BUILD_DEPS) $(TEST_DEPS) $(IMAGE_DEPS)
 	command -v node >/dev/null && command -v npm >/dev/null || \
 	  $(APT) install -y --no-install-recommends nodejs npm
 

@@ -13,7 +13,7 @@ const L = require('./lib');
 
 const TEST_PORT = 8080;
 // The exact line from the Lambda Web Adapter README (pinned tag; see the README, "Deploy to AWS").
-const LWA_LINE = 'COPY --from=public.ecr.aws/awsguru/aws-lambda-adapter:1.0.0-rc1 /lambda-adapter /opt/extensions/lambda-adapter';
+const LWA_LINE = 'COPY --from=public.ecr.aws/awsguru/aws-lambda-adapter:1.1.0@sha256:17cfd08eff1dfea3f6a9a1e9c65fdac80aa4919b6085e746615530f43f57d2f1 /lambda-adapter /opt/extensions/lambda-adapter';
 const RUNTIME_LIBS = ['libmicrohttpd12', 'libcurl4', 'libcjson1', 'libuuid1', 'libssl3', 'zlib1g', 'ca-certificates'];
 const BASE_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/tmp' };
 

@@ -266,7 +266,7 @@ function tfValue(v, tf) {
     const { yamlParse } = require('yaml-cfn');
     const c = yamlParse(fs.readFileSync(L.COMPOSE_FILE, 'utf8'));
     const api = c.services.api;
-    L.assert(api.ports.includes('8000:8000'), 'api must publish 8000:8000');
+    L.assert(api.ports.includes('127.0.0.1:8000:8000'), 'api must publish 127.0.0.1:8000:8000 (loopback by default; the tunnel is the public way in)');
     L.assertEq(api.env_file, [{ path: '.env', required: false }], 'api env_file');
     const df = L.loadDockerfile();
     const vol = api.volumes.map((v) => String(v).split(':')[1]);
