@@ -17,12 +17,12 @@
 #include "image.h"
 #include "imagepool.h"
 #include "log.h"
+#include "spool.h"
 #include "storage.h"
 #include "upload.h"
 #include "validate.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,11 +56,7 @@ struct upload_state {
 
 static int spool_open(struct spool *sp, const char *dir)
 {
-    /* named like upload.c's, so the sweeper clears what a crash leaves */
-    int n = snprintf(sp->path, sizeof sp->path, "%s/.upload-XXXXXX", dir);
-    if (n < 0 || (size_t)n >= sizeof sp->path)
-        return ERR_TOO_LARGE;
-    sp->fd = mkostemp(sp->path, O_CLOEXEC);
+    sp->fd = spool_create(dir, sp->path, sizeof sp->path);
     return sp->fd < 0 ? ERR_IO : 0;
 }
 

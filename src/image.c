@@ -13,6 +13,7 @@
 #include "image.h"
 #include "err.h"
 #include "log.h"
+#include "spool.h"
 
 #include <vips/vips.h>
 
@@ -347,21 +348,6 @@ out:
     return rc ? (res->status ? rc : ERR_IO) : 0;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return ERR_IO;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* DNG, NEF, ARW...: TIFF containers whose first image is a RAW's preview. */
 static int tiff_raw(const char *path)
 {
@@ -456,7 +442,7 @@ int image_normalize(const char *in_path, enum image_type type, long long in_size
         g_free(enc.buf);
         enc.buf = NULL;
     }
-    if (write_all(out_fd, enc.buf, enc.len)) {
+    if (spool_write_all(out_fd, enc.buf, enc.len)) {
         fail(res, errno == ENOSPC ? 507 : 500, errno == ENOSPC ? "insufficient_storage" : "storage_error",
              "The server could not store the image.");
         rc = ERR_IO;

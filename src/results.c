@@ -5,13 +5,13 @@
 #include "config.h"
 #include "err.h"
 #include "log.h"
+#include "spool.h"
 #include "storage.h"
 #include "taskcache.h"
 #include "upstream.h"
 #include "validate.h"
 
 #include <cjson/cJSON.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,7 +128,6 @@ void results_keep(struct app *app, const char *task_id, const char *result_url,
     struct keep_job *j = calloc(1, sizeof *j);
     struct upstream_call *c = NULL;
     const char *dir;
-    int n;
 
     if (!j) {
         struct keep_outcome o = {.ok = 0, .status = 500};
@@ -145,8 +144,8 @@ void results_keep(struct app *app, const char *task_id, const char *result_url,
     j->arg = arg;
     snprintf(j->task_id, sizeof j->task_id, "%s", task_id);
     dir = app->store->ops->spool_dir(app->store);
-    n = snprintf(j->spool, sizeof j->spool, "%s/.upload-XXXXXX", dir);
-    if (n < 0 || (size_t)n >= sizeof j->spool || (j->fd = mkostemp(j->spool, O_CLOEXEC)) < 0) {
+    j->fd = spool_create(dir, j->spool, sizeof j->spool);
+    if (j->fd < 0) {
         j->spool[0] = '\0';
         keep_outcome_fail(&j->out, 500, "storage_error", "Could not create a temporary file for the result.");
         job_finish(j);

@@ -10,9 +10,9 @@
 #include "upload.h"
 #include "err.h"
 #include "log.h"
+#include "spool.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,30 +54,6 @@ static void fail(struct upload *u, int err, unsigned status, const char *code, c
     va_start(ap, fmt);
     vsnprintf(u->msg, sizeof u->msg, fmt, ap);
     va_end(ap);
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return ERR_IO;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int spool_open(struct upload *u, const char *dir)
-{
-    int n = snprintf(u->spool_path, sizeof u->spool_path, "%s/.upload-XXXXXX", dir);
-    if (n < 0 || (size_t)n >= sizeof u->spool_path)
-        return ERR_TOO_LARGE;
-    u->fd = mkostemp(u->spool_path, O_CLOEXEC);
-    return u->fd < 0 ? ERR_IO : 0;
 }
 
 /* 415, with what to do when we know the format. */
@@ -140,7 +116,7 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
         if (u->err)
             return MHD_NO;
     }
-    if (write_all(u->fd, data, size)) {
+    if (spool_write_all(u->fd, data, size)) {
         log_error("upload: writing spool file failed: %s", strerror(errno));
         fail(u, ERR_IO, errno == ENOSPC ? 507 : 500, errno == ENOSPC ? "insufficient_storage" : "storage_error",
              "The server could not store the file (%s).", errno == ENOSPC ? "disk full" : "write error");
@@ -167,7 +143,8 @@ struct upload *upload_new(struct MHD_Connection *c, const char *spool_dir, unsig
         free(u);
         return NULL;
     }
-    if (spool_open(u, spool_dir)) {
+    u->fd = spool_create(spool_dir, u->spool_path, sizeof u->spool_path);
+    if (u->fd < 0) {
         log_error("upload: cannot create a spool file in %s: %s", spool_dir, strerror(errno));
         fail(u, ERR_IO, 500, "storage_error", "The server could not create a temporary file.");
     }
