@@ -165,7 +165,10 @@ def sim_requests(sim):
 
 def start_server(env=None, port=0, cwd=None, expect_fail=False):
     upload_dir = tempfile.mkdtemp(prefix="ppa-uploads-")
+    # each server its own TMPDIR (S3 mode spools there), so a test can see only its server's files
+    tmp_dir = tempfile.mkdtemp(prefix="ppa-tmp-")
     full = {
+        "TMPDIR": tmp_dir,
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOST": "127.0.0.1",
         "PORT": str(port),
@@ -192,6 +195,7 @@ def start_server(env=None, port=0, cwd=None, expect_fail=False):
     port = read_port(proc, "listening on port", 20 * SLOW)
     srv = Proc(proc, port, log_path)
     srv.upload_dir = upload_dir
+    srv.tmp_dir = full["TMPDIR"]
     srv.env = full
     return srv
 

@@ -94,8 +94,8 @@ def test_upload_goes_to_s3_with_presigned_url(s3, s3_server, tmp_path):
     tampered = body["url"][:-4] + ("0000" if not body["url"].endswith("0000") else "1111")
     code, got = curl(tampered)
     assert code == 403 and b"SignatureDoesNotMatch" in got
-    # nothing spooled is left behind in TMPDIR
-    assert not [f for f in os.listdir(tempfile.gettempdir()) if f.startswith(".upload-")]
+    # nothing spooled is left behind in the server's TMPDIR
+    assert not [f for f in os.listdir(s3_server.tmp_dir) if f.startswith(".upload-")]
 
 
 def test_files_route_redirects_to_fresh_presigned_url(s3, s3_server):
