@@ -174,7 +174,7 @@ resource "aws_lambda_function" "api" {
       CALLBACK_SECRET   = var.callback_secret
       LOG_FORMAT        = "json"
       # API Gateway appends the caller's address to X-Forwarded-For: rate limits per real client
-      TRUST_PROXY       = "1"
+      TRUST_PROXY = "1"
     }
   }
 
