@@ -58,12 +58,13 @@ else
   (cd "$TF_SRC" && tar --exclude=.terraform --exclude='*.tfstate*' --exclude=terraform.tfvars -cf - .) | (cd "$tmp/tf" && tar -xf -)
   W=$tmp/tf
   # the committed lock file must already name the provider init selects (no silent re-locking)
-  lockmode=""
-  [ -f "$W/.terraform.lock.hcl" ] && lockmode="-lockfile=readonly"
+  lockmode="-lockfile=readonly"
 
   t0=$(date +%s)
   init_ok=0
-  if terraform -chdir="$W" init -backend=false $lockmode >"$tmp/init.log" 2>&1 &&
+  if [ ! -f "$W/.terraform.lock.hcl" ]; then
+    echo "infra/terraform/.terraform.lock.hcl is not committed" >"$tmp/init.log"
+  elif terraform -chdir="$W" init -backend=false $lockmode >"$tmp/init.log" 2>&1 &&
     terraform -chdir="$W" validate >>"$tmp/init.log" 2>&1; then
     init_ok=1
     pass "terraform init (${mirror:-registry}${lockmode:+, $lockmode}) + validate" "$(secs "$t0")"
@@ -130,8 +131,15 @@ PY
     fi
     [ "$ok" -eq 1 ] && { terraform -chdir="$W" apply -auto-approve -refresh=false "${vars[@]}" >>"$log" 2>&1 || ok=0; }
     created=$(terraform -chdir="$W" state list 2>/dev/null | grep -vc '^data\.')
+    endpoint=""
     if [ "$ok" -eq 1 ]; then
       terraform -chdir="$W" output -json >"$tmp/outputs.json" 2>>"$log" || ok=0
+      # README: API=$(terraform output -raw api_endpoint); curl "$API/healthz" — no trailing "/"
+      endpoint=$(terraform -chdir="$W" output -raw api_endpoint 2>>"$log")
+      case $endpoint in
+        http*[!/]) ;;
+        *) echo "output api_endpoint is '$endpoint': not a URL without a trailing /" >>"$log"; ok=0 ;;
+      esac
       cp "$tmp/outputs.json" "${TF_OUTPUTS_JSON:-/dev/null}" 2>/dev/null
       terraform -chdir="$W" show -json >"${TF_STATE_JSON:-/dev/null}" 2>>"$log" || ok=0
     fi
@@ -142,7 +150,7 @@ PY
     terraform -chdir="$W" destroy -auto-approve -refresh=false "${vars[@]}" >>"$log" 2>&1 || destroy_ok=0
     left=$(terraform -chdir="$W" state list 2>/dev/null | grep -vc '^data\.')
     if [ "$ok" -eq 1 ] && [ "$destroy_ok" -eq 1 ] && [ "$left" -eq 0 ]; then
-      pass "terraform apply + destroy against moto_server on 127.0.0.1:$port" "$created resources created and destroyed, $(secs "$t0")"
+      pass "terraform apply + destroy against moto_server on 127.0.0.1:$port" "$created resources created and destroyed, api_endpoint $endpoint, $(secs "$t0")"
     else
       fail "terraform apply + destroy against moto_server on 127.0.0.1:$port (apply ok=$ok, destroy ok=$destroy_ok, left=$left)" "$log"
     fi
