@@ -192,6 +192,9 @@ resource "aws_lambda_function" "api" {
       # ... and a Lambda request carries at most 6 MB, base64 (about 4.4 MB of file) through /upload:
       # larger files get the server's clear 413 and go through /upload-url + /upload-complete instead.
       MAX_UPLOAD_BYTES = "4194304"
+      # KIE's callBackUrl (<PUBLIC_BASE_URL>/kie/callback). No cycle: the API itself does not depend on
+      # the function, only its integration does (tests/infra/check_tools.sh applies this against moto).
+      PUBLIC_BASE_URL = aws_apigatewayv2_api.http.api_endpoint
       # API Gateway appends the caller's address to X-Forwarded-For: rate limits per real client
       TRUST_PROXY = "1"
     }

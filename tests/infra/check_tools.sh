@@ -140,8 +140,14 @@ PY
         http*[!/]) ;;
         *) echo "output api_endpoint is '$endpoint': not a URL without a trailing /" >>"$log"; ok=0 ;;
       esac
-      cp "$tmp/outputs.json" "${TF_OUTPUTS_JSON:-/dev/null}" 2>/dev/null
-      terraform -chdir="$W" show -json >"${TF_STATE_JSON:-/dev/null}" 2>>"$log" || ok=0
+      # the function's PUBLIC_BASE_URL (KIE's callBackUrl base) is the deployed API's endpoint
+      pbu=$(terraform -chdir="$W" show -json 2>>"$log" | python3 -c 'import json,sys
+for r in json.load(sys.stdin)["values"]["root_module"]["resources"]:
+    if r["address"] == "aws_lambda_function.api":
+        print(r["values"]["environment"][0]["variables"].get("PUBLIC_BASE_URL", ""))' 2>>"$log")
+      if [ -z "$endpoint" ] || [ "$pbu" != "$endpoint" ]; then
+        echo "function PUBLIC_BASE_URL is '$pbu', api_endpoint '$endpoint'" >>"$log"; ok=0
+      fi
     fi
     # the repository keeps no force_delete (a real destroy must not silently drop pushed images):
     # empty it here, as a user would before `terraform destroy`
@@ -150,7 +156,7 @@ PY
     terraform -chdir="$W" destroy -auto-approve -refresh=false "${vars[@]}" >>"$log" 2>&1 || destroy_ok=0
     left=$(terraform -chdir="$W" state list 2>/dev/null | grep -vc '^data\.')
     if [ "$ok" -eq 1 ] && [ "$destroy_ok" -eq 1 ] && [ "$left" -eq 0 ]; then
-      pass "terraform apply + destroy against moto_server on 127.0.0.1:$port" "$created resources created and destroyed, api_endpoint $endpoint, $(secs "$t0")"
+      pass "terraform apply + destroy against moto_server on 127.0.0.1:$port" "$created resources created and destroyed, api_endpoint = PUBLIC_BASE_URL = $endpoint, callBackUrl $endpoint/kie/callback, $(secs "$t0")"
     else
       fail "terraform apply + destroy against moto_server on 127.0.0.1:$port (apply ok=$ok, destroy ok=$destroy_ok, left=$left)" "$log"
     fi
