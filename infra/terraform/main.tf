@@ -88,13 +88,14 @@ resource "aws_s3_bucket_lifecycle_configuration" "files" {
   }
 }
 
-# Browsers PUT straight to presigned URLs (POST /upload-url) and GET results from them.
+# Browsers PUT straight to presigned URLs (POST /upload-url) and GET results from them. The API's own
+# origin (the web page at GET /) is always allowed, next to var.cors_origins.
 resource "aws_s3_bucket_cors_configuration" "files" {
   bucket = aws_s3_bucket.files.id
 
   cors_rule {
     allowed_methods = ["PUT", "GET", "HEAD"]
-    allowed_origins = var.cors_origins
+    allowed_origins = distinct(concat(var.cors_origins, [aws_apigatewayv2_api.http.api_endpoint]))
     allowed_headers = ["*"]
     expose_headers  = ["ETag"]
     max_age_seconds = 3000
@@ -125,11 +126,23 @@ resource "aws_cloudwatch_log_group" "lambda" {
   retention_in_days = var.log_retention_days
 }
 
+# By key prefix, never bucket/*: uploads (S3_PREFIX; the server deletes raw direct uploads under
+# uploads/incoming/ once re-encoded, so only here s3:DeleteObject), kept results (S3_RESULTS_PREFIX) and
+# tasks/, reserved for a task store. No s3:ListBucket: the server takes S3's 403 on a missing key as 404.
 data "aws_iam_policy_document" "lambda" {
   statement {
-    sid       = "ObjectsReadWrite"
+    sid       = "UploadsReadWriteDelete"
     actions   = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"]
-    resources = ["${aws_s3_bucket.files.arn}/*"]
+    resources = ["${aws_s3_bucket.files.arn}/uploads/*"]
+  }
+
+  statement {
+    sid     = "ResultsAndTasksReadWrite"
+    actions = ["s3:PutObject", "s3:GetObject"]
+    resources = [
+      "${aws_s3_bucket.files.arn}/results/*",
+      "${aws_s3_bucket.files.arn}/tasks/*",
+    ]
   }
 
   statement {
@@ -173,8 +186,17 @@ resource "aws_lambda_function" "api" {
       API_TOKEN         = var.api_token
       CALLBACK_SECRET   = var.callback_secret
       LOG_FORMAT        = "json"
+      # Lambda's own limits, not the server's defaults: API Gateway cuts the integration at 30 s, so
+      # KIE calls give up first (the server's 504 with a JSON body, not the gateway's own error) ...
+      KIE_TIMEOUT_SECONDS = "25"
+      # ... and a Lambda request carries at most 6 MB, base64 (about 4.4 MB of file) through /upload:
+      # larger files get the server's clear 413 and go through /upload-url + /upload-complete instead.
+      MAX_UPLOAD_BYTES = "4194304"
+      # KIE's callBackUrl (<PUBLIC_BASE_URL>/kie/callback). No cycle: the API itself does not depend on
+      # the function, only its integration does (tests/infra/check_tools.sh applies this against moto).
+      PUBLIC_BASE_URL = aws_apigatewayv2_api.http.api_endpoint
       # API Gateway appends the caller's address to X-Forwarded-For: rate limits per real client
-      TRUST_PROXY       = "1"
+      TRUST_PROXY = "1"
     }
   }
 
@@ -192,10 +214,11 @@ resource "aws_apigatewayv2_api" "http" {
 
   # API Gateway answers OPTIONS preflights itself and replaces the Lambda's CORS headers.
   cors_configuration {
-    allow_origins = var.cors_origins
-    allow_methods = ["GET", "POST", "HEAD", "OPTIONS"]
-    allow_headers = ["content-type", "authorization"]
-    max_age       = 3600
+    allow_origins  = var.cors_origins
+    allow_methods  = ["GET", "POST", "HEAD", "OPTIONS"]
+    allow_headers  = ["content-type", "authorization", "idempotency-key"]
+    expose_headers = ["x-request-id", "retry-after", "idempotent-replayed", "idempotency-key"]
+    max_age        = 3600
   }
 }
 
@@ -205,7 +228,7 @@ resource "aws_apigatewayv2_integration" "lambda" {
   integration_method     = "POST"
   integration_uri        = aws_lambda_function.api.invoke_arn
   payload_format_version = "2.0"
-  timeout_milliseconds   = 30000
+  timeout_milliseconds   = 30000 # the maximum; KIE_TIMEOUT_SECONDS above stays below it
 }
 
 resource "aws_apigatewayv2_route" "api" {

@@ -1,6 +1,7 @@
 output "api_endpoint" {
   description = "Base URL of the HTTP API ($default stage), e.g. https://abc123.execute-api.eu-west-1.amazonaws.com"
-  value       = aws_apigatewayv2_stage.default.invoke_url
+  # the API's endpoint, not the stage's invoke_url: that one ends in "/" and "$API/healthz" would become "//healthz"
+  value = aws_apigatewayv2_api.http.api_endpoint
 }
 
 output "ecr_repository_url" {

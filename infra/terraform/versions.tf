@@ -3,8 +3,10 @@ terraform {
 
   required_providers {
     aws = {
-      source  = "hashicorp/aws"
-      version = ">= 5.0, < 7.0"
+      source = "hashicorp/aws"
+      # tested with 5.100 (tests/infra/check_tools.sh); 6.x is a new major with breaking changes.
+      # .terraform.lock.hcl pins the exact version; `terraform init -upgrade` moves it within this range.
+      version = ">= 5.100, < 6.0"
     }
   }
 }

@@ -9,6 +9,39 @@ const LEAST_PRIVILEGE = ['logs:CreateLogStream', 'logs:PutLogEvents', 's3:Delete
 // Lambda rejects these in Environment.Variables (reserved) or they would shadow the runtime's values.
 const RESERVED_ENV = /^(AWS_REGION|AWS_DEFAULT_REGION|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|AWS_LAMBDA_.*|AWS_EXECUTION_ENV|_HANDLER|_X_AMZN_TRACE_ID|LAMBDA_TASK_ROOT|LAMBDA_RUNTIME_DIR|AWS_XRAY_.*)$/;
 const REQUIRED_ENV = ['KIE_API_KEY', 'KIE_BASE_URL', 'KIE_MODEL', 'USE_S3', 'S3_BUCKET'];
+// S3 access per key prefix (never bucket/*): delete only where the server deletes (raw direct uploads
+// under <S3_PREFIX>incoming/), read/write for kept results and for tasks/ (reserved for a task store).
+const TASKS_PREFIX = 'tasks/';
+function expectedS3(env) {
+  return {
+    [`${env.S3_PREFIX}*`]: ['s3:DeleteObject', 's3:GetObject', 's3:PutObject'],
+    [`${env.S3_RESULTS_PREFIX}*`]: ['s3:GetObject', 's3:PutObject'],
+    [`${TASKS_PREFIX}*`]: ['s3:GetObject', 's3:PutObject'],
+  };
+}
+function addS3(map, suffix, acts) {
+  map[suffix] = [...new Set([...(map[suffix] || []), ...acts])].sort();
+}
+function sortedObj(o) {
+  return Object.fromEntries(Object.keys(o).sort().map((k) => [k, o[k]]));
+}
+// Lambda behind API Gateway: the HTTP API integration stops at 30 s, a Lambda request at 6 MB
+// (base64 on the way in: 6 MB * 3/4 = 4.5 MB of file, minus the event envelope and multipart framing).
+const APIGW_TIMEOUT_S = 30;
+const LAMBDA_UPLOAD_MAX = Math.floor((6 * 1000 * 1000 * 3) / 4) - 256 * 1024;
+const CORS_EXPOSE = ['idempotency-key', 'idempotent-replayed', 'retry-after', 'x-request-id'];
+function lambdaLimits(env, what) {
+  const kie = Number(env.KIE_TIMEOUT_SECONDS);
+  L.assert(kie > 0 && kie < APIGW_TIMEOUT_S, `${what}: KIE_TIMEOUT_SECONDS must be set below API Gateway's ${APIGW_TIMEOUT_S} s (got ${env.KIE_TIMEOUT_SECONDS})`);
+  const max = Number(env.MAX_UPLOAD_BYTES);
+  L.assert(max > 0 && max <= LAMBDA_UPLOAD_MAX, `${what}: MAX_UPLOAD_BYTES must fit a 6 MB base64 Lambda request (<= ${LAMBDA_UPLOAD_MAX}, got ${env.MAX_UPLOAD_BYTES})`);
+  return `KIE ${kie} s, uploads <= ${max} B`;
+}
+function corsHeaders(allow, expose, what) {
+  const lc = (a) => [].concat(a || []).map((h) => String(h).toLowerCase()).sort();
+  L.assert(lc(allow).includes('idempotency-key'), `${what}: CORS must allow the Idempotency-Key request header`);
+  L.assertEq(lc(expose), CORS_EXPOSE, `${what}: CORS expose headers`);
+}
 
 function one(obj, what) {
   const keys = Object.keys(obj || {});
@@ -54,7 +87,24 @@ function tfValue(v, tf) {
     L.assertEq(tf.variable.kie_api_key.sensitive, true, 'variable kie_api_key.sensitive');
     L.assert(!('default' in tf.variable.kie_api_key), 'kie_api_key must not have a default (no secret in the repo)');
     for (const o of ['api_endpoint', 'ecr_repository_url', 'bucket_name']) L.assert(tf.output[o], `output "${o}" missing`);
-    L.assert(/aws_apigatewayv2_stage\.\w+\.invoke_url/.test(tf.output.api_endpoint.value), 'api_endpoint should be the stage invoke_url');
+    // the stage's invoke_url ends in "/" (the README's "$API/healthz" would be "//healthz"); the API's endpoint does not
+    L.assertEq(tf.output.api_endpoint.value, '${aws_apigatewayv2_api.http.api_endpoint}', 'api_endpoint output');
+  });
+
+  await L.check('terraform: provider pinned (committed .terraform.lock.hcl, constraint excludes untested majors)', async () => {
+    const aws = tf.files['versions.tf'].terraform[0].required_providers[0].aws;
+    L.assertEq(aws.version, '>= 5.100, < 6.0', 'hashicorp/aws version constraint');
+    const lockFile = path.join(L.TF_DIR, '.terraform.lock.hcl');
+    L.assert(fs.existsSync(lockFile), 'infra/terraform/.terraform.lock.hcl missing (terraform providers lock)');
+    const { parse } = require('@cdktf/hcl2json');
+    const lock = await parse('.terraform.lock.hcl', fs.readFileSync(lockFile, 'utf8'));
+    const p = lock.provider['registry.terraform.io/hashicorp/aws'];
+    L.assert(p, 'lock file has no registry.terraform.io/hashicorp/aws');
+    const v = p[0].version;
+    const [maj, min] = v.split('.').map(Number);
+    L.assert(maj === 5 && min >= 100, `locked version ${v} outside >= 5.100, < 6.0`);
+    L.assert(p[0].hashes.length >= 1, 'lock file has no hashes');
+    return `aws ${v}, ${p[0].hashes.length} hash(es)`;
   });
 
   await L.check('terraform: S3 bucket private (public access block) + CORS for presigned PUT', async () => {
@@ -65,7 +115,8 @@ function tfValue(v, tf) {
     L.assert(!tf.resource.aws_s3_bucket_policy && !tf.resource.aws_s3_bucket_acl, 'no bucket policy/ACL expected (objects are reached via presigned URLs)');
     const cors = one(tf.resource.aws_s3_bucket_cors_configuration, 'aws_s3_bucket_cors_configuration').cors_rule[0];
     L.assert(cors.allowed_methods.includes('PUT'), 'bucket CORS must allow PUT');
-    L.assertEq(cors.allowed_origins, '${var.cors_origins}', 'bucket CORS allowed_origins');
+    // var.cors_origins plus the API's own origin (the web page at GET / uploads straight to S3)
+    L.assertEq(cors.allowed_origins, '${distinct(concat(var.cors_origins, [aws_apigatewayv2_api.http.api_endpoint]))}', 'bucket CORS allowed_origins');
   });
 
   await L.check('terraform: IAM role has exactly the least-privilege actions', async () => {
@@ -76,6 +127,7 @@ function tfValue(v, tf) {
     L.assertEq(tdoc.statement[0].principals[0].identifiers, ['lambda.amazonaws.com'], 'trust principal');
     L.assert(!tf.resource.aws_iam_role_policy_attachment && !role.managed_policy_arns, 'no managed policy attachments (they exceed least privilege)');
     const actions = new Set();
+    const s3 = {};
     for (const [name, rp] of Object.entries(tf.resource.aws_iam_role_policy || {})) {
       const m = /^\$\{data\.aws_iam_policy_document\.(\w+)\.json\}$/.exec(rp.policy);
       L.assert(m, `aws_iam_role_policy.${name}.policy must reference an aws_iam_policy_document`);
@@ -83,13 +135,19 @@ function tfValue(v, tf) {
         L.assert(!st.effect || st.effect === 'Allow', 'only Allow statements expected');
         for (const a of st.actions) actions.add(a);
         if (st.actions.some((a) => a.startsWith('s3:'))) {
-          L.assert(st.resources.length === 1 && /^\$\{aws_s3_bucket\.\w+\.arn\}\/\*$/.test(st.resources[0]), `S3 actions must be scoped to bucket/*: ${st.resources}`);
+          for (const r of st.resources) {
+            const m2 = /^\$\{aws_s3_bucket\.files\.arn\}\/(.+)$/.exec(r);
+            L.assert(m2, `S3 actions must be scoped to objects of the files bucket: ${r}`);
+            addS3(s3, m2[1], st.actions.filter((a) => a.startsWith('s3:')));
+          }
         }
         L.assert(!st.resources.includes('*'), `statement with Resource "*": ${st.actions}`);
       }
     }
     L.assertEq([...actions].sort(), LEAST_PRIVILEGE, 'IAM actions');
-    return [...actions].sort().join(' ');
+    const env = one(tf.resource.aws_lambda_function, 'aws_lambda_function').environment[0].variables;
+    L.assertEq(sortedObj(s3), sortedObj(expectedS3(env)), 'S3 actions per key prefix');
+    return Object.entries(sortedObj(s3)).map(([k, v]) => `${k}: ${v.join(',')}`).join('; ');
   });
 
   await L.check('terraform: Lambda function from image, 1024 MB, 60 s, env', async () => {
@@ -105,12 +163,14 @@ function tfValue(v, tf) {
     L.assert(/aws_s3_bucket\.\w+\.(bucket|id)/.test(env.S3_BUCKET), 'S3_BUCKET must reference the bucket');
     const reserved = Object.keys(env).filter((k) => RESERVED_ENV.test(k));
     L.assertEq(reserved, [], 'reserved Lambda env keys (Lambda sets AWS_REGION itself)');
+    return lambdaLimits(env, 'terraform');
   });
 
   await L.check('terraform: HTTP API, proxy integration 2.0, $default auto-deploy stage, invoke permission', async () => {
     const api = one(tf.resource.aws_apigatewayv2_api, 'aws_apigatewayv2_api');
     L.assertEq(api.protocol_type, 'HTTP', 'protocol_type');
     L.assertEq(api.cors_configuration[0].allow_origins, '${var.cors_origins}', 'API CORS allow_origins');
+    corsHeaders(api.cors_configuration[0].allow_headers, api.cors_configuration[0].expose_headers, 'terraform');
     const integ = one(tf.resource.aws_apigatewayv2_integration, 'aws_apigatewayv2_integration');
     L.assertEq([integ.integration_type, integ.integration_method, integ.payload_format_version], ['AWS_PROXY', 'POST', '2.0'], 'integration');
     L.assert(/aws_lambda_function\.\w+\.invoke_arn/.test(integ.integration_uri), 'integration_uri must be the function invoke_arn');
@@ -181,11 +241,13 @@ function tfValue(v, tf) {
     if (tf) {
       const tfEnv = one(tf.resource.aws_lambda_function, 'aws_lambda_function').environment[0].variables;
       L.assertEq(Object.keys(env).sort(), Object.keys(tfEnv).sort(), 'SAM env keys vs Terraform env keys');
+      for (const k of ['KIE_TIMEOUT_SECONDS', 'MAX_UPLOAD_BYTES']) L.assertEq(env[k], tfEnv[k], `SAM ${k} vs Terraform`);
     }
     for (const [n, ev] of Object.entries(p.Events)) {
       L.assertEq([ev.Type, ev.Properties.PayloadFormatVersion], ['HttpApi', '2.0'], `event ${n}`);
       L.assertEq(ev.Properties.ApiId, { Ref: 'HttpApi' }, `event ${n} ApiId`);
     }
+    return lambdaLimits(env, 'sam');
   });
 
   await L.check('sam: bucket private + CORS PUT, HTTP API CORS from parameter', async () => {
@@ -201,6 +263,9 @@ function tfValue(v, tf) {
     const apis = samByType('AWS::Serverless::HttpApi');
     L.assert(apis.length === 1, 'one AWS::Serverless::HttpApi expected');
     L.assertEq(apis[0][1].Properties.CorsConfiguration.AllowOrigins, { Ref: 'CorsOrigins' }, 'HttpApi CORS origins');
+    corsHeaders(apis[0][1].Properties.CorsConfiguration.AllowHeaders, apis[0][1].Properties.CorsConfiguration.ExposeHeaders, 'sam');
+    L.assert(/the API's own origin/.test(sam.Parameters.CorsOrigins.Description || ''), 'CorsOrigins must tell how to allow the API\'s own origin (the bucket cannot reference the API)');
+    L.assert(!/amazonaws\.com/.test(JSON.stringify(sam.Outputs)), 'Outputs must use ${AWS::URLSuffix}, not amazonaws.com (China/GovCloud partitions)');
     L.assert(/execute-api/.test(JSON.stringify(sam.Outputs.ApiUrl.Value)), 'Outputs.ApiUrl must be the execute-api URL');
   });
 
@@ -249,16 +314,25 @@ function tfValue(v, tf) {
     L.assertEq(role.Properties.AssumeRolePolicyDocument.Statement[0].Principal.Service, 'lambda.amazonaws.com', 'trust principal');
     L.assert(!role.Properties.ManagedPolicyArns, 'no managed policies');
     const actions = new Set();
+    const s3 = {};
     for (const pol of role.Properties.Policies) {
       for (const st of pol.PolicyDocument.Statement) {
         L.assertEq(st.Effect, 'Allow', 'Effect');
         const acts = [].concat(st.Action);
         acts.forEach((a) => actions.add(a));
         L.assert(st.Resource !== '*', `Resource "*" for ${acts}`);
-        if (acts.some((a) => a.startsWith('s3:'))) L.assertEq(st.Resource, { 'Fn::Sub': '${FilesBucket.Arn}/*' }, 'S3 resource');
+        if (acts.some((a) => a.startsWith('s3:'))) {
+          for (const r of [].concat(st.Resource)) {
+            const m = /^\$\{FilesBucket\.Arn\}\/(.+)$/.exec((r && r['Fn::Sub']) || '');
+            L.assert(m, `S3 actions must be scoped to objects of FilesBucket: ${JSON.stringify(r)}`);
+            addS3(s3, m[1], acts.filter((a) => a.startsWith('s3:')));
+          }
+        }
       }
     }
     L.assertEq([...actions].sort(), LEAST_PRIVILEGE, 'IAM actions');
+    L.assertEq(sortedObj(s3), sortedObj(expectedS3(fn.Properties.Environment.Variables)), 'S3 actions per key prefix');
+    return Object.keys(sortedObj(s3)).join(' ');
   });
 
   // ------------------------------------------------------------ docker-compose.yml

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every infra check (route consistency, IaC parse + structure, container start command) and prints
+# Runs every infra check (route consistency, IaC parse + structure, container start command, and the
+# real tools: terraform fmt/validate/apply+destroy against a local moto_server, cfn-lint) and prints
 # "N passed, N failed". Exit status 0 only if nothing failed. Needs node >= 18 and build/product-photo-api
 # (run `make` first; PPA_BIN=/path overrides). Installs the two npm packages with `npm ci` on first use.
 set -u -o pipefail
@@ -10,9 +11,12 @@ fi
 out=$(mktemp) || exit 2
 trap 'rm -f "$out"' EXIT
 status=0
-for t in check_routes.js check_iac.js check_container.js; do
+for t in check_routes.js check_iac.js check_container.js check_tools.sh; do
   echo "== $t"
-  node "$t" 2>&1 | tee -a "$out"
+  case $t in
+    *.sh) bash "$t" 2>&1 | tee -a "$out" ;;
+    *) node "$t" 2>&1 | tee -a "$out" ;;
+  esac
   rc=$?
   # a crash (non-zero exit without any FAIL line) still counts as a failure
   [ "$rc" -eq 0 ] || status=1
