@@ -24,7 +24,7 @@ modules_of() {
     url) echo "validate" ;;
     kie_answer) echo "kie" ;;
     sigv4) echo "sigv4" ;;
-    image) echo "image validate log" ;;
+    image) echo "image validate log spool" ;;
     multipart) for f in src/*.c; do b=$(basename "$f" .c); [ "$b" = main ] || echo "$b"; done; echo web_assets ;;
     *) echo "unknown fuzz target: $1" >&2; return 1 ;;
     esac
