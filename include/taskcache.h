@@ -18,6 +18,11 @@ void taskcache_put_final(struct taskcache *tc, const char *task_id, const char *
 /* A malloc'd copy of the final answer, or NULL. Caller frees. */
 char *taskcache_get_final(struct taskcache *tc, const char *task_id);
 
+/* Right after createTask KIE may answer "recordInfo is null" for a moment:
+ * /status and /results report a task this server created that recently as
+ * still waiting rather than unknown. */
+#define TASK_NEW_GRACE_SECONDS 30
+
 /* This server created the task at `now` (KIE may not know it for a moment). */
 void taskcache_note_created(struct taskcache *tc, const char *task_id, time_t now);
 /* 1 when this server created the task less than `seconds` before `now`. */

@@ -25,10 +25,6 @@
 /* KIE must be able to fetch presigned inputs for a while after createTask. */
 #define INPUT_URL_MIN_TTL 3600
 
-/* Right after createTask KIE may answer "recordInfo is null" for a moment:
- * a task this server created that recently is reported as waiting. */
-#define NEW_TASK_GRACE_SECONDS 30
-
 struct kie_state {
     struct req *r;
     struct upstream_call *call;
@@ -67,7 +63,7 @@ static enum MHD_Result kie_reply(struct req *r)
             st->is_status, st->is_status ? "recordInfo" : "createTask", &o);
     if (st->is_status && kie_unknown_task(&o)) {
         kie_outcome_free(&o);
-        if (taskcache_created_within(r->app->tasks, st->task_id, time(NULL), NEW_TASK_GRACE_SECONDS)) {
+        if (taskcache_created_within(r->app->tasks, st->task_id, time(NULL), TASK_NEW_GRACE_SECONDS)) {
             cJSON *j = cJSON_CreateObject();
             cJSON *data = cJSON_AddObjectToObject(j, "data");
             cJSON_AddNumberToObject(j, "code", 200);

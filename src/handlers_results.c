@@ -225,7 +225,7 @@ static void on_record(struct upstream_call *c, void *arg)
     kie_map(t, c->error, st->r->app->cfg->kie_timeout_seconds, c->http_status, c->response.data, c->response.len, 1,
             "recordInfo", &o);
     if (kie_unknown_task(&o)) {
-        if (taskcache_created_within(st->r->app->tasks, st->r->param, time(NULL), 30))
+        if (taskcache_created_within(st->r->app->tasks, st->r->param, time(NULL), TASK_NEW_GRACE_SECONDS))
             keep_outcome_fail(&st->out, 409, "task_not_finished",
                               "The task is still waiting; poll /status until it succeeds.");
         else
