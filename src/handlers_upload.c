@@ -129,6 +129,21 @@ static void image_meta_json(cJSON *j, const struct image_meta *m)
     cJSON_AddNumberToObject(j, "size", (double)m->size);
 }
 
+/* The browser's original (S3 incoming/<id>) is deleted once the re-encoded
+ * image is stored or refused, not while its PUT is in flight: a store that
+ * prunes empty key "directories" on DELETE (s3rver does) could otherwise
+ * remove the one the PUT is writing into. Idempotent. */
+static void drop_incoming(struct req *r)
+{
+    struct upload_state *st = r->state;
+    struct storage *store = r->app->store;
+
+    if (st->fetch.upload_id[0] && store->ops->delete_incoming) {
+        store->ops->delete_incoming(store, st->fetch.upload_id);
+        st->fetch.upload_id[0] = '\0';
+    }
+}
+
 static enum MHD_Result upload_reply(struct req *r)
 {
     struct upload_state *st = r->state;
@@ -140,6 +155,7 @@ static enum MHD_Result upload_reply(struct req *r)
     cJSON *j;
     cJSON *orig;
 
+    drop_incoming(r); /* after the PUT: never alongside it (see drop_incoming) */
     if (p->http_status) {
         spool_close(&st->out);
         return http_error(r, (unsigned)p->http_status, p->error_code, "%s", p->error_msg);
@@ -204,9 +220,8 @@ static enum MHD_Result upload_processed(struct req *r)
     upload_free(r->upload);
     r->upload = NULL;
     spool_close(&st->in);
-    if (st->fetch.upload_id[0] && store->ops->delete_incoming)
-        store->ops->delete_incoming(store, st->fetch.upload_id);
     if (st->img.status) {
+        drop_incoming(r);
         spool_close(&st->out); /* gone before the answer leaves */
         return http_error(r, st->img.status, st->img.code, "%s", st->img.message);
     }

@@ -28,7 +28,8 @@ def s3():
                S3_EXTRA_ACCESS_KEY=ACCESS_KEY, S3_EXTRA_SECRET_KEY=SECRET_KEY)
     subprocess.run(["bash", SCRIPT, "start"], env=env, check=True, timeout=180)
     try:
-        yield {"endpoint": f"http://127.0.0.1:{env['S3_PORT']}", "data": os.path.join(state, "data")}
+        yield {"endpoint": f"http://127.0.0.1:{env['S3_PORT']}", "data": os.path.join(state, "data"),
+               "log": os.path.join(state, "log")}
     finally:
         subprocess.run(["bash", SCRIPT, "stop"], env=env, timeout=30)
 
@@ -160,6 +161,33 @@ def test_presigned_put_for_direct_browser_upload(s3, s3_server, tmp_path):
     for bad in ({"upload_id": "../../x"}, {"upload_id": d["upload_id"].upper()}, {}, {"upload_id": 5}):
         r = request(s3_server.port, "POST", "/upload-complete", bad)
         assert r.status == 400 and error_of(r)["code"] == "invalid_upload_id", (bad, r)
+
+
+def test_direct_upload_into_an_empty_prefix(s3, server_factory):
+    """The incoming object is deleted only after the re-encoded image is stored, never alongside its PUT: s3rver
+    prunes empty key directories on DELETE, and a DELETE running with the first PUT under a prefix removed the
+    directory that PUT was writing into (InternalError, seen once in CI). s3rver logs each request as it answers
+    it; the server's PUT of the result must be answered before the DELETE of the incoming object."""
+    payload = png_bytes(64, 48)
+    for i in range(3):
+        prefix = f"fresh{i}-{os.getpid()}/"
+        srv = server_factory(s3_env(s3, S3_PREFIX=prefix))
+        d = request(srv.port, "POST", "/upload-url", {"content_type": "image/png", "size": len(payload)}).json()
+        code, _ = put_direct(d, payload, "image/png")
+        assert code == 200
+        r = request(srv.port, "POST", "/upload-complete", d["complete"]["body"])
+        assert r.status == 200, (i, r)
+        stored = r.json()["key"]
+
+        def answered():
+            with open(s3["log"], errors="replace") as f:
+                lines = f.read().splitlines()
+            put = [n for n, line in enumerate(lines) if f"/{stored} 200 " in line]  # a presigned GET has "?..."
+            delete = [n for n, line in enumerate(lines) if f"/{d['key']} 204 " in line]
+            return (put, delete) if put and delete else None
+        put, delete = wait_for(answered, timeout=5)
+        assert put[0] < delete[0], f"DELETE of {d['key']} answered before the PUT of {stored} (log lines {put}, {delete})"
+        srv.stop()
 
 
 def test_direct_upload_of_a_non_image_is_refused_and_removed(s3, s3_server, tmp_path):
