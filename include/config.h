@@ -59,6 +59,8 @@ struct config {
     long s3_presign_ttl;
     char *s3_prefix;
     char *s3_results_prefix;
+    char *s3_tasks_prefix;
+    long daily_generation_limit;
     /* access control and limits */
     char *api_token; /* secret */
     long rate_limit_generate;
