@@ -121,6 +121,8 @@ static int call_prepare(struct upstream_call *c)
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->error);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+    /* a Content-Length over the cap fails before any byte is written */
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_response);
     curl_easy_setopt(e, CURLOPT_PRIVATE, c);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "product-photo-api/1.0");
     if (c->headers)
@@ -150,6 +152,8 @@ static int call_prepare(struct upstream_call *c)
 static void call_finish(struct upstream_call *c, CURLcode code)
 {
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->http_status);
+    if (code == CURLE_FILESIZE_EXCEEDED)
+        c->result = ERR_TOO_LARGE;
     if (code == CURLE_OK) {
         c->result = 0;
     } else if (c->result == ERR_TOO_LARGE) {
