@@ -60,6 +60,8 @@ struct config {
     char *s3_prefix;
     char *s3_results_prefix;
     char *s3_tasks_prefix;
+    char *task_store_name;        /* TASK_STORE */
+    int task_store;               /* 1 = auto, 0 = off */
     long daily_generation_limit;
     /* access control and limits */
     char *api_token; /* secret */

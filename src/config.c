@@ -103,18 +103,21 @@ static const struct cfg_entry entries[] = {
     {"S3_PREFIX", CFG_STR, OFF(s3_prefix), "uploads/", 0, 0, 0, "key prefix for uploaded objects"},
     {"S3_RESULTS_PREFIX", CFG_STR, OFF(s3_results_prefix), "results/", 0, 0, 0,
      "key prefix for kept results (outside S3_PREFIX, so a lifecycle rule can expire uploads alone)"},
+    {"TASK_STORE", CFG_STR, OFF(task_store_name), "auto", 0, 0, 0,
+     "auto = remember this server's tasks (UPLOAD_DIR/tasks.db, or S3_TASKS_PREFIX in S3 mode) for /tasks, "
+     "Idempotency-Key, /credits and DAILY_GENERATION_LIMIT; off = remember nothing"},
     {"S3_TASKS_PREFIX", CFG_STR, OFF(s3_tasks_prefix), "tasks/", 0, 0, 0,
      "key prefix of the task store in S3 mode: one JSON object per task (outside S3_PREFIX, so the uploads' "
      "lifecycle rule does not delete it)"},
-    {"DAILY_GENERATION_LIMIT", CFG_LONG, OFF(daily_generation_limit), "0", 0, 100000000, 0,
-     "accepted generations per UTC day for the whole server (every instance in S3 mode) at most, then 429 "
-     "daily_limit_reached (0 = no limit)"},
     {"API_TOKEN", CFG_STR, OFF(api_token), NULL, 0, 0, CFG_SECRET,
      "when set, API routes require Authorization: Bearer <API_TOKEN>"},
     {"RATE_LIMIT_GENERATE", CFG_LONG, OFF(rate_limit_generate), "10", 0, 100000, 0,
      "POST /generate per client IP per minute (0 = off)"},
     {"RATE_LIMIT_UPLOAD", CFG_LONG, OFF(rate_limit_upload), "60", 0, 100000, 0,
      "uploads per client IP per minute (0 = off)"},
+    {"DAILY_GENERATION_LIMIT", CFG_LONG, OFF(daily_generation_limit), "0", 0, 100000000, 0,
+     "accepted generations per UTC day for the whole server (every instance in S3 mode) at most, then 429 "
+     "daily_limit_reached (0 = no limit)"},
     {"TRUST_PROXY", CFG_STR, OFF(trust_proxy_name), "0", 0, 0, 0,
      "client IP for rate limits: 0 = socket peer; 1 = last X-Forwarded-For entry (one proxy in front, e.g. "
      "API Gateway); cloudflare = CF-Connecting-IP"},
@@ -431,6 +434,14 @@ int config_load(struct config *c, const char *dotenv_path, const char *(*lookup_
         c->kie_upload = KIE_UPLOAD_NEVER;
     else
         ADD_ERR("KIE_UPLOAD must be auto, always or never (got \"%.40s\")\n", c->kie_upload_name);
+    if (strcmp(c->task_store_name, "auto") == 0)
+        c->task_store = 1;
+    else if (strcmp(c->task_store_name, "off") == 0)
+        c->task_store = 0;
+    else
+        ADD_ERR("TASK_STORE must be auto or off (got \"%.40s\")\n", c->task_store_name);
+    if (!c->task_store && c->daily_generation_limit > 0)
+        ADD_ERR("DAILY_GENERATION_LIMIT needs the task store (it counts from it): unset it or set TASK_STORE=auto\n");
     if (strcmp(c->log_format, "text") != 0 && strcmp(c->log_format, "json") != 0)
         ADD_ERR("LOG_FORMAT must be text or json\n");
     {

@@ -1127,6 +1127,7 @@ static void ts3_destroy(struct taskstore *st)
 
 const struct taskstore_ops taskstore_s3_ops = {
     .name = "s3",
+    .async = 1,
     .put = ts3_put,
     .get = ts3_get,
     .list = ts3_list,
