@@ -482,11 +482,24 @@ static int submit_marker(struct job *j, const char *key)
                       on_put_marker, j);
 }
 
+/* The index's creation time in ms. op->created has whole seconds, but the
+ * first put comes as the task is created: within that second the clock's
+ * milliseconds keep tasks of one second newest first. (Any ms of the second
+ * keeps count's "created since" exact.) */
+static long long created_ms(time_t created)
+{
+    struct timespec ts;
+    long long ms = (long long)created * 1000;
+    if (clock_gettime(CLOCK_REALTIME, &ts) == 0 && ts.tv_sec == created)
+        ms += ts.tv_nsec / 1000000;
+    return ms;
+}
+
 static void put_markers(struct job *j)
 {
     struct taskstore_op *op = j->op;
     char key[S3_KEY_MAX + 1], day[9], credits[32];
-    long long inv = TS3_INV_MAX - (long long)op->created * 1000;
+    long long inv = TS3_INV_MAX - created_ms(op->created);
 
     j->step = PUT_MARKERS;
     /* this loop counts as a call in flight: the job ends with the last of them */
