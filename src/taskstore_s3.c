@@ -405,6 +405,20 @@ static int refused(struct job *j, const struct upstream_call *c, const char *wha
                      code[0] ? ": " : "", code, msg[0] ? " - " : "", msg);
 }
 
+/* No such object. S3 says 404 only when s3:ListBucket covers the request;
+ * the templates grant ListBucket with an s3:prefix condition (listings of
+ * S3_TASKS_PREFIX only), which a GET does not carry, so a missing key there is
+ * 403 AccessDenied. Other 403s (a bad signature, a wrong key id) are errors. */
+static int absent(const struct upstream_call *c)
+{
+    char code[64];
+    if (c->http_status == 404)
+        return 1;
+    return c->http_status == 403 &&
+           s3_parse_error(buf_str(&c->response), c->response.len, code, sizeof code, NULL, 0) == 0 &&
+           strcmp(code, "AccessDenied") == 0;
+}
+
 /* ---- get ------------------------------------------------------------------- */
 
 static void on_get(struct upstream_call *c, void *arg)
@@ -416,7 +430,7 @@ static void on_get(struct upstream_call *c, void *arg)
             j->op->text = text ? text : strdup("");
             if (!j->op->text)
                 job_error(j, ERR_NOMEM, "out of memory");
-        } else if (c->http_status == 404) {
+        } else if (absent(c)) {
             job_error(j, ERR_NOT_FOUND, "no task %s", j->op->id);
         } else {
             refused(j, c, j->key);
@@ -543,7 +557,7 @@ static void on_put_peek(struct upstream_call *c, void *arg)
     if (answered(j, c, j->key) == 0) {
         if (c->http_status == 200) {
             known_credits = record_has_credits(&c->response);
-        } else if (c->http_status == 404) {
+        } else if (absent(c)) {
             j->need_index = 1;
         } else {
             refused(j, c, j->key);
@@ -669,7 +683,7 @@ static void on_list_record(struct upstream_call *c, void *arg)
             j->texts[sl->i] = text ? text : strdup("");
             if (!j->texts[sl->i])
                 job_error(j, ERR_NOMEM, "out of memory");
-        } else if (c->http_status != 404) { /* 404: a marker whose first put failed */
+        } else if (!absent(c)) { /* absent: a marker whose first put failed */
             refused(j, c, id);
         }
     }
