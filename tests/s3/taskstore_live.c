@@ -649,6 +649,45 @@ static void test_claims(struct taskstore *s, const char *prefix)
     TEST_ASSERT(rc == ERR_INVALID, "empty key refused at once: %s", rname(rc));
 }
 
+/* A prefix our ListBucket does not cover (the templates' policy on AWS): S3 answers a
+ * missing key with 403 AccessDenied, which must still read as "no such object". */
+static void test_no_list_permission(struct taskstore *s, struct upstream *up, const char *prefix)
+{
+    struct taskstore_op op;
+    struct config cfg;
+    struct taskstore *bad;
+    const char *good_sk = fake_env("AWS_SECRET_ACCESS_KEY");
+    char text[1024];
+    int rc;
+
+    new_op(&op, time(NULL));
+    snprintf(op.id, sizeof op.id, "task_nl-0");
+    rc = run(s, GET, &op);
+    TEST_ASSERT(rc == ERR_NOT_FOUND, "403 AccessDenied on a missing record is not found: %s (%s)", err_str(rc),
+                op.error);
+    record(text, sizeof text, "task_nl-1", T0, 2, "no list");
+    TEST_ASSERT(put_task(s, "task_nl-1", T0, 2, text) == 0, "first put when the old record reads as 403");
+    new_op(&op, time(NULL));
+    snprintf(op.id, sizeof op.id, "task_nl-1");
+    rc = run(s, GET, &op);
+    TEST_ASSERT(rc == 0 && op.text && strcmp(op.text, text) == 0, "and it reads back: %s", err_str(rc));
+    taskstore_op_clear(&op);
+    rc = list_page(s, 10, "", &op);
+    TEST_ASSERT(rc == 0 && op.n_records == 1 && strcmp(op.records[0], text) == 0, "and is listed (%zu)", op.n_records);
+    taskstore_op_clear(&op);
+
+    set_env("AWS_SECRET_ACCESS_KEY", "wrong-secret");
+    bad = open_store(&cfg, up, prefix);
+    new_op(&op, time(NULL));
+    snprintf(op.id, sizeof op.id, "task_nl-0");
+    rc = run(bad, GET, &op);
+    TEST_ASSERT(rc == ERR_UPSTREAM && strstr(op.error, "SignatureDoesNotMatch") != NULL,
+                "another 403 is an error, not a missing record: %s (%s)", err_str(rc), op.error);
+    taskstore_close(bad);
+    config_free(&cfg);
+    set_env("AWS_SECRET_ACCESS_KEY", good_sk);
+}
+
 /* S3 unreachable, or refusing our signature: an error with a reason, via done. */
 static void test_failures(struct taskstore *good, const char *prefix, struct upstream *up, const char *endpoint_dead)
 {
@@ -703,9 +742,9 @@ int main(void)
 {
     const char *ep = getenv("S3_ENDPOINT"), *bucket = getenv("S3_BUCKET"), *region = getenv("S3_REGION");
     const char *ak = getenv("S3_ACCESS_KEY"), *sk = getenv("S3_SECRET_KEY");
-    char prefix[5][64], dead[64];
-    struct config cfg[5];
-    struct taskstore *s[5];
+    char prefix[6][96], dead[64];
+    struct config cfg[6];
+    struct taskstore *s[6];
     struct upstream *up;
     struct s3_config_target raw;
     char err[256];
@@ -730,8 +769,9 @@ int main(void)
     up = upstream_start(32);
     if (!up)
         return 2;
-    for (int i = 0; i < 5; i++)
-        snprintf(prefix[i], sizeof prefix[i], "tslive-%ld-%d/%c/", (long)time(NULL), (int)getpid(), "pglnf"[i]);
+    for (int i = 0; i < 6; i++)
+        snprintf(prefix[i], sizeof prefix[i], "%stslive-%ld-%d/%c/", i == 5 ? "no-list-permission/" : "",
+                 (long)time(NULL), (int)getpid(), "pglnfd"[i]);
 
     /* the default prefix is tasks/ */
     {
@@ -742,7 +782,7 @@ int main(void)
         taskstore_close(d);
         config_free(&c0);
     }
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 6; i++)
         s[i] = open_store(&cfg[i], up, prefix[i]);
     if (s3_config_target_init(&raw, &cfg[0], err, sizeof err)) {
         fprintf(stderr, "raw target: %s\n", err);
@@ -757,6 +797,7 @@ int main(void)
     test_count_pages(s[3], prefix[3]);
     snprintf(dead, sizeof dead, "http://127.0.0.1:%d", 1); /* nothing listens on port 1 */
     test_failures(s[4], prefix[4], up, dead);
+    test_no_list_permission(s[5], up, prefix[5]);
 
     /* every op that went PENDING got exactly one done, even a while later */
     usleep(300000);
@@ -769,7 +810,7 @@ int main(void)
     }
     upstream_stop(up);
     curl_easy_cleanup(raw_handle);
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 6; i++) {
         taskstore_close(s[i]);
         config_free(&cfg[i]);
     }
