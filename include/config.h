@@ -31,6 +31,7 @@ struct config {
     long max_connections;
     long per_ip_connections;
     long connection_timeout;
+    long upload_timeout;
     int allow_private_input_urls;
     char *log_format; /* "text" or "json" */
     char *log_level;

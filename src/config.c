@@ -61,6 +61,9 @@ static const struct cfg_entry entries[] = {
      "open connections per client IP (0 = no limit; default 0 with TRUST_PROXY set)"},
     {"CONNECTION_TIMEOUT", CFG_LONG, OFF(connection_timeout), "30", 0, 3600, 0,
      "seconds of inactivity before a connection is closed"},
+    {"UPLOAD_TIMEOUT", CFG_LONG, OFF(upload_timeout), "120", 0, 86400, 0,
+     "seconds a whole request body (an upload) may take, however steadily it trickles in; then the connection is "
+     "closed (0 = no limit)"},
     {"ALLOW_PRIVATE_INPUT_URLS", CFG_BOOL, OFF(allow_private_input_urls), "0", 0, 0, 0,
      "1 lets /generate send KIE localhost/private URLs (tests, simulator)"},
     {"LOG_FORMAT", CFG_STR, OFF(log_format), "text", 0, 0, 0, "text, or json for one JSON object per line"},
