@@ -100,7 +100,18 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
 static size_t on_read(char *dst, size_t size, size_t nmemb, void *userp)
 {
     struct upstream_call *c = userp;
-    ssize_t n = read(c->upload_fd, dst, size * nmemb);
+    ssize_t n;
+
+    if (c->upload_fd < 0) {
+        size_t want = size * nmemb, left = c->body_len - c->body_sent;
+        if (want > left)
+            want = left;
+        if (want)
+            memcpy(dst, c->body + c->body_sent, want);
+        c->body_sent += want;
+        return want;
+    }
+    n = read(c->upload_fd, dst, size * nmemb);
     return n < 0 ? CURL_READFUNC_ABORT : (size_t)n;
 }
 
@@ -140,7 +151,9 @@ static int call_prepare(struct upstream_call *c)
         curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
         curl_easy_setopt(e, CURLOPT_READDATA, c);
-        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, c->upload_size);
+        c->body_sent = 0;
+        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
+                         c->upload_fd < 0 ? (curl_off_t)c->body_len : c->upload_size);
     } else if (strcmp(c->method, "HEAD") == 0) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     } else if (strcmp(c->method, "GET") != 0) {
