@@ -403,6 +403,8 @@ void credits_cache_free(struct credits_cache *c)
 int credits_cache_get(struct credits_cache *c, time_t now, long max_age, double *balance, time_t *checked)
 {
     int ok;
+    if (!c)
+        return 0;
     pthread_mutex_lock(&c->lock);
     ok = c->known && now - c->checked <= max_age && now >= c->checked;
     if (ok) {
@@ -416,6 +418,8 @@ int credits_cache_get(struct credits_cache *c, time_t now, long max_age, double 
 
 void credits_cache_set(struct credits_cache *c, double balance, time_t now)
 {
+    if (!c)
+        return;
     pthread_mutex_lock(&c->lock);
     c->known = 1;
     c->balance = balance;
