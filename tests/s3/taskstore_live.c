@@ -1,4 +1,4 @@
-/* taskstore_live.c - the S3 task store (taskstore_s3.c) against a live,
+/* taskstore_live.c - the S3 task store (taskstore_s3*.c) against a live,
  * SigV4-checking S3 server with conditional writes (tests/s3/run.sh starts
  * s3rver with the If-None-Match shim of s3rver-launch.js).
  *
