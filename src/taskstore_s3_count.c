@@ -1,7 +1,7 @@
 /* taskstore_s3_count.c - the S3 task store's counts (see taskstore_s3.h):
  * the index markers (<p>i/) of tasks created since op->since, listed newest
- * first until the first older one, then every credits marker (<p>c/) for the
- * credits spent since that day and in total. */
+ * first until the first older one, then (unless op->count_only) every credits
+ * marker (<p>c/) for the credits spent since that day and in total. */
 #include "taskstore_s3.h"
 #include "err.h"
 
@@ -83,13 +83,13 @@ static void on_count_page(void *arg, int truncated, size_t undecodable)
             ts3_job_done(j);
             return;
         }
-    } else if (cj->step == COUNT_INDEX) {
+    } else if (cj->step == COUNT_INDEX && !j->op->count_only) {
         cj->step = COUNT_CREDITS;
         cj->pages = 0;
         cj->stop = 0;
         /* a prefix that does not fit leaves the pager without a call: the job ends in count_page */
         (void)ts3_pager_init(&cj->pager, j, "c/", sum_credits, on_count_page, cj);
-    } else {
+    } else { /* count_only: no credits marker was read, the sums are 0 */
         j->op->count = cj->count;
         j->op->spent_since = cj->spent_since;
         j->op->spent_total = cj->spent_total;
