@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -841,6 +842,12 @@ MHD_socket http_quiesce(struct app *app, long grace_ms)
     /* stop accepting; MHD hands back the listen socket, which must only be
      * closed after MHD_stop_daemon */
     MHD_socket ls = MHD_quiesce_daemon(app->daemon);
+    /* and refuse new connections now, instead of letting them wait in the
+     * backlog until the end: shutdown() stops the socket listening (new
+     * SYNs get a reset) without freeing the descriptor a worker thread
+     * might still hold in its poll set */
+    if (ls != MHD_INVALID_SOCKET)
+        shutdown(ls, SHUT_RDWR);
     while (atomic_load(&app->active_requests) > 0 && now_ms() < deadline)
         usleep(10000);
     if (atomic_load(&app->active_requests) > 0)

@@ -17,6 +17,7 @@ locals {
     "GET /healthz",
     "GET /config",
     "GET /openapi.json",
+    "GET /metrics",
     "POST /upload",
     "POST /upload-url",
     "POST /upload-complete",
