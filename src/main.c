@@ -352,8 +352,8 @@ int main(int argc, char **argv)
         printf("product-photo-api %s\n", VERSION);
         return 0;
     }
-    if (strcmp(cmd, "generate") == 0)
-        return cli_generate(argc - 1, argv + 1);
+    if (cli_is_command(cmd))
+        return cli_run(argc - 1, argv + 1);
     if ((strcmp(cmd, "serve") == 0 || strcmp(cmd, "routes") == 0 || strcmp(cmd, "healthcheck") == 0) && argc > 2) {
         fprintf(stderr, "product-photo-api %s: unexpected argument '%s' (configuration comes from the environment "
                         "and .env; see --help)\n", cmd, argv[2]);
