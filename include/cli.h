@@ -1,5 +1,6 @@
 /* cli.h - the command-line clients of a running server, subcommands of the
- * same binary: `generate` (photo -> studio shot, cli_generate.h). cli.c
+ * same binary: `generate` (photo -> studio shot, cli_generate.h) and `tasks`
+ * (the server's recent tasks, cli_tasks.h). cli.c
  * dispatches and holds what the subcommands share (cli_common.h). */
 #ifndef PPA_CLI_H
 #define PPA_CLI_H

@@ -4,6 +4,7 @@
 #define PPA_CLI_COMMON_H
 
 #include <stddef.h>
+#include <time.h>
 
 #define CLI_EXIT_FAIL 1
 #define CLI_EXIT_USAGE 2
@@ -46,5 +47,8 @@ double cli_now(void);
 void cli_sleep_ms(long ms);
 /* "1.5 MiB", "12 KiB", "80 B". */
 void cli_human(double bytes, char *out, size_t cap);
+/* An RFC 3339 UTC time ("2026-12-01T10:00:00Z", fractions allowed) -> unix
+ * seconds. 0, or -1 when it is not one. */
+int cli_parse_utc(const char *s, time_t *out);
 
 #endif

@@ -17,6 +17,8 @@
 struct cli_reply {
     CURLcode code; /* transport result */
     long status;   /* HTTP status when code == CURLE_OK */
+    int replayed;     /* the answer carried Idempotent-Replayed: true */
+    long retry_after; /* its Retry-After in seconds, -1 when absent */
     struct buf body;
     char err[CURL_ERROR_SIZE];
 };
@@ -30,10 +32,11 @@ struct cli_progress {
 };
 
 /* One exchange with the server: POST `json`, POST multipart `photo` (with a
- * progress bar when `pg` is set), or GET when both are NULL. Fills `r`.
+ * progress bar when `pg` is set), or GET when both are NULL; `header` is one
+ * more request header line ("Name: value") or NULL. Fills `r`.
  * Returns 0 when an HTTP answer came back (any status), -1 on a transport
  * error (r->code, r->err). */
-int cli_call(const struct cli_conn *c, const char *url, const char *json, const char *photo,
+int cli_call(const struct cli_conn *c, const char *url, const char *json, const char *header, const char *photo,
              const char *photo_type, long timeout_s, struct cli_progress *pg, struct cli_reply *r);
 
 /* Describe a failed exchange for the user into msg; `what` names the step
@@ -44,6 +47,10 @@ void cli_describe_failure(const struct cli_conn *c, const char *what, const stru
 /* A 200 JSON object answer -> parsed (caller deletes); NULL otherwise with
  * the reason in msg. */
 cJSON *cli_json_ok(const struct cli_conn *c, const char *what, const struct cli_reply *r, char *msg, size_t cap);
+
+/* The error code of a JSON error answer ({"error":{"code"}}) into out, "" when
+ * it has none. */
+void cli_error_code(const struct cli_reply *r, char *out, size_t cap);
 
 /* Copy a non-empty JSON string that fits into out[cap]. 0, or -1 when it is
  * missing, not a string, empty or too long. */

@@ -1,10 +1,11 @@
 /* cli.c - the client subcommands' dispatcher (cli.h) and what they share
  * (cli_common.h): the --server/--token options, usage errors, time and
- * size formatting. Each subcommand lives in its own file (cli_generate.c);
- * their HTTP exchanges are in cli_http.c. */
+ * size formatting. Each subcommand lives in its own file (cli_generate.c,
+ * cli_tasks.c); their HTTP exchanges are in cli_http.c. */
 #include "cli.h"
 #include "cli_common.h"
 #include "cli_generate.h"
+#include "cli_tasks.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -20,6 +21,7 @@ struct cli_command {
 
 static const struct cli_command CLI_COMMANDS[] = {
     {"generate", cli_generate, cli_generate_usage},
+    {"tasks", cli_tasks, cli_tasks_usage},
 };
 
 #define CLI_N_COMMANDS (sizeof CLI_COMMANDS / sizeof CLI_COMMANDS[0])
@@ -96,6 +98,28 @@ void cli_human(double bytes, char *out, size_t cap)
         snprintf(out, cap, "%.0f KiB", bytes / 1024.0);
     else
         snprintf(out, cap, "%.0f B", bytes);
+}
+
+int cli_parse_utc(const char *s, time_t *out)
+{
+    struct tm tm;
+    const char *p;
+
+    memset(&tm, 0, sizeof tm);
+    p = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+    if (!p)
+        return -1;
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9')
+            return -1;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0)
+        return -1;
+    *out = timegm(&tm);
+    return *out == (time_t)-1 ? -1 : 0;
 }
 
 const char *cli_opt(int argc, char **argv, int *i, const char *lng, const char *shrt, int *missing)

@@ -223,7 +223,7 @@ static double cli_server_limit(const struct cli_opts *o)
 
     buf_init(&r.body, CLI_MAX_REPLY);
     snprintf(url, sizeof url, "%s/config", o->c.server);
-    cli_call(&o->c, url, NULL, NULL, NULL, CLI_API_TIMEOUT_S, NULL, &r);
+    cli_call(&o->c, url, NULL, NULL, NULL, NULL, CLI_API_TIMEOUT_S, NULL, &r);
     if (r.code == CURLE_OK && r.status == 200) {
         j = cJSON_ParseWithLength(buf_str(&r.body), r.body.len);
         m = cJSON_GetObjectItemCaseSensitive(j, "max_upload_bytes");
@@ -267,7 +267,7 @@ static int cli_upload(const struct cli_opts *o, char *input_url, size_t cap)
         cli_human(stat(o->photo, &st) == 0 ? (double)st.st_size : 0.0, size, sizeof size);
         fprintf(stderr, "Uploading %s (%s) to %s\n", pg.name, size, o->c.server);
     }
-    cli_call(&o->c, url, NULL, o->photo, cli_sniff_type(o->photo), 0, !o->c.quiet && o->c.tty ? &pg : NULL, &r);
+    cli_call(&o->c, url, NULL, NULL, o->photo, cli_sniff_type(o->photo), 0, !o->c.quiet && o->c.tty ? &pg : NULL, &r);
     if (!o->c.quiet && o->c.tty && pg.last_pct >= 0)
         fputc('\n', stderr);
     j = cli_json_ok(&o->c, "upload", &r, msg, sizeof msg);
@@ -327,7 +327,7 @@ static int cli_create(const struct cli_opts *o, const char *input_url, char *tas
     if (!body)
         goto out;
     snprintf(url, sizeof url, "%s/generate", o->c.server);
-    cli_call(&o->c, url, body, NULL, NULL, CLI_API_TIMEOUT_S, NULL, &r);
+    cli_call(&o->c, url, body, NULL, NULL, NULL, CLI_API_TIMEOUT_S, NULL, &r);
     j = cli_json_ok(&o->c, "generate", &r, msg, sizeof msg);
     if (!j)
         goto out;
@@ -371,7 +371,7 @@ static int cli_status_once(const struct cli_opts *o, const char *url, long timeo
     int rc;
 
     buf_init(&r.body, CLI_MAX_REPLY);
-    cli_call(&o->c, url, NULL, NULL, NULL, timeout_s, NULL, &r);
+    cli_call(&o->c, url, NULL, NULL, NULL, NULL, timeout_s, NULL, &r);
     *root = cli_json_ok(&o->c, "status", &r, msg, cap);
     if (*root)
         rc = 0;

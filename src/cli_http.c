@@ -5,7 +5,9 @@
 #include "cli_http.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define CLI_BAR_WIDTH 30
 
@@ -45,7 +47,52 @@ static int cli_xferinfo(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_of
     return 0;
 }
 
-int cli_call(const struct cli_conn *c, const char *url, const char *json, const char *photo,
+/* The value of header line `line` (n bytes, "Name: value\r\n") when its name is
+ * `name`, trimmed into out[cap]; 0 when it is another header. */
+static int cli_header_value(const char *line, size_t n, const char *name, char *out, size_t cap)
+{
+    size_t k = strlen(name);
+    size_t end = n;
+
+    if (n <= k || line[k] != ':' || strncasecmp(line, name, k) != 0)
+        return 0;
+    line += k + 1;
+    end -= k + 1;
+    while (end > 0 && (*line == ' ' || *line == '\t')) {
+        line++;
+        end--;
+    }
+    while (end > 0 && (line[end - 1] == '\r' || line[end - 1] == '\n' || line[end - 1] == ' '))
+        end--;
+    if (end >= cap)
+        end = cap - 1;
+    memcpy(out, line, end);
+    out[end] = '\0';
+    return 1;
+}
+
+/* Response headers the clients act on: Idempotent-Replayed, Retry-After. */
+static size_t cli_header(char *data, size_t size, size_t n, void *arg)
+{
+    struct cli_reply *r = arg;
+    size_t len = size * n;
+    char v[32];
+    char *end;
+
+    if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) { /* a new answer (after a 100 or a redirect) */
+        r->replayed = 0;
+        r->retry_after = -1;
+    } else if (cli_header_value(data, len, "Idempotent-Replayed", v, sizeof v)) {
+        r->replayed = strcasecmp(v, "true") == 0;
+    } else if (cli_header_value(data, len, "Retry-After", v, sizeof v)) {
+        long secs = strtol(v, &end, 10);
+        if (end != v && *end == '\0' && secs >= 0)
+            r->retry_after = secs;
+    }
+    return len;
+}
+
+int cli_call(const struct cli_conn *c, const char *url, const char *json, const char *header, const char *photo,
              const char *photo_type, long timeout_s, struct cli_progress *pg, struct cli_reply *r)
 {
     CURL *h = curl_easy_init();
@@ -57,6 +104,8 @@ int cli_call(const struct cli_conn *c, const char *url, const char *json, const 
 
     r->code = CURLE_OUT_OF_MEMORY;
     r->status = 0;
+    r->replayed = 0;
+    r->retry_after = -1;
     r->err[0] = '\0';
     if (!h)
         goto out;
@@ -67,6 +116,12 @@ int cli_call(const struct cli_conn *c, const char *url, const char *json, const 
     if (c->token && c->token[0]) {
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->token);
         tmp = curl_slist_append(hdrs, auth);
+        if (!tmp)
+            goto out;
+        hdrs = tmp;
+    }
+    if (header) {
+        tmp = curl_slist_append(hdrs, header);
         if (!tmp)
             goto out;
         hdrs = tmp;
@@ -102,6 +157,8 @@ int cli_call(const struct cli_conn *c, const char *url, const char *json, const 
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->err);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, cli_write_buf);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &r->body);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, cli_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
     if (pg) {
         curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, cli_xferinfo);
         curl_easy_setopt(h, CURLOPT_XFERINFODATA, pg);
@@ -173,6 +230,15 @@ cJSON *cli_json_ok(const struct cli_conn *c, const char *what, const struct cli_
         return NULL;
     }
     return j;
+}
+
+void cli_error_code(const struct cli_reply *r, char *out, size_t cap)
+{
+    cJSON *j = cJSON_ParseWithLength(buf_str(&r->body), r->body.len);
+    const cJSON *code = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "error"), "code");
+
+    snprintf(out, cap, "%s", cJSON_IsString(code) ? code->valuestring : "");
+    cJSON_Delete(j);
 }
 
 int cli_copy_string(const cJSON *v, char *out, size_t cap)
