@@ -3,28 +3,49 @@
  * Four blocking steps over libcurl's easy API (cli_http.h), each its own function:
  *   upload   POST /upload (multipart field "file", streamed from disk)
  *   create   POST /generate {"input_url","prompt","aspect_ratio","resolution"}
+ *            with an Idempotency-Key derived from the photo and the options
+ *            (cli_key.h)
  *   poll     GET /status?task_id=... with backoff (PPA_POLL_MS, x1.5, <= 10 s)
  *   fetch    GET data.resultUrls[0] into a temp file beside -o, then rename.
+ * The same command run again (after a crash, a lost connection, or just
+ * again) must not pay twice: before uploading, the CLI looks for its key in
+ * GET /tasks; when an earlier run's task is there, it sends that run's exact
+ * body again and the server replays the first answer (Idempotent-Replayed:
+ * true). A fresh upload has a new URL, so the same key with it is answered
+ * 422 idempotency_key_reused: the CLI then resumes the task it finds under its
+ * key. 409 request_in_progress (the first request still running) is waited
+ * out with Retry-After. --new mixes a random nonce into the key.
  * Each step prints its own error ("error: ...") and returns -1; the server's
  * {"error":{"message"}} (or KIE's failMsg) is what the user sees. Progress is
  * drawn on one line when stderr is a terminal and as plain lines otherwise. */
 #include "cli_generate.h"
 #include "cli_common.h"
 #include "cli_http.h"
+#include "cli_key.h"
+#include "cli_tasks.h"
 #include "config.h"
+#include "taskstore.h"
 #include "validate.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+#include <uuid/uuid.h>
 
 #define CLI_MAX_RESULT (200L * 1024 * 1024) /* the downloaded image */
 #define CLI_POLL_MAX_MS 10000L
 #define CLI_POLL_RETRIES 5 /* consecutive transient /status failures tolerated */
 #define CLI_PATH_MAX 1024  /* -o */
 #define CLI_TASK_MAX 256
+#define CLI_BUSY_MAX_S 150.0  /* 409 request_in_progress waited for (> IDEMPOTENCY_STALE_SECONDS) */
+#define CLI_BUSY_WAIT_MAX_S 10L
+#define CLI_CREATE_RETRIES 2  /* POST /generate again after a transport error (same key) */
+#define CLI_PRIOR_PAGES 10    /* GET /tasks pages searched for an earlier run's key */
+#define CLI_PRIOR_MARGIN_S 600 /* a key this close to IDEMPOTENCY_TTL_SECONDS is not counted on */
+#define CLI_KIE_FAILED -2     /* cli_poll: the task itself failed */
 
 struct cli_opts {
     struct cli_conn c;
@@ -35,6 +56,15 @@ struct cli_opts {
     const char *out;
     long timeout_s;
     long poll_ms;
+    int fresh;                /* --new */
+    char key[CLI_KEY_MAX];    /* the Idempotency-Key */
+};
+
+/* The task an earlier run of the same command created (found in GET /tasks). */
+struct cli_prior {
+    char id[CLI_TASK_MAX];
+    char input_url[CLI_URL_MAX];
+    char state[32];
 };
 
 /* A download in progress: the temp file and what has been written. */
@@ -65,8 +95,13 @@ void cli_generate_usage(FILE *out)
             "  -s, --server URL         the server [$PPA_SERVER or http://localhost:8000]\n"
             "  -t, --token TOKEN        API token sent as Authorization: Bearer [$PPA_API_TOKEN]\n"
             "      --timeout SECONDS    give up waiting for the task after this long [900]\n"
+            "      --new                start another task even if this command ran before (charged again)\n"
             "  -q, --quiet              print only errors and the saved path\n"
             "  -h, --help               this text\n"
+            "\n"
+            "Running the same command again (same photo bytes, prompt, aspect ratio and resolution)\n"
+            "within 24 h resumes the task the first run created instead of paying for a new one: the\n"
+            "request carries an Idempotency-Key derived from them, and the server answers it again.\n"
             "\n"
             "Environment: PPA_SERVER, PPA_API_TOKEN, PPA_POLL_MS (first poll interval in ms, 2000;\n"
             "it grows x1.5 per poll up to 10 s).\n"
@@ -103,6 +138,8 @@ static int cli_parse(int argc, char **argv, struct cli_opts *o)
             return 1;
         } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
             o->c.quiet = 1;
+        } else if (strcmp(a, "--new") == 0) {
+            o->fresh = 1;
         } else if ((v = cli_opt(argc, argv, &i, "--prompt", "-p", &missing))) {
             o->prompt = v;
         } else if (!missing && (v = cli_opt(argc, argv, &i, "--aspect-ratio", "-a", &missing))) {
@@ -304,19 +341,35 @@ out:
     return rc;
 }
 
-/* POST /generate; the new task id goes to task. 0 or -1. */
-static int cli_create(const struct cli_opts *o, const char *input_url, char *task, size_t cap)
+/* The transport errors after which POST /generate is sent again (same key). */
+static int cli_transient(CURLcode code)
+{
+    return code == CURLE_COULDNT_CONNECT || code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR ||
+           code == CURLE_GOT_NOTHING || code == CURLE_OPERATION_TIMEDOUT || code == CURLE_PARTIAL_FILE;
+}
+
+/* POST /generate with the Idempotency-Key; the task id goes to task and
+ * *replayed says whether the server answered an earlier request's answer.
+ * 0, 1 when the key was used with another body (422 idempotency_key_reused,
+ * nothing printed), -1 (message printed). */
+static int cli_create(const struct cli_opts *o, const char *input_url, char *task, size_t cap, int *replayed)
 {
     struct cli_reply r;
     char url[CLI_URL_MAX];
     char msg[CLI_MSG_MAX];
+    char header[CLI_KEY_MAX + 32];
+    char code[64];
     cJSON *req = cJSON_CreateObject();
     cJSON *j = NULL;
     const cJSON *id;
     char *body = NULL;
+    double busy_until = cli_now() + CLI_BUSY_MAX_S;
+    int retries = 0;
+    int waited = 0;
     int rc = -1;
 
     buf_init(&r.body, CLI_MAX_REPLY);
+    *replayed = 0;
     snprintf(msg, sizeof msg, "generate: out of memory.");
     if (!req || !cJSON_AddStringToObject(req, "input_url", input_url) ||
         !cJSON_AddStringToObject(req, "prompt", o->prompt) ||
@@ -327,7 +380,39 @@ static int cli_create(const struct cli_opts *o, const char *input_url, char *tas
     if (!body)
         goto out;
     snprintf(url, sizeof url, "%s/generate", o->c.server);
-    cli_call(&o->c, url, body, NULL, NULL, NULL, CLI_API_TIMEOUT_S, NULL, &r);
+    snprintf(header, sizeof header, "Idempotency-Key: %s", o->key);
+    for (;;) {
+        buf_free(&r.body);
+        buf_init(&r.body, CLI_MAX_REPLY);
+        cli_call(&o->c, url, body, header, NULL, NULL, CLI_API_TIMEOUT_S, NULL, &r);
+        code[0] = '\0';
+        if (r.code == CURLE_OK && r.status != 200)
+            cli_error_code(&r, code, sizeof code);
+        if (r.code == CURLE_OK && r.status == 409 && strcmp(code, "request_in_progress") == 0 &&
+            cli_now() < busy_until) {
+            long secs = r.retry_after > 0 ? r.retry_after : 1;
+            if (!o->c.quiet && !waited)
+                fprintf(stderr, "The server is still creating this same request (an earlier run?); waiting for "
+                                "its answer...\n");
+            waited = 1;
+            cli_sleep_ms((secs > CLI_BUSY_WAIT_MAX_S ? CLI_BUSY_WAIT_MAX_S : secs) * 1000L);
+            continue;
+        }
+        if (r.code != CURLE_OK && cli_transient(r.code) && retries < CLI_CREATE_RETRIES) {
+            retries++;
+            if (!o->c.quiet) {
+                cli_describe_failure(&o->c, "generate", &r, msg, sizeof msg);
+                fprintf(stderr, "warning: %s (retrying with the same Idempotency-Key)\n", msg);
+            }
+            cli_sleep_ms(1000L * retries);
+            continue;
+        }
+        break;
+    }
+    if (r.code == CURLE_OK && r.status == 422 && strcmp(code, "idempotency_key_reused") == 0) {
+        rc = 1;
+        goto out;
+    }
     j = cli_json_ok(&o->c, "generate", &r, msg, sizeof msg);
     if (!j)
         goto out;
@@ -336,17 +421,153 @@ static int cli_create(const struct cli_opts *o, const char *input_url, char *tas
         snprintf(msg, sizeof msg, "generate: the server's answer has no data.taskId.");
         goto out;
     }
-    if (!o->c.quiet)
+    *replayed = r.replayed;
+    if (!o->c.quiet && r.replayed)
+        fprintf(stderr,
+                "Task %s resumed: the server replayed its answer to an earlier run of this command "
+                "(Idempotent-Replayed: true), so it was not charged again\n",
+                task);
+    else if (!o->c.quiet)
         fprintf(stderr, "Task %s created\n", task);
     rc = 0;
 out:
-    if (rc)
+    if (rc < 0)
         fprintf(stderr, "error: %s\n", msg);
     cJSON_Delete(req);
     cJSON_Delete(j);
     free(body);
     buf_free(&r.body);
     return rc;
+}
+
+/* Look for the newest task created with o->key in the last
+ * IDEMPOTENCY_TTL_SECONDS (less a margin) in GET /tasks. 1 found (into p),
+ * 0 not found or not knowable (an older server without /tasks, an error:
+ * the caller goes on as if there were none). */
+static int cli_find_prior(const struct cli_opts *o, struct cli_prior *p)
+{
+    char cursor[CLI_URL_MAX] = "";
+    char msg[CLI_MSG_MAX];
+    time_t oldest = time(NULL) - (IDEMPOTENCY_TTL_SECONDS - CLI_PRIOR_MARGIN_S);
+    int found = 0;
+
+    for (int pages = 0; pages < CLI_PRIOR_PAGES && !found; pages++) {
+        cJSON *page = NULL;
+        const cJSON *rec;
+        const cJSON *next;
+        long status;
+        int older = 0;
+
+        if (cli_tasks_page(&o->c, TASKSTORE_LIST_MAX, cursor, &page, &status, msg, sizeof msg))
+            return 0;
+        cJSON_ArrayForEach(rec, cJSON_GetObjectItemCaseSensitive(page, "tasks")) {
+            const cJSON *k = cJSON_GetObjectItemCaseSensitive(rec, "idempotency_key");
+            const cJSON *c = cJSON_GetObjectItemCaseSensitive(rec, "created_at");
+            const cJSON *st = cJSON_GetObjectItemCaseSensitive(rec, "state");
+            time_t created;
+
+            if (cJSON_IsString(c) && cli_parse_utc(c->valuestring, &created) == 0 && created < oldest) {
+                older = 1;
+                break;
+            }
+            if (!cJSON_IsString(k) || strcmp(k->valuestring, o->key) != 0)
+                continue;
+            if (cli_copy_string(cJSON_GetObjectItemCaseSensitive(rec, "id"), p->id, sizeof p->id) ||
+                cli_copy_string(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(rec, "input_urls"), 0),
+                                p->input_url, sizeof p->input_url))
+                continue;
+            snprintf(p->state, sizeof p->state, "%s", cJSON_IsString(st) ? st->valuestring : "unknown");
+            found = 1;
+            break;
+        }
+        next = cJSON_GetObjectItemCaseSensitive(page, "next");
+        if (older || !cJSON_IsString(next) || !next->valuestring[0] || strlen(next->valuestring) >= sizeof cursor ||
+            strcmp(next->valuestring, cursor) == 0) {
+            cJSON_Delete(page);
+            break;
+        }
+        snprintf(cursor, sizeof cursor, "%s", next->valuestring);
+        cJSON_Delete(page);
+    }
+    return found;
+}
+
+/* o->key from the photo's SHA-256 and the options (a random nonce with --new).
+ * 0 or -1 (message printed). */
+static int cli_make_key(struct cli_opts *o)
+{
+    char sha[CLI_SHA256_HEX];
+    char err[CLI_MSG_MAX];
+    char nonce[40] = "";
+    struct cli_key_input in;
+
+    if (cli_file_sha256(o->photo, sha, err, sizeof err)) {
+        fprintf(stderr, "error: %s\n", err);
+        return -1;
+    }
+    if (o->fresh) {
+        uuid_t u;
+        uuid_generate_random(u);
+        uuid_unparse_lower(u, nonce);
+    }
+    in.photo_sha256 = sha;
+    in.prompt = o->prompt;
+    in.aspect_ratio = o->aspect;
+    in.resolution = o->resolution;
+    in.nonce = nonce;
+    if (cli_idempotency_key(&in, o->key, sizeof o->key)) {
+        fprintf(stderr, "error: could not compute the Idempotency-Key.\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* The task for this command: an earlier run's (resumed, nothing uploaded) or
+ * a new one (upload, then create). *resumed says which; *started is when the
+ * task was asked for (after the upload). 0 or -1 (printed). */
+static int cli_start(const struct cli_opts *o, char *task, size_t cap, double *started, int *resumed)
+{
+    struct cli_prior prior;
+    char input_url[CLI_URL_MAX];
+    int replayed = 0;
+    int rc;
+
+    *resumed = 0;
+    memset(&prior, 0, sizeof prior);
+    if (!o->fresh && cli_find_prior(o, &prior)) {
+        if (!o->c.quiet)
+            fprintf(stderr, "An earlier run of this command (same photo, prompt and options) created %s (%s); "
+                            "not uploading again\n",
+                    prior.id, prior.state);
+        *started = cli_now();
+        rc = cli_create(o, prior.input_url, task, cap, &replayed);
+        if (rc <= 0) {
+            *resumed = replayed;
+            return rc;
+        }
+    } else {
+        if (cli_upload(o, input_url, sizeof input_url))
+            return -1;
+        *started = cli_now();
+        rc = cli_create(o, input_url, task, cap, &replayed);
+        if (rc <= 0) {
+            *resumed = replayed;
+            return rc;
+        }
+    }
+    /* 422 idempotency_key_reused: an earlier run made the task with another upload of this photo */
+    if (!cli_find_prior(o, &prior) || strlen(prior.id) >= cap) {
+        fprintf(stderr, "error: generate: the server says this command's Idempotency-Key was used for another "
+                        "request, and no task with it is listed in GET /tasks. Run it again with --new to start a "
+                        "new task (charged again).\n");
+        return -1;
+    }
+    snprintf(task, cap, "%s", prior.id);
+    *resumed = 1;
+    if (!o->c.quiet)
+        fprintf(stderr, "Task %s resumed: an earlier run of this command created it, so it was not charged again\n",
+                task);
+    return 0;
 }
 
 static void cli_show_state(const struct cli_opts *o, const char *state, double elapsed, int changed)
@@ -386,7 +607,8 @@ static int cli_status_once(const struct cli_opts *o, const char *url, long timeo
 }
 
 /* Poll GET /status until success (the first result URL goes to result),
- * fail, or the --timeout. 0 or -1 (message printed). */
+ * fail, or the --timeout. 0, CLI_KIE_FAILED when the task failed, or -1
+ * (message printed). */
 static int cli_poll(const struct cli_opts *o, const char *task, double started, char *result, size_t cap)
 {
     char url[CLI_URL_MAX];
@@ -455,6 +677,7 @@ static int cli_poll(const struct cli_opts *o, const char *task, double started, 
                 snprintf(msg, sizeof msg, "the generation failed: %s%s%s%s",
                          cJSON_IsString(fm) && fm->valuestring[0] ? fm->valuestring : "KIE gave no reason",
                          has_code ? " (KIE failCode " : "", has_code ? fc->valuestring : "", has_code ? ")" : "");
+                rc = CLI_KIE_FAILED;
                 goto out;
             }
         }
@@ -662,11 +885,11 @@ out:
 int cli_generate(int argc, char **argv)
 {
     struct cli_opts o;
-    char input_url[CLI_URL_MAX];
     char task[CLI_TASK_MAX];
     char result[CLI_URL_MAX];
     char path[CLI_PATH_MAX];
     double started;
+    int resumed = 0;
     int rc;
 
     memset(&o, 0, sizeof o);
@@ -676,18 +899,24 @@ int cli_generate(int argc, char **argv)
     if (rc < 0 || cli_check_files(&o))
         return CLI_EXIT_USAGE;
     o.c.tty = isatty(STDERR_FILENO);
+    if (cli_make_key(&o))
+        return CLI_EXIT_FAIL;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "error: libcurl failed to start.\n");
         return CLI_EXIT_FAIL;
     }
     rc = CLI_EXIT_FAIL;
-    if (cli_upload(&o, input_url, sizeof input_url))
+    if (cli_start(&o, task, sizeof task, &started, &resumed))
         goto out;
-    started = cli_now();
-    if (cli_create(&o, input_url, task, sizeof task))
+    rc = cli_poll(&o, task, started, result, sizeof result);
+    if (rc) {
+        if (rc == CLI_KIE_FAILED && resumed)
+            fprintf(stderr, "note: that is the task an earlier run of this same command started; add --new to "
+                            "start another one (charged again), or change the prompt or options.\n");
+        rc = CLI_EXIT_FAIL;
         goto out;
-    if (cli_poll(&o, task, started, result, sizeof result))
-        goto out;
+    }
+    rc = CLI_EXIT_FAIL;
     if (o.out)
         snprintf(path, sizeof path, "%s", o.out);
     else
