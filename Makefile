@@ -17,7 +17,7 @@
 
 BUILD ?= release
 CC ?= cc
-PKGS := libmicrohttpd libcurl libcjson vips
+PKGS := libmicrohttpd libcurl libcjson vips sqlite3
 PKG_CFLAGS := $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(PKGS) 2>/dev/null))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Werror -Wshadow -Wconversion -Wno-sign-conversion -Wformat=2 -Wvla
@@ -175,7 +175,7 @@ test-image: all image
 # ---- dependencies (Debian 12) -------------------------------------------------
 
 BUILD_DEPS := build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev uuid-dev \
-  libssl-dev zlib1g-dev libvips-dev
+  libssl-dev zlib1g-dev libvips-dev libsqlite3-dev
 TEST_DEPS := curl ca-certificates python3 python3-pytest python3-pytest-xdist valgrind clang libclang-rt-14-dev awscli fonts-liberation \
   chromium nginx-light wrk python3-fastapi python3-uvicorn python3-multipart python3-httpx \
   libvips-tools libheif-examples libimage-exiftool-perl python3-pil imagemagick time bc

@@ -14,6 +14,8 @@ struct ratelimit;
 struct taskcache;
 struct imagepool;
 struct kieupload;
+struct taskstore;
+struct credits_cache;
 struct MHD_Daemon;
 
 struct app {
@@ -26,6 +28,9 @@ struct app {
     struct ratelimit *rl_upload;
     struct taskcache *tasks;       /* finished tasks, kept results */
     struct kieupload *pushed;      /* our files already on KIE's file upload */
+    struct taskstore *taskstore;   /* records of our tasks, idempotency keys (taskstore.h) */
+    struct credits_cache *credits; /* KIE's balance, cached (tasklog.h) */
+    atomic_long admitting;         /* generations admitted, not yet recorded (daily cap) */
     char callback_secret[65];      /* token in KIE's callBackUrl */
     unsigned port;                 /* the bound port */
     time_t started;

@@ -7,6 +7,8 @@
 #include <microhttpd.h>
 
 struct req;
+struct taskstore;
+struct taskstore_op;
 
 enum MHD_Result h_page(struct req *r);
 enum MHD_Result h_static(struct req *r);
@@ -21,5 +23,15 @@ enum MHD_Result h_generate(struct req *r);
 enum MHD_Result h_status(struct req *r);
 enum MHD_Result h_results(struct req *r);
 enum MHD_Result h_callback(struct req *r);
+enum MHD_Result h_tasks(struct req *r);
+enum MHD_Result h_task(struct req *r);
+enum MHD_Result h_credits(struct req *r);
+
+/* Run task-store call `fn` on `op` (owned by the request's state), then
+ * `cont`: at once with the local store, or after the call with the
+ * connection suspended for one that may wait (S3). Sets op->now. */
+enum MHD_Result handler_store_step(struct req *r, struct taskstore_op *op,
+                                   int (*fn)(struct taskstore *, struct taskstore_op *),
+                                   enum MHD_Result (*cont)(struct req *r));
 
 #endif

@@ -79,8 +79,13 @@ enum MHD_Result http_error_extra(struct req *r, unsigned status, const char *cod
                                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 #define http_error(r, status, code, ...) http_error_extra(r, status, code, NULL, __VA_ARGS__)
 /* The same with "retry_after" in the error and a Retry-After header (429, 503). */
-enum MHD_Result http_error_retry(struct req *r, unsigned status, const char *code, long retry_after,
-                                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+enum MHD_Result http_error_retry_extra(struct req *r, unsigned status, const char *code, long retry_after,
+                                       cJSON *extra, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+#define http_error_retry(r, status, code, retry_after, ...) \
+    http_error_retry_extra(r, status, code, retry_after, NULL, __VA_ARGS__)
+/* Answer `text` (malloc'd JSON, ownership taken) as is, with one optional
+ * extra header (NULL for none). */
+enum MHD_Result http_json_text(struct req *r, unsigned status, char *text, const char *header, const char *value);
 /* Answer with a prepared MHD response (ownership taken); adds common headers. */
 enum MHD_Result http_send(struct req *r, unsigned status, struct MHD_Response *resp,
                           unsigned long long bytes);

@@ -38,4 +38,8 @@ void taskcache_copy_done(struct taskcache *tc, const char *task_id, const char *
 /* 1 and the stable name when our copy exists. */
 int taskcache_get_stable(struct taskcache *tc, const char *task_id, char *out, size_t cap);
 
+/* What we last wrote to the task store for this task, as a short
+ * fingerprint: 1 when `fp` differs (and is remembered now), 0 when the same. */
+int taskcache_changed(struct taskcache *tc, const char *task_id, const char *fp);
+
 #endif

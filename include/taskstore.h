@@ -74,6 +74,7 @@ struct taskstore_op {
 
 struct taskstore_ops {
     const char *name; /* "sqlite" or "s3" */
+    int async;        /* calls may return TASKSTORE_PENDING (s3); 0: they always finish at once */
     /* Insert or replace the record of op->id. */
     int (*put)(struct taskstore *s, struct taskstore_op *op);
     /* op->text = the record of op->id, or ERR_NOT_FOUND. */

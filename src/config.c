@@ -106,15 +106,15 @@ static const struct cfg_entry entries[] = {
     {"S3_TASKS_PREFIX", CFG_STR, OFF(s3_tasks_prefix), "tasks/", 0, 0, 0,
      "key prefix of the task store in S3 mode: one JSON object per task (outside S3_PREFIX, so the uploads' "
      "lifecycle rule does not delete it)"},
-    {"DAILY_GENERATION_LIMIT", CFG_LONG, OFF(daily_generation_limit), "0", 0, 100000000, 0,
-     "accepted generations per UTC day for the whole server (every instance in S3 mode) at most, then 429 "
-     "daily_limit_reached (0 = no limit)"},
     {"API_TOKEN", CFG_STR, OFF(api_token), NULL, 0, 0, CFG_SECRET,
      "when set, API routes require Authorization: Bearer <API_TOKEN>"},
     {"RATE_LIMIT_GENERATE", CFG_LONG, OFF(rate_limit_generate), "10", 0, 100000, 0,
      "POST /generate per client IP per minute (0 = off)"},
     {"RATE_LIMIT_UPLOAD", CFG_LONG, OFF(rate_limit_upload), "60", 0, 100000, 0,
      "uploads per client IP per minute (0 = off)"},
+    {"DAILY_GENERATION_LIMIT", CFG_LONG, OFF(daily_generation_limit), "0", 0, 100000000, 0,
+     "accepted generations per UTC day for the whole server (every instance in S3 mode) at most, then 429 "
+     "daily_limit_reached (0 = no limit)"},
     {"TRUST_PROXY", CFG_STR, OFF(trust_proxy_name), "0", 0, 0, 0,
      "client IP for rate limits: 0 = socket peer; 1 = last X-Forwarded-For entry (one proxy in front, e.g. "
      "API Gateway); cloudflare = CF-Connecting-IP"},

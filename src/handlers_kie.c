@@ -13,9 +13,13 @@
 #include "results.h"
 #include "storage.h"
 #include "taskcache.h"
+#include "tasklog.h"
+#include "taskstore.h"
 #include "upstream.h"
 #include "validate.h"
 
+#include <openssl/sha.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +32,7 @@
 struct kie_state {
     struct req *r;
     struct upstream_call *call;
-    int is_status;
-    int keep_result;
-    char task_id[129]; /* /status */
+    char task_id[129];
 };
 
 static void kie_state_free(void *p)
@@ -60,8 +62,8 @@ static enum MHD_Result kie_reply(struct req *r)
     if (c->result == ERR_TOO_LARGE)
         t = KIE_UNREACHABLE;
     kie_map(t, c->error, r->app->cfg->kie_timeout_seconds, c->http_status, c->response.data, c->response.len,
-            st->is_status, st->is_status ? "recordInfo" : "createTask", &o);
-    if (st->is_status && kie_unknown_task(&o)) {
+            1, "recordInfo", &o);
+    if (kie_unknown_task(&o)) {
         kie_outcome_free(&o);
         if (taskcache_created_within(r->app->tasks, st->task_id, time(NULL), TASK_NEW_GRACE_SECONDS)) {
             cJSON *j = cJSON_CreateObject();
@@ -77,16 +79,7 @@ static enum MHD_Result kie_reply(struct req *r)
                                                     "time; check the task id from /generate).");
     }
     if (o.status == 200) {
-        if (st->is_status) {
-            results_note_answer(r->app, o.json);
-        } else {
-            cJSON *id = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o.json, "data"), "taskId");
-            if (cJSON_IsString(id) && task_id_valid(id->valuestring)) {
-                taskcache_note_created(r->app->tasks, id->valuestring, time(NULL));
-                if (st->keep_result)
-                    taskcache_set_keep(r->app->tasks, id->valuestring);
-            }
-        }
+        results_note_answer(r->app, o.json);
         ret = http_json(r, 200, o.json);
         o.json = NULL;
     } else {
@@ -98,7 +91,7 @@ static enum MHD_Result kie_reply(struct req *r)
             cJSON_AddStringToObject(kie, "msg", o.kie_msg);
             cJSON_AddItemToObject(extra, "kie", kie);
         }
-        log_warn("request %s: KIE %s failed: HTTP %ld, %s", r->id, st->is_status ? "recordInfo" : "createTask",
+        log_warn("request %s: KIE %s failed: HTTP %ld, %s", r->id, "recordInfo",
                  c->http_status, c->result ? c->error : o.code);
         ret = http_error_extra(r, o.status, o.code, extra, "%s", o.message);
     }
@@ -106,9 +99,8 @@ static enum MHD_Result kie_reply(struct req *r)
     return ret;
 }
 
-/* Start the KIE call described by `c` (ownership taken). */
-static enum MHD_Result kie_call(struct req *r, struct upstream_call *c, int is_status, int keep_result,
-                                const char *task_id)
+/* Start the recordInfo call described by `c` (ownership taken). */
+static enum MHD_Result kie_call(struct req *r, struct upstream_call *c, const char *task_id)
 {
     struct kie_state *st = calloc(1, sizeof *st);
     char auth[1100];
@@ -119,15 +111,12 @@ static enum MHD_Result kie_call(struct req *r, struct upstream_call *c, int is_s
     }
     st->r = r;
     st->call = c;
-    st->is_status = is_status;
-    st->keep_result = keep_result;
     if (task_id)
         snprintf(st->task_id, sizeof st->task_id, "%s", task_id);
     r->state = st;
     r->state_free = kie_state_free;
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", r->app->cfg->kie_api_key);
-    if (upstream_call_header(c, auth) || upstream_call_header(c, "Accept: application/json") ||
-        (!is_status && upstream_call_header(c, "Content-Type: application/json")))
+    if (upstream_call_header(c, auth) || upstream_call_header(c, "Accept: application/json"))
         return http_error(r, 500, "internal_error", "Out of memory.");
     c->done = on_kie_done;
     c->arg = st;
@@ -266,9 +255,13 @@ static int resolve_input(struct req *r, const char *in, const char *field, char 
 }
 
 /* ---- POST /generate ------------------------------------------------------------
- * parse -> resolve every input -> push our own files KIE cannot fetch to KIE's
- * file upload, one after the other (each on the I/O thread, suspended; a file
- * pushed before is reused from app->pushed) -> createTask. */
+ * parse -> resolve every input -> [Idempotency-Key: claim it in the task
+ * store; a replay or conflict is answered here] -> daily cap -> known balance
+ * -> rate limit -> push our own files KIE cannot fetch to KIE's file upload,
+ * one after the other (each on the I/O thread, suspended; a file pushed before
+ * is reused from app->pushed) -> createTask -> record the task -> store the
+ * key's answer -> answer. Store calls that may wait (S3) suspend the request;
+ * the local store answers at once. */
 
 struct gen_state {
     struct req *r;
@@ -277,16 +270,179 @@ struct gen_state {
     const char *push[MAX_INPUT_URLS]; /* stored names still to push (point into g) */
     size_t pushing;                   /* the index being pushed */
     struct upstream_call *call;
+    struct taskstore_op op;           /* the store call in flight */
+    char key[256];                    /* Idempotency-Key, "" when none */
+    char hash[65];                    /* hex SHA-256 of the body */
+    int claimed;                      /* we own the key: release it unless finished */
+    int finished;
+    int admitted;                     /* counted in app->admitting */
+    char *answer;                     /* our answer to a created task */
+    char *record;
 };
+
+/* Give the claimed key up: this request fails (or its client went away), so
+ * a retry with the key may try again. Called before an error is answered, so
+ * the retry never finds the key still taken. */
+static void release_key(struct gen_state *st)
+{
+    struct app *app = st->r->app;
+    struct taskstore_op *op;
+
+    if (!st->claimed || st->finished)
+        return;
+    st->claimed = 0;
+    op = calloc(1, sizeof *op);
+    if (!op)
+        return; /* it goes stale after IDEMPOTENCY_STALE_SECONDS */
+    snprintf(op->key, sizeof op->key, "%s", st->key);
+    op->now = time(NULL);
+    tasklog_detached(app, app->taskstore->ops->release, op);
+}
 
 static void gen_state_free(void *p)
 {
     struct gen_state *st = p;
+    struct app *app;
+
     if (!st)
         return;
+    app = st->r->app;
+    release_key(st);
+    if (st->admitted)
+        atomic_fetch_sub(&app->admitting, 1);
+    taskstore_op_clear(&st->op);
     generate_request_free(&st->g);
     upstream_call_free(st->call);
+    free(st->answer);
+    free(st->record);
     free(st);
+}
+
+/* Run store call `fn` on st->op, then `cont` (see handlers.h). */
+static enum MHD_Result store_step(struct req *r, int (*fn)(struct taskstore *, struct taskstore_op *),
+                                  enum MHD_Result (*cont)(struct req *r))
+{
+    struct gen_state *st = r->state;
+    return handler_store_step(r, &st->op, fn, cont);
+}
+
+static enum MHD_Result store_unavailable(struct req *r)
+{
+    struct gen_state *st = r->state;
+    return http_error_retry(r, 503, "task_store_unavailable", 5,
+                            "The task store could not be read or written (%s); nothing was sent to KIE. "
+                            "Try again in a moment.", st->op.error[0] ? st->op.error : "error");
+}
+
+static enum MHD_Result gen_finished(struct req *r)
+{
+    struct gen_state *st = r->state;
+    char *text = st->answer;
+
+    if (st->op.result)
+        log_warn("request %s: the answer of Idempotency-Key could not be stored: %s", r->id, st->op.error);
+    else
+        st->finished = 1;
+    st->answer = NULL;
+    return http_json_text(r, 200, text, NULL, NULL);
+}
+
+static enum MHD_Result gen_recorded(struct req *r)
+{
+    struct gen_state *st = r->state;
+
+    if (st->op.result)
+        log_warn("request %s: task %s was created but its record could not be stored: %s", r->id, st->op.id,
+                 st->op.error);
+    if (!st->claimed) {
+        char *text = st->answer;
+        st->answer = NULL;
+        return http_json_text(r, 200, text, NULL, NULL);
+    }
+    snprintf(st->op.task_id, sizeof st->op.task_id, "%s", st->op.id);
+    st->op.record = NULL;
+    st->op.answer = st->answer;
+    st->op.answer_status = 200;
+    return store_step(r, r->app->taskstore->ops->finish, gen_finished);
+}
+
+static enum MHD_Result gen_created(struct req *r)
+{
+    struct gen_state *st = r->state;
+    struct upstream_call *c = st->call;
+    struct kie_outcome o;
+    enum kie_transport t = c->result == 0 ? KIE_OK : c->result == ERR_TIMEOUT ? KIE_TIMEOUT : KIE_UNREACHABLE;
+    enum MHD_Result ret;
+    const cJSON *id;
+    char task_id[129] = "";
+    time_t now = time(NULL);
+
+    kie_map(t, c->error, r->app->cfg->kie_timeout_seconds, c->http_status, c->response.data, c->response.len, 0,
+            "createTask", &o);
+    if (o.status != 200) {
+        cJSON *extra = NULL;
+        if (o.kie_code) {
+            cJSON *kie = cJSON_CreateObject();
+            extra = cJSON_CreateObject();
+            cJSON_AddNumberToObject(kie, "code", (double)o.kie_code);
+            cJSON_AddStringToObject(kie, "msg", o.kie_msg);
+            cJSON_AddItemToObject(extra, "kie", kie);
+        }
+        if (o.status == 402)
+            credits_cache_set(r->app->credits, 0, now); /* KIE says so: known too low */
+        log_warn("request %s: KIE createTask failed: HTTP %ld, %s", r->id, c->http_status, c->result ? c->error : o.code);
+        release_key(st);
+        ret = http_error_extra(r, o.status, o.code, extra, "%s", o.message);
+        kie_outcome_free(&o);
+        return ret; /* the key is released by gen_state_free */
+    }
+    id = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o.json, "data"), "taskId");
+    if (cJSON_IsString(id) && task_id_valid(id->valuestring))
+        snprintf(task_id, sizeof task_id, "%s", id->valuestring);
+    st->answer = cJSON_PrintUnformatted(o.json);
+    kie_outcome_free(&o);
+    if (!st->answer)
+        return MHD_NO;
+    if (!task_id[0]) {
+        char *text = st->answer;
+        st->answer = NULL;
+        return http_json_text(r, 200, text, NULL, NULL); /* kie_map only passes a valid taskId; be safe */
+    }
+    taskcache_note_created(r->app->tasks, task_id, now);
+    if (st->g.keep_result)
+        taskcache_set_keep(r->app->tasks, task_id);
+    {
+        const char *sent[MAX_INPUT_URLS];
+        for (size_t i = 0; i < st->g.n_input_urls; i++)
+            sent[i] = st->urls[i];
+        st->record = tasklog_new_record(&st->g, sent, task_id, st->key[0] ? st->key : NULL, st->hash, now);
+    }
+    taskstore_op_clear(&st->op);
+    memset(&st->op, 0, sizeof st->op);
+    snprintf(st->op.id, sizeof st->op.id, "%s", task_id);
+    snprintf(st->op.key, sizeof st->op.key, "%s", st->key);
+    snprintf(st->op.hash, sizeof st->op.hash, "%s", st->hash);
+    if (!st->record)
+        return MHD_NO;
+    st->op.record = st->record;
+    st->op.created = now;
+    st->op.credits = -1;
+    upstream_call_free(st->call);
+    st->call = NULL;
+    if (st->admitted) {
+        /* from now on the store counts it */
+        atomic_fetch_sub(&r->app->admitting, 1);
+        st->admitted = 0;
+    }
+    log_info("request %s: KIE task %s created", r->id, task_id);
+    return store_step(r, r->app->taskstore->ops->put, gen_recorded);
+}
+
+static void on_created(struct upstream_call *c, void *arg)
+{
+    struct gen_state *st = arg;
+    (void)c;
+    http_resume(st->r);
 }
 
 static enum MHD_Result create_task(struct req *r)
@@ -300,7 +456,7 @@ static enum MHD_Result create_task(struct req *r)
     char endpoint[1024];
     char base[512];
     char callback[800];
-    int keep;
+    char auth[1100];
 
     for (size_t i = 0; i < st->g.n_input_urls; i++)
         url_ptrs[i] = st->urls[i];
@@ -318,11 +474,6 @@ static enum MHD_Result create_task(struct req *r)
         in.callback_url = callback;
     }
     text = kie_create_body(&in);
-    keep = st->g.keep_result;
-    /* the state is done with: kie_call keeps its own */
-    gen_state_free(st);
-    r->state = NULL;
-    r->state_free = NULL;
     if (!text)
         return MHD_NO;
     snprintf(endpoint, sizeof endpoint, "%s/api/v1/jobs/createTask", cfg->kie_base_url);
@@ -332,7 +483,21 @@ static enum MHD_Result create_task(struct req *r)
         return MHD_NO;
     }
     upstream_call_body(c, text, strlen(text));
-    return kie_call(r, c, 0, keep, NULL);
+    upstream_call_free(st->call);
+    st->call = c;
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->kie_api_key);
+    if (upstream_call_header(c, auth) || upstream_call_header(c, "Accept: application/json") ||
+        upstream_call_header(c, "Content-Type: application/json"))
+        return http_error(r, 500, "internal_error", "Out of memory.");
+    c->done = on_created;
+    c->arg = st;
+    http_suspend(r, gen_created);
+    if (upstream_submit(r->app->up, c)) {
+        c->result = ERR_UPSTREAM;
+        snprintf(c->error, sizeof c->error, "server shutting down");
+        http_resume(r);
+    }
+    return MHD_YES;
 }
 
 static enum MHD_Result push_next(struct req *r);
@@ -356,6 +521,7 @@ static enum MHD_Result push_done(struct req *r)
                         sizeof code, msg, sizeof msg)) {
         log_warn("request %s: KIE file upload of %s failed: HTTP %ld, %s", r->id, st->push[i], st->call->http_status,
                  st->call->result ? st->call->error : code);
+        release_key(st);
         return http_error(r, status, code, "%s", msg);
     }
     log_info("request %s: %s pushed to KIE's file upload", r->id, st->push[i]);
@@ -410,8 +576,11 @@ static enum MHD_Result push_next(struct req *r)
             continue;
         }
         data = read_stored(r->app->store, st->push[i], &len);
-        if (!data)
+        if (!data) {
+            release_key(st);
             return http_error(r, 400, "invalid_input_url", "%s could not be read on this server.", st->push[i]);
+        }
+        upstream_call_free(st->call);
         st->call = kieupload_call(cfg->kie_upload_base_url, cfg->kie_api_key, st->push[i],
                                   image_mime(stored_name_check(st->push[i])), data, len,
                                   cfg->kie_timeout_seconds * 1000);
@@ -432,11 +601,119 @@ static enum MHD_Result push_next(struct req *r)
     return create_task(r);
 }
 
+/* The balance is known to be too low for one image: 402 before calling KIE. */
+static int too_poor(struct req *r, enum MHD_Result *answered)
+{
+    struct gen_state *st = r->state;
+    double balance;
+    double price = tasklog_list_price(st->g.resolution);
+
+    if (!credits_cache_get(r->app->credits, time(NULL), CREDITS_CACHE_SECONDS, &balance, NULL) || balance >= price)
+        return 0;
+    release_key(st);
+    *answered = http_error(r, 402, "insufficient_credits",
+                           "Your KIE balance is %g credits; one image at %s costs about %g. Top up at "
+                           "https://kie.ai/billing (nothing was sent to KIE).", balance, st->g.resolution, price);
+    return 1;
+}
+
+static enum MHD_Result gen_admit_rest(struct req *r)
+{
+    struct gen_state *st = r->state;
+    enum MHD_Result answered = MHD_NO;
+
+    if (too_poor(r, &answered))
+        return answered;
+    /* valid and bound for KIE: only now does it count against the rate limit */
+    if (http_rate_limit(r, r->app->rl_generate, &answered)) {
+        release_key(st); /* (the 429 is queued, not sent yet) */
+        return answered;
+    }
+    atomic_fetch_add(&r->app->admitting, 1);
+    st->admitted = 1;
+    return push_next(r);
+}
+
+static enum MHD_Result gen_counted(struct req *r)
+{
+    struct gen_state *st = r->state;
+    long limit = r->app->cfg->daily_generation_limit;
+    time_t now = time(NULL);
+    time_t reset = tasklog_day_start(now) + 86400;
+
+    if (st->op.result) {
+        release_key(st);
+        return store_unavailable(r);
+    }
+    if (st->op.count + atomic_load(&r->app->admitting) >= limit) {
+        char when[32];
+        struct tm tm;
+        cJSON *extra = cJSON_CreateObject();
+        gmtime_r(&reset, &tm);
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        if (extra)
+            cJSON_AddStringToObject(extra, "resets_at", when);
+        release_key(st);
+        return http_error_retry_extra(r, 429, "daily_limit_reached", (long)(reset - now), extra,
+                                      "This server's limit of %ld generations per day (DAILY_GENERATION_LIMIT) is "
+                                      "reached; it resets at %s (midnight UTC).", limit, when);
+    }
+    return gen_admit_rest(r);
+}
+
+static enum MHD_Result gen_admit(struct req *r)
+{
+    struct gen_state *st = r->state;
+
+    if (r->app->cfg->daily_generation_limit <= 0)
+        return gen_admit_rest(r);
+    taskstore_op_clear(&st->op);
+    st->op.since = tasklog_day_start(time(NULL));
+    return store_step(r, r->app->taskstore->ops->count, gen_counted);
+}
+
+static enum MHD_Result gen_claimed(struct req *r)
+{
+    struct gen_state *st = r->state;
+    char *text;
+
+    switch (st->op.result) {
+    case TS_CLAIMED:
+        st->claimed = 1;
+        return gen_admit(r);
+    case TS_REPLAY:
+        text = st->op.text;
+        st->op.text = NULL;
+        log_info("request %s: Idempotency-Key replayed (no KIE call)", r->id);
+        return http_json_text(r, (unsigned)(st->op.answer_status ? st->op.answer_status : 200), text,
+                              "Idempotent-Replayed", "true");
+    case TS_MISMATCH:
+        return http_error(r, 422, "idempotency_key_reused",
+                          "This Idempotency-Key was used with a different request body in the last 24 hours: use "
+                          "a new key for a new request.");
+    case TS_BUSY:
+        return http_error_retry(r, 409, "request_in_progress", 1,
+                                "A request with this Idempotency-Key is still being processed: retry in a moment "
+                                "to get its answer.");
+    default:
+        return store_unavailable(r);
+    }
+}
+
+static void hex_sha256(const char *data, size_t len, char out[65])
+{
+    unsigned char d[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)data, len, d);
+    for (size_t i = 0; i < sizeof d; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
 enum MHD_Result h_generate(struct req *r)
 {
     const struct config *cfg = r->app->cfg;
     enum MHD_Result answered = MHD_NO;
     struct gen_state *st;
+    const char *key = http_header(r, "Idempotency-Key");
     char code[48];
     char msg[512];
 
@@ -448,16 +725,22 @@ enum MHD_Result h_generate(struct req *r)
     st->r = r;
     r->state = st;
     r->state_free = gen_state_free;
+    if (key && !taskstore_key_valid(key))
+        return http_error(r, 400, "invalid_idempotency_key",
+                          "Idempotency-Key must be 1-255 printable ASCII characters (e.g. a UUID).");
     if (generate_parse(buf_str(&r->body), r->body.len, &st->g, code, sizeof code, msg, sizeof msg))
         return http_error(r, 400, code, "%s", msg);
     for (size_t i = 0; i < st->g.n_input_urls; i++)
         if (resolve_input(r, st->g.input_urls[i], st->g.n_input_urls > 1 ? "an input_urls entry" : "input_url",
                           st->urls[i], sizeof st->urls[i], &st->push[i], &answered))
             return answered;
-    /* valid and bound for KIE: only now does it count against the limit */
-    if (http_rate_limit(r, r->app->rl_generate, &answered))
-        return answered;
-    return push_next(r);
+    hex_sha256(buf_str(&r->body), r->body.len, st->hash);
+    if (!key)
+        return gen_admit(r);
+    snprintf(st->key, sizeof st->key, "%s", key);
+    snprintf(st->op.key, sizeof st->op.key, "%s", key);
+    snprintf(st->op.hash, sizeof st->op.hash, "%s", st->hash);
+    return store_step(r, r->app->taskstore->ops->claim, gen_claimed);
 }
 
 enum MHD_Result h_status(struct req *r)
@@ -490,5 +773,5 @@ enum MHD_Result h_status(struct req *r)
     c = upstream_call_new("GET", endpoint, cfg->kie_timeout_seconds * 1000, MAX_UPSTREAM_RESPONSE);
     if (!c)
         return MHD_NO;
-    return kie_call(r, c, 1, 0, id);
+    return kie_call(r, c, id);
 }

@@ -224,20 +224,21 @@ enum MHD_Result http_error_extra(struct req *r, unsigned status, const char *cod
     return http_json(r, status, root);
 }
 
-enum MHD_Result http_error_retry(struct req *r, unsigned status, const char *code, long retry_after,
-                                 const char *fmt, ...)
+enum MHD_Result http_error_retry_extra(struct req *r, unsigned status, const char *code, long retry_after,
+                                       cJSON *extra, const char *fmt, ...)
 {
     char msg[1024];
     char secs[24];
     va_list ap;
     cJSON *root;
-    cJSON *extra = cJSON_CreateObject();
     struct MHD_Response *resp;
     char *text;
 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (!extra)
+        extra = cJSON_CreateObject();
     if (extra)
         cJSON_AddNumberToObject(extra, "retry_after", (double)retry_after);
     root = error_body(r, code, extra, msg);
@@ -257,6 +258,22 @@ enum MHD_Result http_error_retry(struct req *r, unsigned status, const char *cod
     if (status >= 500)
         log_warn("request %s: %u %s: %s", r->id, status, code, msg);
     return http_send(r, status, resp, strlen(text));
+}
+
+enum MHD_Result http_json_text(struct req *r, unsigned status, char *text, const char *header, const char *value)
+{
+    size_t len = strlen(text);
+    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(len, text, free);
+
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (header)
+        MHD_add_response_header(resp, header, value);
+    return http_send(r, status, resp, len);
 }
 
 enum MHD_Result http_redirect(struct req *r, const char *location)

@@ -18,6 +18,8 @@
 #include "storage.h"
 #include "sweeper.h"
 #include "taskcache.h"
+#include "tasklog.h"
+#include "taskstore.h"
 #include "upstream.h"
 
 #include <cjson/cJSON.h>
@@ -259,9 +261,16 @@ static int cmd_serve(void)
         strncmp(cfg.s3_results_prefix, cfg.s3_prefix, strlen(cfg.s3_prefix)) == 0)
         log_warn("S3_RESULTS_PREFIX (%s) is inside S3_PREFIX (%s): a lifecycle rule that expires uploads will "
                  "expire kept results too", cfg.s3_results_prefix, cfg.s3_prefix);
+    app.taskstore = taskstore_open(&cfg, app.up, err, sizeof err);
+    if (!app.taskstore) {
+        log_error("task store: %s", err);
+        fprintf(stderr, "product-photo-api: %s\n", err);
+        goto out;
+    }
     app.tasks = taskcache_new(TASK_CACHE_SIZE);
     app.pushed = kieupload_new(PUSHED_CACHE_SIZE);
-    if (!app.tasks || !app.pushed || make_callback_secret(&app)) {
+    app.credits = credits_cache_new();
+    if (!app.tasks || !app.pushed || !app.credits || make_callback_secret(&app)) {
         log_error("out of memory or no randomness");
         goto out;
     }
@@ -328,6 +337,8 @@ out:
     if (ls != MHD_INVALID_SOCKET)
         close(ls);
     storage_close(app.store);
+    taskstore_close(app.taskstore);
+    credits_cache_free(app.credits);
     ratelimit_free(app.rl_generate);
     ratelimit_free(app.rl_upload);
     taskcache_free(app.tasks);

@@ -8,6 +8,7 @@
 #include "spool.h"
 #include "storage.h"
 #include "taskcache.h"
+#include "tasklog.h"
 #include "upstream.h"
 #include "validate.h"
 
@@ -51,8 +52,14 @@ static void job_finish(struct keep_job *j)
     if (j->spool[0] && !(j->out.ok && store->ops->keeps_spool))
         unlink(j->spool);
     taskcache_copy_done(j->app->tasks, j->task_id, j->out.ok ? j->out.stable_name : NULL);
-    if (j->out.ok)
+    if (j->out.ok) {
+        char base[512];
+        char url[1024];
         log_info("results: kept task %s as %s", j->task_id, j->out.stable_name);
+        app_public_base_url(j->app, base, sizeof base);
+        snprintf(url, sizeof url, "%s/results/%s", base, j->task_id);
+        tasklog_note_stable(j->app, j->task_id, url);
+    }
     else
         log_warn("results: could not keep task %s: %s", j->task_id, j->out.message);
     if (j->done)
@@ -229,4 +236,5 @@ void results_note_answer(struct app *app, cJSON *answer)
         cJSON_DeleteItemFromObjectCaseSensitive(data, "stable_url");
         cJSON_AddStringToObject(data, "stable_url", url);
     }
+    tasklog_note_answer(app, answer);
 }

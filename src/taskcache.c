@@ -13,6 +13,7 @@ struct entry {
     int keep;
     int copying;
     time_t created; /* by this server; 0 = unknown */
+    char fp[72];    /* taskcache_changed */
     unsigned long long touched;
 };
 
@@ -188,3 +189,18 @@ int taskcache_created_within(struct taskcache *tc, const char *task_id, time_t n
     return recent;
 }
 
+
+int taskcache_changed(struct taskcache *tc, const char *task_id, const char *fp)
+{
+    struct entry *e;
+    int changed = 1;
+
+    pthread_mutex_lock(&tc->lock);
+    e = lookup(tc, task_id, 1);
+    if (e) {
+        changed = strncmp(e->fp, fp, sizeof e->fp - 1) != 0;
+        snprintf(e->fp, sizeof e->fp, "%s", fp);
+    }
+    pthread_mutex_unlock(&tc->lock);
+    return changed;
+}

@@ -311,9 +311,13 @@ def wait_task(port, task, until=finished, timeout=20):
     return wait_for(poll, timeout=timeout)
 
 
+TASK_STORE_FILES = ("tasks.db", "tasks.db-wal", "tasks.db-shm")  # the local task store (SQLite, WAL)
+
+
 def list_uploads(srv):
-    """Files (stored or spooled) in UPLOAD_DIR; the results/ directory is not an upload."""
-    return sorted(f for f in os.listdir(srv.upload_dir) if os.path.isfile(os.path.join(srv.upload_dir, f)))
+    """Files (stored or spooled) in UPLOAD_DIR; the results/ directory and the task store are not uploads."""
+    return sorted(f for f in os.listdir(srv.upload_dir)
+                  if os.path.isfile(os.path.join(srv.upload_dir, f)) and f not in TASK_STORE_FILES)
 
 
 def urlquote(s):
