@@ -135,16 +135,19 @@
     }
   }
   function parseJson(text) { try { return text ? JSON.parse(text) : null; } catch (e) { return null; } }
-  function errorFrom(status, body, text, retryHeader) {
+  function errorFrom(status, body, text, retryHeader, quiet401) {
     const e = body && typeof body.error === 'object' && body.error ? body.error : null;
     const msg = (e && e.message) || (body && (body.msg || body.message)) ||
       (text && !body ? String(text).slice(0, 300) : '') || ('HTTP ' + status);
-    if (status === 401) onUnauthorized();
+    if (status === 401 && !quiet401) onUnauthorized();
     return new ApiError(status, e && e.code, msg, e && e.request_id, (e && e.retry_after) || retryHeader, e && e.resets_at);
   }
-  /* {body, headers} of a 2xx JSON answer; an ApiError otherwise (status 0: no answer). */
+  /* {body, headers} of a 2xx JSON answer; an ApiError otherwise (status 0: no answer). A background read
+   * (opts.background: the task list, the balance) does not ask for the token again on a 401. */
   async function apiFull(path, opts) {
     const o = Object.assign({ cache: 'no-store' }, opts || {});
+    const background = o.background === true;
+    delete o.background;
     o.headers = Object.assign({}, o.headers || {}, authHeaders());
     let res;
     try { res = await fetch(path, o); } catch (e) {
@@ -152,7 +155,7 @@
     }
     const text = await res.text().catch(() => '');
     const body = parseJson(text);
-    if (!res.ok) throw errorFrom(res.status, body, text, res.headers.get('Retry-After'));
+    if (!res.ok) throw errorFrom(res.status, body, text, res.headers.get('Retry-After'), background);
     return { body, headers: res.headers };
   }
   async function api(path, opts) { return (await apiFull(path, opts)).body; }
@@ -450,6 +453,8 @@
       $('upload-box').className = 'upload done';
       updateGenerate();
       showStoredPreview(answer.url, seq);
+      if (historySource !== 'server') loadHistory();
+      if (!credits) loadCredits();
     } catch (e) {
       if (seq !== uploadSeq || e === CANCELLED) return;
       uploadFailed();
@@ -580,7 +585,12 @@
     $('prompt').setAttribute('aria-invalid', ok ? 'false' : 'true');
     updateGenerate();
   }
-  function inFlight() { return tasks.some((t) => !FINAL.has(t.state)); }
+  /* A task of this browser is still running (the server's list also has other browsers' tasks: those do not
+   * make the button ask twice). */
+  function inFlight() { return tasks.some((t) => mine(t) && !FINAL.has(t.state)); }
+  /* Started in this browser: tasks that came only from the server's list have here === false (entries an
+   * older page version stored have no flag: they were all this browser's). */
+  function mine(t) { return t.here !== false; }
   /* Generate is off from the click until the task id arrives. While a task runs, the button first offers
    * "New generation"; only the next click starts (and pays for) another task, so a repeated click cannot. */
   function updateGenerate() {
@@ -664,8 +674,9 @@
       const now = Date.now();
       const task = getTask(id) || {
         id, input: upload.url, photo: upload.photo || '', prompt: v, aspect: req.aspect_ratio, resolution: req.resolution,
-        state: 'waiting', created: now, updated: now, results: [], failMsg: '', note: '',
+        state: 'waiting', created: now, updated: now, results: [], failMsg: '', note: '', here: true,
       };
+      task.here = true;
       tasks = [task].concat(tasks.filter((t) => t.id !== id)).slice(0, MAX_TASKS);
       startedHere.add(id);
       saveTasks();
@@ -711,7 +722,7 @@
       state: state === 'unknown' ? 'waiting' : state, created, updated,
       results: state === 'success' ? (stable ? [stable].concat(urls.slice(1)) : urls) : [],
       credits: Number.isFinite(r.credits) ? r.credits : null,
-      failMsg: r.fail_message || '', failCode: r.fail_code ? String(r.fail_code) : '', note: '',
+      failMsg: r.fail_message || '', failCode: r.fail_code ? String(r.fail_code) : '', note: '', here: false,
     };
     if (FINAL.has(t.state)) {
       t.finished = updated;
@@ -726,17 +737,18 @@
     const cleared = clearedBefore();
     const local = new Map(tasks.map((t) => [t.id, t]));
     const list = records.map(fromRecord).filter((t) => t && t.created > cleared).map((srv) => {
-      const mine = local.get(srv.id);
-      if (!mine) return srv;
-      const keep = FINAL.has(mine.state) && !FINAL.has(srv.state);
+      const known = local.get(srv.id);
+      if (!known) return srv;
+      const keep = FINAL.has(known.state) && !FINAL.has(srv.state);
       const merged = Object.assign({}, srv, keep ? {
-        state: mine.state, results: mine.results, failMsg: mine.failMsg, failCode: mine.failCode,
-        finished: mine.finished, took: mine.took,
+        state: known.state, results: known.results, failMsg: known.failMsg, failCode: known.failCode,
+        finished: known.finished, took: known.took,
       } : {});
-      merged.photo = mine.photo || '';
-      merged.input = mine.input || srv.input;
-      if (!merged.results.length && mine.results && mine.results.length) merged.results = mine.results;
-      if (merged.credits === null && Number.isFinite(mine.credits)) merged.credits = mine.credits;
+      merged.photo = known.photo || '';
+      merged.here = known.here !== false;
+      merged.input = known.input || srv.input;
+      if (!merged.results.length && known.results && known.results.length) merged.results = known.results;
+      if (merged.credits === null && Number.isFinite(known.credits)) merged.credits = known.credits;
       return merged;
     });
     const listed = new Set(list.map((t) => t.id));
@@ -749,7 +761,7 @@
     if (cfg.auth_required && !token()) return;
     let body;
     try {
-      body = await api('/tasks?limit=' + MAX_TASKS);
+      body = await api('/tasks?limit=' + MAX_TASKS, { background: true });
     } catch (e) {
       historySource = 'local';
       renderRecent();
@@ -760,7 +772,7 @@
     tasks = mergeServer(body.tasks);
     saveTasks();
     if (!getTask(currentId)) currentId = null;
-    if (!currentId && tasks.length) currentId = tasks[0].id;
+    if (!currentId) currentId = (tasks.find(mine) || {}).id || null;   /* another browser's: shown when clicked */
     renderTask();
     renderRecent();
     updateGenerate();
@@ -818,7 +830,7 @@
   async function loadCredits() {
     if (cfg.auth_required && !token()) return null;
     let r;
-    try { r = await apiFull('/credits'); } catch (e) { credits = null; renderCredits(); return null; }
+    try { r = await apiFull('/credits', { background: true }); } catch (e) { credits = null; renderCredits(); return null; }
     credits = r.body && typeof r.body === 'object' ? r.body : null;
     renderCredits();
     return r;
@@ -1122,7 +1134,8 @@
     wire();
     updatePromptMeta();
     renderRecent();
-    if (tasks.length) showTask(tasks[0].id, false);
+    const last = tasks.find(mine);
+    if (last) showTask(last.id, false);
     try { await loadConfig(); } finally { cfgLoaded = true; configLoaded(); }
     updateGenerate();
     loadCredits();
