@@ -17,12 +17,13 @@ RUN apt-get update && apt-get install -y --no-install-recommends make \
 FROM debian:bookworm-slim AS runtime
 # Runtime libraries only. libvips42 is the image pipeline (it brings libheif1 with
 # its HEVC and AV1 decoders for HEIC/AVIF uploads); the server blocks every libvips
-# loader but JPEG, PNG, WEBP, HEIF and TIFF at start-up.
+# loader but JPEG, PNG, WEBP, HEIF and TIFF at start-up. libsqlite3-0 is the local
+# task store (UPLOAD_DIR/tasks.db).
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libmicrohttpd12 libcurl4 libcjson1 libuuid1 libssl3 zlib1g ca-certificates \
-      libvips42 \
+      libvips42 libsqlite3-0 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin app \
  && mkdir -p /app/uploads \

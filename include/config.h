@@ -31,6 +31,7 @@ struct config {
     long max_connections;
     long per_ip_connections;
     long connection_timeout;
+    long upload_timeout;
     int allow_private_input_urls;
     char *log_format; /* "text" or "json" */
     char *log_level;
@@ -60,6 +61,8 @@ struct config {
     char *s3_prefix;
     char *s3_results_prefix;
     char *s3_tasks_prefix;
+    char *task_store_name;        /* TASK_STORE */
+    int task_store;               /* 1 = auto, 0 = off */
     long daily_generation_limit;
     /* access control and limits */
     char *api_token; /* secret */

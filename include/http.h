@@ -48,13 +48,15 @@ struct req {
     const struct route *route;
     const char *method;
     const char *path;       /* MHD's decoded path; valid for the request */
+    const char *version;    /* "HTTP/1.1"; valid for the request */
     char param[256];        /* the {param} segment, if the route has one */
     char id[37];            /* request id (UUID) */
     char client_ip[64];
     double start_ms;
     int is_head;
+    int close;              /* answer with Connection: close (malformed framing, early error) */
+    unsigned long long body_bytes; /* multipart body bytes seen */
     struct buf body;        /* ROUTE_JSON_BODY / ROUTE_RAW_BODY */
-    int body_too_large;
     struct upload *upload;  /* ROUTE_MULTIPART */
     /* async: a handler suspends, work finishes on another thread, then
      * `cont` runs on an MHD thread to answer */

@@ -24,6 +24,8 @@ int upload_finish(struct upload *u);
 /* The error to answer: HTTP status, code, message. */
 void upload_error(const struct upload *u, unsigned *status, const char **code, const char **msg);
 
+/* 1 once the upload has failed (the answer is known before the body ends). */
+int upload_failed(const struct upload *u);
 int upload_fd(const struct upload *u);
 const char *upload_spool_path(const struct upload *u);
 enum image_type upload_type(const struct upload *u);

@@ -61,6 +61,9 @@ static const struct cfg_entry entries[] = {
      "open connections per client IP (0 = no limit; default 0 with TRUST_PROXY set)"},
     {"CONNECTION_TIMEOUT", CFG_LONG, OFF(connection_timeout), "30", 0, 3600, 0,
      "seconds of inactivity before a connection is closed"},
+    {"UPLOAD_TIMEOUT", CFG_LONG, OFF(upload_timeout), "120", 0, 86400, 0,
+     "seconds a whole request body (an upload) may take, however steadily it trickles in; then the connection is "
+     "closed (0 = no limit)"},
     {"ALLOW_PRIVATE_INPUT_URLS", CFG_BOOL, OFF(allow_private_input_urls), "0", 0, 0, 0,
      "1 lets /generate send KIE localhost/private URLs (tests, simulator)"},
     {"LOG_FORMAT", CFG_STR, OFF(log_format), "text", 0, 0, 0, "text, or json for one JSON object per line"},
@@ -103,6 +106,9 @@ static const struct cfg_entry entries[] = {
     {"S3_PREFIX", CFG_STR, OFF(s3_prefix), "uploads/", 0, 0, 0, "key prefix for uploaded objects"},
     {"S3_RESULTS_PREFIX", CFG_STR, OFF(s3_results_prefix), "results/", 0, 0, 0,
      "key prefix for kept results (outside S3_PREFIX, so a lifecycle rule can expire uploads alone)"},
+    {"TASK_STORE", CFG_STR, OFF(task_store_name), "auto", 0, 0, 0,
+     "auto = remember this server's tasks (UPLOAD_DIR/tasks.db, or S3_TASKS_PREFIX in S3 mode) for /tasks, "
+     "Idempotency-Key, /credits and DAILY_GENERATION_LIMIT; off = remember nothing"},
     {"S3_TASKS_PREFIX", CFG_STR, OFF(s3_tasks_prefix), "tasks/", 0, 0, 0,
      "key prefix of the task store in S3 mode: one JSON object per task (outside S3_PREFIX, so the uploads' "
      "lifecycle rule does not delete it)"},
@@ -431,6 +437,14 @@ int config_load(struct config *c, const char *dotenv_path, const char *(*lookup_
         c->kie_upload = KIE_UPLOAD_NEVER;
     else
         ADD_ERR("KIE_UPLOAD must be auto, always or never (got \"%.40s\")\n", c->kie_upload_name);
+    if (strcmp(c->task_store_name, "auto") == 0)
+        c->task_store = 1;
+    else if (strcmp(c->task_store_name, "off") == 0)
+        c->task_store = 0;
+    else
+        ADD_ERR("TASK_STORE must be auto or off (got \"%.40s\")\n", c->task_store_name);
+    if (!c->task_store && c->daily_generation_limit > 0)
+        ADD_ERR("DAILY_GENERATION_LIMIT needs the task store (it counts from it): unset it or set TASK_STORE=auto\n");
     if (strcmp(c->log_format, "text") != 0 && strcmp(c->log_format, "json") != 0)
         ADD_ERR("LOG_FORMAT must be text or json\n");
     {

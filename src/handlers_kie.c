@@ -417,6 +417,12 @@ static enum MHD_Result gen_created(struct req *r)
             sent[i] = st->urls[i];
         st->record = tasklog_new_record(&st->g, sent, task_id, st->key[0] ? st->key : NULL, st->hash, now);
     }
+    if (!r->app->taskstore) { /* TASK_STORE=off */
+        char *text = st->answer;
+        st->answer = NULL;
+        log_info("request %s: KIE task %s created", r->id, task_id);
+        return http_json_text(r, 200, text, NULL, NULL);
+    }
     taskstore_op_clear(&st->op);
     memset(&st->op, 0, sizeof st->op);
     snprintf(st->op.id, sizeof st->op.id, "%s", task_id);
@@ -737,6 +743,10 @@ enum MHD_Result h_generate(struct req *r)
     hex_sha256(buf_str(&r->body), r->body.len, st->hash);
     if (!key)
         return gen_admit(r);
+    if (!r->app->taskstore)
+        return http_error(r, 503, "task_store_off",
+                          "This server keeps no task store (TASK_STORE=off), so it cannot honour Idempotency-Key: "
+                          "send the request without it, or set TASK_STORE=auto.");
     snprintf(st->key, sizeof st->key, "%s", key);
     snprintf(st->op.key, sizeof st->op.key, "%s", key);
     snprintf(st->op.hash, sizeof st->op.hash, "%s", st->hash);

@@ -55,6 +55,12 @@ static void iso(time_t t, char *out, size_t cap)
     strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+static enum MHD_Result store_off(struct req *r)
+{
+    return http_error(r, 503, "task_store_off",
+                      "This server keeps no task history (TASK_STORE=off); set TASK_STORE=auto to have one.");
+}
+
 static enum MHD_Result store_error(struct req *r, const struct taskstore_op *op)
 {
     return http_error_retry(r, 503, "task_store_unavailable", 5, "The task store could not be read (%s).",
@@ -136,6 +142,8 @@ enum MHD_Result h_tasks(struct req *r)
         return http_error(r, 400, "invalid_limit", "limit must be a whole number from 1 to %d.", TASKSTORE_LIST_MAX);
     if (before && *before && !cursor_valid(before))
         return http_error(r, 400, "invalid_cursor", "before must be the `next` value of a previous /tasks page.");
+    if (!r->app->taskstore)
+        return store_off(r);
     st = tasks_state(r);
     if (!st)
         return MHD_NO;
@@ -165,6 +173,8 @@ enum MHD_Result h_task(struct req *r)
 
     if (!task_id_valid(r->param))
         return http_error(r, 400, "invalid_task_id", "A task id is 1-128 letters, digits, '_', '-' or '.'.");
+    if (!r->app->taskstore)
+        return store_off(r);
     st = tasks_state(r);
     if (!st)
         return MHD_NO;
@@ -257,9 +267,15 @@ static enum MHD_Result credits_reply(struct req *r)
     cJSON_AddItemToObject(j, "price", price);
     cJSON_AddItemToObject(j, "price_source", source);
     cJSON_AddItemToObject(j, "images_left", left);
-    cJSON_AddNumberToObject(j, "spent_today", st->spent_today);
-    cJSON_AddNumberToObject(j, "spent_total", st->spent_total);
-    cJSON_AddNumberToObject(j, "generations_today", (double)st->count);
+    if (r->app->taskstore) {
+        cJSON_AddNumberToObject(j, "spent_today", st->spent_today);
+        cJSON_AddNumberToObject(j, "spent_total", st->spent_total);
+        cJSON_AddNumberToObject(j, "generations_today", (double)st->count);
+    } else { /* TASK_STORE=off: nothing remembered */
+        cJSON_AddNullToObject(j, "spent_today");
+        cJSON_AddNullToObject(j, "spent_total");
+        cJSON_AddNullToObject(j, "generations_today");
+    }
     cJSON_AddNumberToObject(j, "daily_limit", (double)limit);
     iso(tasklog_day_start(now) + 86400, when, sizeof when);
     cJSON_AddStringToObject(j, "daily_limit_resets_at", when);
@@ -285,6 +301,8 @@ static enum MHD_Result credits_count(struct req *r)
 {
     struct credits_state *st = r->state;
     memset(&st->op, 0, sizeof st->op);
+    if (!r->app->taskstore)
+        return credits_reply(r);
     st->op.since = tasklog_day_start(time(NULL));
     return handler_store_step(r, &st->op, r->app->taskstore->ops->count, credits_counted);
 }

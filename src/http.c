@@ -135,9 +135,12 @@ void http_add_common_headers(struct req *r, struct MHD_Response *resp)
     MHD_add_response_header(resp, "X-Request-Id", r->id);
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    if (r->close)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (allow) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", allow);
-        MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After");
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                                "X-Request-Id, Retry-After, Idempotent-Replayed");
         if (strcmp(allow, "*") != 0)
             MHD_add_response_header(resp, "Vary", "Origin");
     }
@@ -462,7 +465,7 @@ static enum MHD_Result preflight(struct req *r, const char *allow)
         return MHD_NO;
     if (cors_allow(r, http_header(r, "Origin"))) {
         MHD_add_response_header(resp, "Access-Control-Allow-Methods", allow);
-        MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key");
         MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
     }
     MHD_add_response_header(resp, "Allow", allow);
@@ -483,6 +486,68 @@ int http_rate_limit(struct req *r, struct ratelimit *rl, enum MHD_Result *answer
     return 1;
 }
 
+/* ---- request framing: what libmicrohttpd 0.9.75 lets through ----------------
+ * A header name must be an RFC 9110 token (no space before the colon: a proxy
+ * may read "Content-Length : 41" as the length, we would not); at most one
+ * Content-Length; Transfer-Encoding only "chunked" and never together with a
+ * Content-Length. Anything else is a request-smuggling primitive: 400, close. */
+
+struct framing {
+    int n_length;
+    int n_te;
+    int te_chunked;
+    const char *bad_name;
+};
+
+static int is_tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    struct framing *f = cls;
+    (void)kind;
+    for (const char *p = key; *p; p++)
+        if (!is_tchar((unsigned char)*p)) {
+            f->bad_name = key;
+            return MHD_YES;
+        }
+    if (!*key)
+        f->bad_name = key;
+    if (strcasecmp(key, "Content-Length") == 0)
+        f->n_length++;
+    if (strcasecmp(key, "Transfer-Encoding") == 0) {
+        f->n_te++;
+        f->te_chunked = value && strcasecmp(value, "chunked") == 0;
+    }
+    return MHD_YES;
+}
+
+/* NULL when the framing is sound, else why not. */
+static const char *framing_problem(struct req *r)
+{
+    struct framing f;
+
+    memset(&f, 0, sizeof f);
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, framing_header, &f);
+    if (f.bad_name)
+        return "a header name is not a token (a space before the colon?)";
+    /* (checked here, not with MHD_OPTION_STRICT_FOR_CLIENT: 0.9.75's own 400
+     * repeats its header block) */
+    if (!MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST) && r->version &&
+        strcmp(r->version, MHD_HTTP_VERSION_1_0) != 0)
+        return "HTTP/1.1 without Host";
+    if (f.n_length > 1)
+        return "more than one Content-Length";
+    if (f.n_te > 1 || (f.n_te && !f.te_chunked))
+        return "Transfer-Encoding other than chunked";
+    if (f.n_te && f.n_length)
+        return "both Content-Length and Transfer-Encoding";
+    return NULL;
+}
+
 /* Central checks on the first callback (headers only). Returns MHD_YES to go
  * on reading the body, or the result of queueing an early answer. *answered
  * tells which. */
@@ -496,6 +561,14 @@ static enum MHD_Result first_call(struct req *r, int *answered)
     int path_known;
 
     *answered = 1;
+    {
+        const char *why = framing_problem(r);
+        if (why) {
+            r->close = 1;
+            log_warn("request %s: malformed framing from %s: %s", r->id, r->client_ip, why);
+            return http_error(r, 400, "bad_request", "Malformed request: %s.", why);
+        }
+    }
     if (cl) {
         long v;
         if (config_parse_long(cl, 0, 0x7fffffffffffffffL, &v) == 0) {
@@ -590,7 +663,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     struct app *app = cls;
     struct req *r = *req_cls;
-    (void)version;
 
     if (!r) {
         int answered;
@@ -605,6 +677,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         r->method = method;
         r->path = url;
+        r->version = version;
         r->start_ms = now_ms();
         r->is_head = strcmp(method, "HEAD") == 0;
         request_id(r->id);
@@ -620,18 +693,50 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (r->status)
         return MHD_YES; /* already answered (early), drain */
+    if (*upload_data_size && r->app->cfg->upload_timeout > 0 &&
+        now_ms() - r->start_ms > (double)r->app->cfg->upload_timeout * 1000.0) {
+        /* a trickle: the whole body gets UPLOAD_TIMEOUT, not one per read.
+         * libmicrohttpd 0.9.75 cannot answer in the middle of a body
+         * (MHD_queue_response needs the headers or the whole request), so
+         * the connection is closed */
+        log_warn("request %s: body from %s still arriving after UPLOAD_TIMEOUT (%ld s): closing", r->id,
+                 r->client_ip, r->app->cfg->upload_timeout);
+        r->status = 408;
+        return MHD_NO;
+    }
     if (*upload_data_size) {
         if (r->upload) {
+            unsigned long long framing_max = (unsigned long long)r->app->cfg->max_upload_bytes + 16384;
+            unsigned status = 0;
+            const char *code;
+            const char *msg;
+            r->body_bytes += *upload_data_size;
             upload_feed(r->upload, upload_data, *upload_data_size);
-        } else if (r->route && (r->route->flags & (ROUTE_JSON_BODY | ROUTE_RAW_BODY)) && !r->body_too_large) {
-            if (buf_append(&r->body, upload_data, *upload_data_size))
-                r->body_too_large = 1;
+            *upload_data_size = 0;
+            if (upload_failed(r->upload))
+                upload_error(r->upload, &status, &code, &msg);
+            if (r->body_bytes > framing_max || (upload_failed(r->upload) && status == 413)) {
+                /* over the limit without a Content-Length saying so (chunked):
+                 * stop reading now rather than drain the rest; with a
+                 * Content-Length the 413 was answered from the headers */
+                log_warn("request %s: body from %s over MAX_UPLOAD_BYTES (%ld) while streaming: closing", r->id,
+                         r->client_ip, r->app->cfg->max_upload_bytes);
+                r->status = 413;
+                return MHD_NO;
+            }
+            return MHD_YES;
+        } else if (r->route && (r->route->flags & (ROUTE_JSON_BODY | ROUTE_RAW_BODY))) {
+            if (buf_append(&r->body, upload_data, *upload_data_size)) {
+                /* chunked past MAX_JSON_BODY (a Content-Length was checked up front) */
+                log_warn("request %s: body from %s over %d bytes while streaming: closing", r->id, r->client_ip,
+                         MAX_JSON_BODY);
+                r->status = 413;
+                return MHD_NO;
+            }
         }
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (r->body_too_large)
-        return http_error(r, 413, "body_too_large", "The request body is larger than %d bytes.", MAX_JSON_BODY);
     return r->route->handler(r);
 }
 

@@ -261,8 +261,9 @@ static int cmd_serve(void)
         strncmp(cfg.s3_results_prefix, cfg.s3_prefix, strlen(cfg.s3_prefix)) == 0)
         log_warn("S3_RESULTS_PREFIX (%s) is inside S3_PREFIX (%s): a lifecycle rule that expires uploads will "
                  "expire kept results too", cfg.s3_results_prefix, cfg.s3_prefix);
-    app.taskstore = taskstore_open(&cfg, app.up, err, sizeof err);
-    if (!app.taskstore) {
+    if (cfg.task_store)
+        app.taskstore = taskstore_open(&cfg, app.up, err, sizeof err);
+    if (cfg.task_store && !app.taskstore) {
         log_error("task store: %s", err);
         fprintf(stderr, "product-photo-api: %s\n", err);
         goto out;

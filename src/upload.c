@@ -204,6 +204,7 @@ void upload_error(const struct upload *u, unsigned *status, const char **code, c
     *msg = u->msg[0] ? u->msg : "The upload failed.";
 }
 
+int upload_failed(const struct upload *u) { return u->err != 0; }
 int upload_fd(const struct upload *u) { return u->fd; }
 const char *upload_spool_path(const struct upload *u) { return u->spool_path; }
 enum image_type upload_type(const struct upload *u) { return u->type; }

@@ -20,6 +20,9 @@ locals {
     "GET /files/{name}",
     "POST /generate",
     "GET /status",
+    "GET /tasks",
+    "GET /tasks/{task_id}",
+    "GET /credits",
     "GET /results/{task_id}",
     "POST /kie/callback",
   ]

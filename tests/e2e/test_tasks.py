@@ -269,3 +269,20 @@ def test_callback_updates_the_record(sim, server_factory):
     rec = wait_for(done, timeout=15)
     assert rec["result_urls"] and rec["credits"] == 5
     assert not [q for q in sim_requests(sim) if q["path"].startswith("/api/v1/jobs/recordInfo")]
+
+
+def test_task_store_off(sim, server_factory, tmp_path):
+    port = free_port()
+    srv = server_factory(env_for(sim, port, TASK_STORE="off"), port=port)
+    photo = upload(srv.port, png_bytes(20, 20)).json()["url"]
+    assert gen(srv.port, {"input_url": photo, "prompt": PROMPT}).status == 200
+    r = gen(srv.port, {"input_url": photo, "prompt": PROMPT}, key="k")
+    assert r.status == 503 and error_of(r)["code"] == "task_store_off", r
+    assert error_of(request(srv.port, "GET", "/tasks"))["code"] == "task_store_off"
+    c = request(srv.port, "GET", "/credits").json()
+    assert c["balance"] is not None and c["spent_today"] is None
+    assert not os.path.exists(os.path.join(srv.upload_dir, "tasks.db"))
+    proc, log = start_server(env_for(sim, free_port(), TASK_STORE="off", DAILY_GENERATION_LIMIT="5"), expect_fail=True)
+    assert proc.returncode != 0 and "DAILY_GENERATION_LIMIT needs the task store" in log
+    proc, log = start_server({"TASK_STORE": "sometimes"}, expect_fail=True)
+    assert proc.returncode != 0 and "TASK_STORE must be auto or off" in log
