@@ -14,7 +14,9 @@
  * true). A fresh upload has a new URL, so the same key with it is answered
  * 422 idempotency_key_reused: the CLI then resumes the task it finds under its
  * key. 409 request_in_progress (the first request still running) is waited
- * out with Retry-After. --new mixes a random nonce into the key.
+ * out with Retry-After. --new mixes a random nonce into the key. A server
+ * without a task store (503 task_store_off) gets the request without the key,
+ * once, and no automatic retries.
  * Each step prints its own error ("error: ...") and returns -1; the server's
  * {"error":{"message"}} (or KIE's failMsg) is what the user sees. Progress is
  * drawn on one line when stderr is a terminal and as plain lines otherwise. */
@@ -384,10 +386,18 @@ static int cli_create(const struct cli_opts *o, const char *input_url, char *tas
     for (;;) {
         buf_free(&r.body);
         buf_init(&r.body, CLI_MAX_REPLY);
-        cli_call(&o->c, url, body, header, NULL, NULL, CLI_API_TIMEOUT_S, NULL, &r);
+        cli_call(&o->c, url, body, header[0] ? header : NULL, NULL, NULL, CLI_API_TIMEOUT_S, NULL, &r);
         code[0] = '\0';
         if (r.code == CURLE_OK && r.status != 200)
             cli_error_code(&r, code, sizeof code);
+        if (r.code == CURLE_OK && r.status == 503 && strcmp(code, "task_store_off") == 0 && header[0]) {
+            /* no task store (TASK_STORE=off): the key cannot be honoured, so the request goes without it */
+            if (!o->c.quiet)
+                fprintf(stderr, "warning: the server keeps no task store (TASK_STORE=off): running this command "
+                                "again will start (and pay for) another task\n");
+            header[0] = '\0';
+            continue;
+        }
         if (r.code == CURLE_OK && r.status == 409 && strcmp(code, "request_in_progress") == 0 &&
             cli_now() < busy_until) {
             long secs = r.retry_after > 0 ? r.retry_after : 1;
@@ -398,7 +408,7 @@ static int cli_create(const struct cli_opts *o, const char *input_url, char *tas
             cli_sleep_ms((secs > CLI_BUSY_WAIT_MAX_S ? CLI_BUSY_WAIT_MAX_S : secs) * 1000L);
             continue;
         }
-        if (r.code != CURLE_OK && cli_transient(r.code) && retries < CLI_CREATE_RETRIES) {
+        if (r.code != CURLE_OK && cli_transient(r.code) && retries < CLI_CREATE_RETRIES && header[0]) {
             retries++;
             if (!o->c.quiet) {
                 cli_describe_failure(&o->c, "generate", &r, msg, sizeof msg);

@@ -616,7 +616,9 @@
     return [x.slice(0, 8), x.slice(8, 12), x.slice(12, 16), x.slice(16, 20), x.slice(20)].join('-');
   }
   /* POST /generate for one click: the same body and Idempotency-Key on every attempt, so a retry after a lost
-   * answer gets the server's first answer again (Idempotent-Replayed) instead of a second, paid task. */
+   * answer gets the server's first answer again (Idempotent-Replayed) instead of a second, paid task. A server
+   * without a task store (TASK_STORE=off: 503 task_store_off) cannot honour the key: the click is sent once
+   * more without it, and then never again on its own. */
   async function postGenerate(body, key) {
     const headers = { 'Content-Type': 'application/json', 'Idempotency-Key': key };
     let busyWaited = 0;
@@ -625,7 +627,11 @@
         const r = await apiFull('/generate', { method: 'POST', headers, body });
         return { body: r.body, replayed: /^true$/i.test(r.headers.get('Idempotent-Replayed') || '') };
       } catch (e) {
-        if (e.status === 0 && attempt < GEN_NET_RETRIES) {
+        if (e.status === 503 && e.code === 'task_store_off' && headers['Idempotency-Key']) {
+          delete headers['Idempotency-Key'];
+          continue;
+        }
+        if (e.status === 0 && attempt < GEN_NET_RETRIES && headers['Idempotency-Key']) {
           genInfo = 'The connection dropped; sending the same request again (it is not charged twice)…';
           updateGenerate();
           await sleep(1000 * (attempt + 1));
