@@ -213,3 +213,26 @@ test('one Idempotency-Key per click: a retry after a lost answer reuses it (one 
   assert.deepEqual(unexpected([/status of 409/, /ERR_CONNECTION_RESET/]), []);
   await page.close();
 });
+
+test('a server without a task store (TASK_STORE=off): Generate still works, the list is this browser\'s', { timeout: 90_000 }, async () => {
+  const NOSTORE = env('E2E_NOSTORE_BASE');
+  await simConfig(SIM, { reset: true, step_ms: 200 });
+  const { page, unexpected } = await newPage(browser);
+  const seen = recordGenerates(page);
+  await page.goto(NOSTORE + '/');
+  await page.waitForSelector('#recent-source[data-source="local"]');
+  await uploadPhoto(page, 'lamp.png');
+  const ok = page.waitForResponse((r) => new URL(r.url()).pathname === '/generate' && r.status() === 200);
+  await page.click('#generate:enabled');
+  const id = (await (await ok).json()).data.taskId;
+  await waitDone(page, id);
+  // the key is refused there (503 task_store_off), so the click is sent once more without it
+  assert.equal(seen.length, 2, JSON.stringify(seen));
+  assert.match(seen[0].key, UUID);
+  assert.equal(seen[1].key, undefined);
+  assert.equal(seen[1].body, seen[0].body);
+  assert.equal(await page.locator(`#recent li[data-task="${id}"]`).count(), 1);
+  assert.equal(await page.locator('#gen-error').isHidden(), true);
+  assert.deepEqual(unexpected([/status of 503/]), []);
+  await page.close();
+});

@@ -645,3 +645,20 @@ def test_tasks_help_and_the_main_help():
     assert "product-photo-api tasks" in out and "Usage: product-photo-api tasks" in out, out
     p = subprocess.run([CLI_BIN, "generate", "--help"], capture_output=True, timeout=30, env=cli_env())
     assert "--new" in p.stdout.decode() and "Idempotency-Key" in p.stdout.decode()
+
+
+def test_generate_and_tasks_without_a_task_store(sim, server_factory, tmp_path):
+    port = free_port()
+    srv = server_factory({
+        "KIE_API_KEY": KIE_KEY, "KIE_BASE_URL": f"http://127.0.0.1:{sim.port}",
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "ALLOW_PRIVATE_INPUT_URLS": "1", "TASK_STORE": "off",
+    }, port=port)
+    rc, _, stderr = run_cli([str(photo(tmp_path)), "-p", PROMPT, "-o", "r.png", "--server", server_url(srv)],
+                            cwd=tmp_path)
+    # the key cannot be honoured there: the request goes again without it, and the user is told what that means
+    assert rc == 0, stderr
+    assert "TASK_STORE=off" in stderr and "another task" in stderr, stderr
+    assert len(creates(sim)) == 1
+    rc, stdout, stderr = run_tasks(["--server", server_url(srv)], cwd=tmp_path)
+    assert rc == 1 and stdout == ""
+    assert "HTTP 503, task_store_off" in stderr, stderr
