@@ -71,6 +71,11 @@ $(BIN)/test_%: tests/unit/test_%.c $(LIB_OBJS) | $(BIN)
 	@echo "  CC/LD   $@"
 	$(Q)$(CC) $(CFLAGS) -Itests/unit -o $@ $^ $(LIBS)
 
+# The S3 task store against a running S3 server (tests/s3/run.sh starts s3rver).
+$(BIN)/taskstore_live: tests/s3/taskstore_live.c $(LIB_OBJS) | $(BIN)
+	@echo "  CC/LD   $@"
+	$(Q)$(CC) $(CFLAGS) -Itests/unit -o $@ $^ $(LIBS)
+
 $(OBJ)/%.o: src/%.c | $(OBJ)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
@@ -121,8 +126,9 @@ test-e2e: all
 test-sim: all
 	KIE_SIM=$(abspath $(BIN))/kie-sim bash tests/sim/test_kie_sim.sh
 
-test-s3: all
-	PPA_BIN=$(abspath $(BIN))/product-photo-api KIE_SIM_BIN=$(abspath $(BIN))/kie-sim bash tests/s3/run.sh
+test-s3: all $(BIN)/taskstore_live
+	PPA_BIN=$(abspath $(BIN))/product-photo-api KIE_SIM_BIN=$(abspath $(BIN))/kie-sim \
+	  TASKSTORE_LIVE=$(abspath $(BIN))/taskstore_live bash tests/s3/run.sh
 
 test-browser: all
 	PPA_BIN=$(abspath $(BIN))/product-photo-api KIE_SIM_BIN=$(abspath $(BIN))/kie-sim bash tests/browser/run.sh

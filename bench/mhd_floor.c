@@ -1,6 +1,6 @@
 /* mhd_floor.c - the benchmark's "libmicrohttpd alone" server: answers every
  * GET with one file through MHD_create_response_from_fd, with the daemon flags
- * product-photo-api uses (internal epoll thread pool, turbo, the same
+ * product-photo-api uses (internal poll() thread pool, turbo, the same
  * connection memory limit) and nothing else: no routing, validation, extra
  * headers or logging. Its req/s for GET /files is the ceiling our server can
  * reach on libmicrohttpd, measured in the same run as ours and nginx.
@@ -74,7 +74,7 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
-    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO, 0, NULL, NULL, on_request,
+    d = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_TURBO, 0, NULL, NULL, on_request,
                          argv[1], MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
                          (unsigned)atoi(argv[3]), MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)atol(argv[4]),
                          MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);

@@ -348,6 +348,12 @@ curl -sS --max-time 30 -o "$FILES_BODY" "$OURS_FILE" || die "GET $OURS_FILE fail
 FILES_BYTES=$(stat -c %s "$FILES_BODY")
 log "GET /files body: uploaded $(stat -c %s "$WORK/bench-200k.jpg") bytes, ours stored $FILES_BYTES"
 
+# --- ours with the task store off (TASK_STORE=off), for the store's cost on /status and /generate
+MAIN_URL=$OURS_URL MAIN_PID=$OURS_PID
+start_ours nostore "$KIE_URL" PER_IP_CONNECTIONS=0 TASK_STORE=off
+NOSTORE_URL=$OURS_URL NOSTORE_PID=$OURS_PID
+OURS_URL=$MAIN_URL OURS_PID=$MAIN_PID
+
 # --- the reference, fresh: start-up, idle RSS, one 100 MB upload
 start_ref ref "$KIE_URL"
 STARTUP_REF=$REF_STARTUP_MS
@@ -380,6 +386,7 @@ wait_http "http://127.0.0.1:$FLOOR_PORT/" "$FLOOR_PID"
 #     what else runs on the box hits the servers of one scenario alike
 for kind in files status generate upload; do
     scenario "$kind" ours "$OURS_URL" "$OURS_PID" "$OURS_FILE"
+    [[ $kind != status && $kind != generate ]] || scenario "$kind" nostore "$NOSTORE_URL" "$NOSTORE_PID"
     [[ $kind != files ]] || scenario files mhd "" "$FLOOR_PID" "http://127.0.0.1:$FLOOR_PORT/"
     [[ $kind != files ]] || scenario files nginx "" "$STATIC_PID" "http://127.0.0.1:$STATIC_PORT/files/bench-200k.jpg"
     scenario "$kind" ref "$REF_URL" "$REF_PID" "$REF_FILE"
@@ -388,6 +395,7 @@ stop_nginx "$WORK/static-nginx"
 forget_pid "$FLOOR_PID"
 read -r BIG2_T BIG2_BEFORE BIG2_PEAK _ < <(one_upload "$OURS_URL" "$OURS_PID" "$WORK/bench-${BIG_MB}m.jpg")
 forget_pid "$OURS_PID"
+forget_pid "$NOSTORE_PID"
 forget_pid "$REF_PID"
 rm -rf "$UPLOADS/ours" "$UPLOADS/ref"
 
@@ -431,7 +439,7 @@ forget_pid "$REF_PID"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"
     for s in "files:GET /files/<$((FILES_BYTES / 1024)) KB jpg>" "status:GET /status (proxied)" "generate:POST /generate (proxied)" "upload:POST /upload 1 MB multipart"; do
         k=${s%%:*} d=${s#*:}
-        for srv in ours mhd nginx ref; do
+        for srv in ours nostore mhd nginx ref; do
             [[ -n ${RPS[$srv $k]:-} ]] || continue
             r1=; r2=
             if [[ $srv == ours ]]; then
@@ -439,6 +447,7 @@ forget_pid "$REF_PID"
                 [[ -z ${RPS[nginx $k]:-} ]] || r2=$(ratio "${RPS[ours $k]}" "${RPS[nginx $k]}")
             fi
             name=$srv; [[ $srv != ref ]] || name=reference; [[ $srv != mhd ]] || name="libmicrohttpd alone"
+            [[ $srv != nostore ]] || name="ours, TASK_STORE=off"
             printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$d" "$name" "${RPS[$srv $k]}" "${P50[$srv $k]}" \
                 "${P99[$srv $k]}" "${ERRS[$srv $k]}" "${KIE_PER_REQ[$srv $k]}" "${USPR[$srv $k]}" "${CPU[$srv $k]}" "${r1:--}" "${r2:--}"
         done
@@ -452,6 +461,9 @@ forget_pid "$REF_PID"
     for k in status generate; do
         echo "| /$k >= 10x reference | $(ratio "${RPS[ours $k]}" "${RPS[ref $k]}") | $(verdict ge "${RPS[ours $k]}" "$(awk -v n="${RPS[ref $k]}" 'BEGIN { print 10 * n }')") |"
         echo "| /$k our p99 < reference p50 | ${P99[ours $k]} ms vs ${P50[ref $k]} ms | $(verdict lt "${P99[ours $k]}" "${P50[ref $k]}") |"
+    done
+    for k in status generate; do
+        echo "| /$k with the task store >= 0.9x without (TASK_STORE=off) | $(ratio "${RPS[ours $k]}" "${RPS[nostore $k]}") | $(verdict ge "${RPS[ours $k]}" "$(awk -v n="${RPS[nostore $k]}" 'BEGIN { print 0.9 * n }')") |"
     done
     echo "| /upload >= 5x reference | $(ratio "${RPS[ours upload]}" "${RPS[ref upload]}") | $(verdict ge "${RPS[ours upload]}" "$(awk -v n="${RPS[ref upload]}" 'BEGIN { print 5 * n }')") |"
     # memory flat in the file's size: the big upload peaks within 2 MB of the 1 MB one (the absolute level

@@ -71,6 +71,8 @@ struct config {
     char *trust_proxy_name; /* TRUST_PROXY as given */
     long upload_ttl_hours;
     long result_ttl_hours;
+    long results_max_mb;
+    long max_result_bytes;
     long min_free_disk_mb;
     /* derived */
     int on_lambda;

@@ -93,6 +93,9 @@ enum MHD_Result http_send(struct req *r, unsigned status, struct MHD_Response *r
                           unsigned long long bytes);
 /* Common headers (request id, CORS, nosniff) on any response. */
 void http_add_common_headers(struct req *r, struct MHD_Response *resp);
+/* Content-Security-Policy (sandbox) and Cross-Origin-Resource-Policy for a
+ * served image (/files, /results). */
+void http_add_file_headers(struct MHD_Response *resp);
 /* 302 to `location`. */
 enum MHD_Result http_redirect(struct req *r, const char *location);
 

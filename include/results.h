@@ -10,8 +10,6 @@
 struct app;
 struct cJSON;
 
-#define MAX_RESULT_BYTES (50L * 1024 * 1024)
-
 struct keep_outcome {
     int ok;
     char stable_name[200]; /* "results/<id>.png" when ok */

@@ -19,6 +19,9 @@
 #define S3_HEADER_MAX 4096 /* one "Name: value" line (session tokens are long) */
 #define S3_MAX_HEADERS 8
 #define S3_KEY_MAX 1024
+#define S3_TOKEN_MAX 1024           /* a ListObjectsV2 continuation token */
+#define S3_LIST_MAX_KEYS 1000       /* S3 answers at most this many keys per page */
+#define S3_LIST_SCAN_MAX (8u << 20) /* larger list answers are refused, not scanned */
 
 struct s3_target {
     const char *endpoint; /* "http://127.0.0.1:4569" (scheme://host[:port][/]);
@@ -56,6 +59,14 @@ int s3_sign_put(const struct s3_target *t, const char *key, const char *content_
  * [x-amz-security-token], Authorization. */
 int s3_sign_get(const struct s3_target *t, const char *method, const char *key, time_t now, struct s3_request *out);
 
+/* Header-signed ListObjectsV2 (GET /?list-type=2) of the keys under prefix
+ * ("" or NULL: all), at most max_keys (1..S3_LIST_MAX_KEYS), in key order,
+ * after start_after, or going on from a truncated page's continuation_token
+ * (each NULL or ""; not both). Headers as s3_sign_get; the query is in
+ * canonical order in req.url. */
+int s3_sign_list(const struct s3_target *t, const char *prefix, const char *start_after, const char *continuation_token,
+                 unsigned max_keys, time_t now, struct s3_request *out);
+
 /* Presigned GET URL valid for expires seconds (1..604800) from now.
  * out->nheaders is 0: the client needs no header. */
 int s3_presign_get(const struct s3_target *t, const char *key, unsigned expires, time_t now, struct s3_request *out);
@@ -70,5 +81,18 @@ int s3_presign_put(const struct s3_target *t, const char *key, const char *conte
  * become '?', long values are truncated to fit. Returns 0 when a complete
  * <Code> element was found; otherwise negative with code (and maybe msg) "". */
 int s3_parse_error(const char *body, size_t len, char *code, size_t code_cap, char *msg, size_t msg_cap);
+
+/* Parse a ListObjectsV2 answer (len bytes, need not be NUL-terminated; it is
+ * hostile input). on_key(key, arg) runs for each <Contents><Key> in document
+ * order with the key XML-decoded; a key that is empty, longer than
+ * S3_KEY_MAX, has control characters or an unknown entity is counted in
+ * *skipped (may be NULL) instead. A non-zero return from on_key stops the
+ * parse and is returned. *truncated is <IsTruncated>; next_token receives
+ * <NextContinuationToken> ("" when there is none). Returns 0, on_key's value,
+ * or -1 when the body is not a ListBucketResult, is longer than
+ * S3_LIST_SCAN_MAX, IsTruncated is missing or neither true nor false, or a
+ * truncated answer has no valid token (printable, at most S3_TOKEN_MAX). */
+int s3_parse_list(const char *body, size_t len, int (*on_key)(const char *key, void *arg), void *arg, int *truncated,
+                  char *next_token, size_t token_cap, size_t *skipped);
 
 #endif /* S3_H */

@@ -21,9 +21,9 @@ struct upstream_call {
     char *url;
     const char *method;          /* static string: "GET", "POST", "PUT", "HEAD" */
     struct curl_slist *headers;  /* owned */
-    char *body;                  /* owned; POST body */
+    char *body;                  /* owned; POST body, or the PUT body when upload_fd is -1 */
     size_t body_len;
-    int upload_fd;               /* PUT body read from this fd (not owned), -1 if none */
+    int upload_fd;               /* PUT body read from this fd (not owned), -1: from body */
     curl_off_t upload_size;
     long timeout_ms;
     size_t max_response;         /* bytes of answer kept; more fails the call */
@@ -42,6 +42,7 @@ struct upstream_call {
     /* --- private --- */
     struct upstream_call *next;
     CURL *easy;
+    size_t body_sent;            /* PUT from body: bytes handed to curl */
 };
 
 /* Allocate a call for `method` `url` (copied). NULL on out of memory. */
@@ -49,7 +50,8 @@ struct upstream_call *upstream_call_new(const char *method, const char *url, lon
                                         size_t max_response);
 /* Add a request header ("Name: value", copied). 0 or ERR_NOMEM. */
 __attribute__((warn_unused_result)) int upstream_call_header(struct upstream_call *c, const char *line);
-/* Set the POST body; takes ownership of `body` (malloc'd). */
+/* Set the POST body, or a PUT's when there is no upload_fd (upload_size is
+ * then body_len); takes ownership of `body` (malloc'd, may be NULL if len 0). */
 void upstream_call_body(struct upstream_call *c, char *body, size_t len);
 void upstream_call_free(struct upstream_call *c);
 

@@ -42,6 +42,7 @@ enum MHD_Result h_files(struct req *r)
             return MHD_NO;
         MHD_add_response_header(resp, "ETag", etag);
         MHD_add_response_header(resp, "Cache-Control", "public, max-age=31536000, immutable");
+        http_add_file_headers(resp);
         return http_send(r, 304, resp, 0);
     }
     /* one byte range, unless If-Range names another version */
@@ -79,6 +80,7 @@ enum MHD_Result h_files(struct req *r)
     MHD_add_response_header(resp, "Cache-Control", "public, max-age=31536000, immutable");
     MHD_add_response_header(resp, "Content-Disposition", disp);
     MHD_add_response_header(resp, "Accept-Ranges", "bytes");
+    http_add_file_headers(resp);
     if (status == 206)
         MHD_add_response_header(resp, "Content-Range", crange);
     return http_send(r, status, resp, (unsigned long long)len);

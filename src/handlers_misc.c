@@ -3,6 +3,7 @@
  * WEB_DIR when set (for working on the page without rebuilding). */
 #include "app.h"
 #include "config.h"
+#include "diskguard.h"
 #include "handlers.h"
 #include "http.h"
 #include "imagepool.h"
@@ -112,7 +113,13 @@ enum MHD_Result h_healthz(struct req *r)
     const struct config *cfg = r->app->cfg;
     cJSON *j = cJSON_CreateObject();
 
-    cJSON_AddStringToObject(j, "status", "ok");
+    int low = strcmp(r->app->store->ops->name, "local") == 0 && disk_low(cfg->upload_dir, cfg->min_free_disk_mb);
+
+    /* still 200 when degraded: the server answers, but uploads and kept results are refused (507) */
+    cJSON_AddStringToObject(j, "status", low ? "degraded" : "ok");
+    if (low)
+        cJSON_AddStringToObject(j, "reason", "storage full: free space in UPLOAD_DIR is below MIN_FREE_DISK_MB, so "
+                                             "uploads and kept results are refused");
     cJSON_AddStringToObject(j, "storage", r->app->store->ops->name);
     cJSON_AddBoolToObject(j, "kie_configured", cfg->kie_api_key != NULL);
     cJSON_AddNumberToObject(j, "uptime_seconds", (double)(time(NULL) - r->app->started));

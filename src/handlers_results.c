@@ -160,6 +160,7 @@ static enum MHD_Result serve_stable(struct req *r, const char *stable)
     }
     MHD_add_response_header(resp, "Content-Type", image_mime(type));
     MHD_add_response_header(resp, "Cache-Control", "public, max-age=31536000, immutable");
+    http_add_file_headers(resp);
     {
         const char *dl = http_query(r, "download");
         char disp[300];

@@ -12,6 +12,7 @@
 #include "http.h"
 #include "app.h"
 #include "config.h"
+#include "diskguard.h"
 #include "err.h"
 #include "log.h"
 #include "ratelimit.h"
@@ -26,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/statvfs.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -144,6 +144,14 @@ void http_add_common_headers(struct req *r, struct MHD_Response *resp)
         if (strcmp(allow, "*") != 0)
             MHD_add_response_header(resp, "Vary", "Origin");
     }
+}
+
+void http_add_file_headers(struct MHD_Response *resp)
+{
+    /* a stored image is never a document: no script, no plugin, no frame,
+     * even if a browser were talked into sniffing it as HTML */
+    MHD_add_response_header(resp, "Content-Security-Policy", "default-src 'none'; sandbox");
+    MHD_add_response_header(resp, "Cross-Origin-Resource-Policy", "same-site");
 }
 
 enum MHD_Result http_send(struct req *r, unsigned status, struct MHD_Response *resp,
@@ -633,16 +641,9 @@ static enum MHD_Result first_call(struct req *r, int *answered)
         if (has_length && length > (unsigned long long)cfg->max_upload_bytes + 16384)
             return http_error(r, 413, "file_too_large", "The file is larger than the limit of %ld bytes.",
                               cfg->max_upload_bytes);
-        if (!r->app->store || strcmp(r->app->store->ops->name, "local") == 0) {
-            struct statvfs vfs;
-            if (cfg->min_free_disk_mb > 0 && statvfs(cfg->upload_dir, &vfs) == 0) {
-                unsigned long long free_mb = (unsigned long long)vfs.f_bavail * vfs.f_frsize / (1024 * 1024);
-                if (free_mb < (unsigned long long)cfg->min_free_disk_mb)
-                    return http_error(r, 507, "insufficient_storage",
-                                      "The server is low on disk space (%llu MB free); try again later.",
-                                      free_mb);
-            }
-        }
+        if ((!r->app->store || strcmp(r->app->store->ops->name, "local") == 0) &&
+            disk_low(cfg->upload_dir, cfg->min_free_disk_mb))
+            return http_error(r, 507, "insufficient_storage", "The server's storage is full; try again later.");
         r->upload = upload_new(r->conn, r->app->store->ops->spool_dir(r->app->store),
                                (unsigned long long)cfg->max_upload_bytes, &oom);
         if (!r->upload) {
@@ -792,7 +793,11 @@ struct MHD_Daemon *http_start(struct app *app, char *err, size_t cap)
         snprintf(err, cap, "HOST must be an IPv4 address (got %s)", cfg->host);
         return NULL;
     }
-    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME |
+    /* poll(), not epoll: with MHD_USE_EPOLL, libmicrohttpd 0.9.75 often misses
+     * the FIN of a client that sends part of a body and goes away (the socket
+     * sits in CLOSE-WAIT, the spool file with it, until CONNECTION_TIMEOUT);
+     * tests/e2e/test_api.py has the case */
+    d = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME |
                              MHD_USE_ERROR_LOG,
                          0, NULL, NULL, on_request, app,
                          MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,

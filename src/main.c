@@ -8,6 +8,7 @@
 #include "app.h"
 #include "cli.h"
 #include "config.h"
+#include "diskguard.h"
 #include "err.h"
 #include "http.h"
 #include "image.h"
@@ -321,6 +322,7 @@ static int cmd_serve(void)
             (void)sweeper_run(cfg.upload_dir, cfg.upload_ttl_hours * 3600, last_sweep);
             if (cfg.result_ttl_hours > 0)
                 (void)sweeper_run_results(cfg.upload_dir, cfg.result_ttl_hours * 3600, last_sweep);
+            (void)results_trim(cfg.upload_dir, (long long)cfg.results_max_mb * 1024 * 1024);
         }
         sig = sigtimedwait(&sigs, NULL, &wait);
         if (sig == SIGINT || sig == SIGTERM) {

@@ -3,6 +3,7 @@
 #include "app.h"
 #include "buf.h"
 #include "config.h"
+#include "diskguard.h"
 #include "err.h"
 #include "log.h"
 #include "spool.h"
@@ -59,6 +60,8 @@ static void job_finish(struct keep_job *j)
         app_public_base_url(j->app, base, sizeof base);
         snprintf(url, sizeof url, "%s/results/%s", base, j->task_id);
         tasklog_note_stable(j->app, j->task_id, url);
+        if (store->ops->keeps_spool) /* local disk: RESULTS_MAX_MB, oldest first */
+            (void)results_trim(j->app->cfg->upload_dir, (long long)j->app->cfg->results_max_mb * 1024 * 1024);
     }
     else
         log_warn("results: could not keep task %s: %s", j->task_id, j->out.message);
@@ -87,8 +90,8 @@ static void on_downloaded(struct upstream_call *c, void *arg)
     int rc;
 
     if (c->result == ERR_TOO_LARGE) {
-        keep_outcome_fail(&j->out, 502, "result_too_large", "KIE's result image is larger than %ld bytes.",
-                          MAX_RESULT_BYTES);
+        keep_outcome_fail(&j->out, 502, "result_too_large", "KIE's result image is larger than %ld bytes "
+                          "(MAX_RESULT_BYTES).", j->app->cfg->max_result_bytes);
     } else if (c->result == ERR_TIMEOUT) {
         keep_outcome_fail(&j->out, 504, "upstream_timeout", "Downloading KIE's result timed out.");
     } else if (c->result || c->http_status != 200) {
@@ -151,6 +154,12 @@ void results_keep(struct app *app, const char *task_id, const char *result_url,
     j->arg = arg;
     snprintf(j->task_id, sizeof j->task_id, "%s", task_id);
     dir = app->store->ops->spool_dir(app->store);
+    if (app->store->ops->keeps_spool && disk_low(app->cfg->upload_dir, app->cfg->min_free_disk_mb)) {
+        /* the same guard as uploads: a result never fills the disk */
+        keep_outcome_fail(&j->out, 507, "insufficient_storage", "The server's storage is full; try again later.");
+        job_finish(j);
+        return;
+    }
     j->fd = spool_create(dir, j->spool, sizeof j->spool);
     if (j->fd < 0) {
         j->spool[0] = '\0';
@@ -158,7 +167,7 @@ void results_keep(struct app *app, const char *task_id, const char *result_url,
         job_finish(j);
         return;
     }
-    c = upstream_call_new("GET", result_url, RESULT_TIMEOUT_MS, (size_t)MAX_RESULT_BYTES);
+    c = upstream_call_new("GET", result_url, RESULT_TIMEOUT_MS, (size_t)app->cfg->max_result_bytes);
     if (!c) {
         keep_outcome_fail(&j->out, 500, "internal_error", "Out of memory.");
         job_finish(j);

@@ -138,13 +138,14 @@ static int parse_endpoint(const char *ep, char *scheme, size_t scheme_cap, char 
     return 0;
 }
 
-static int locate(const struct s3_target *t, const char *key, struct s3_loc *loc)
+/* key NULL: the bucket itself ("/" or "/<bucket>" path style), for listings. */
+static int locate_any(const struct s3_target *t, const char *key, struct s3_loc *loc)
 {
     char auth[S3_HOST_MAX];
     size_t hl = 0, pl = 0;
 
     memset(loc, 0, sizeof(*loc));
-    if (t == NULL || !valid_bucket(t->bucket) || !valid_region(t->region) || !valid_key(key))
+    if (t == NULL || !valid_bucket(t->bucket) || !valid_region(t->region) || (key != NULL && !valid_key(key)))
         return -1;
     if (t->endpoint == NULL) {
         size_t al = 0;
@@ -164,10 +165,18 @@ static int locate(const struct s3_target *t, const char *key, struct s3_loc *loc
         return -1;
     if (append(loc->path, sizeof(loc->path), &pl, "/") < 0)
         return -1;
-    if (t->path_style && (append(loc->path, sizeof(loc->path), &pl, t->bucket) < 0 ||
-                          append(loc->path, sizeof(loc->path), &pl, "/") < 0))
+    if (t->path_style && append(loc->path, sizeof(loc->path), &pl, t->bucket) < 0)
+        return -1;
+    if (key == NULL)
+        return 0;
+    if (t->path_style && append(loc->path, sizeof(loc->path), &pl, "/") < 0)
         return -1;
     return append(loc->path, sizeof(loc->path), &pl, key);
+}
+
+static int locate(const struct s3_target *t, const char *key, struct s3_loc *loc)
+{
+    return key == NULL ? -1 : locate_any(t, key, loc);
 }
 
 static int creds_ok(const struct s3_target *t)
@@ -261,18 +270,30 @@ int s3_object_url(const struct s3_target *t, const char *key, char *out, size_t 
     return 0;
 }
 
-/* Shared by the header-signed builders. extra: headers signed besides
- * host/x-amz-date/x-amz-security-token, already in out->headers order. */
+/* Shared by the header-signed builders. signed_h: headers signed besides
+ * host/x-amz-date/x-amz-security-token, already in out->headers order.
+ * query (decoded pairs, may be NULL) is signed and appended to the URL in
+ * canonical form. */
 static int sign_common(const struct s3_target *t, const char *method, const struct s3_loc *loc,
-                       const struct sigv4_kv *signed_h, size_t nsigned, const char *payload, time_t now,
-                       struct s3_request *out)
+                       const struct sigv4_kv *query, size_t nquery, const struct sigv4_kv *signed_h, size_t nsigned,
+                       const char *payload, time_t now, struct s3_request *out)
 {
     char auth[1024], amz[17];
-    if (sigv4_sign_headers(&t->creds, t->region, "s3", method, loc->host, loc->path, NULL, 0, signed_h, nsigned,
+    if (sigv4_sign_headers(&t->creds, t->region, "s3", method, loc->host, loc->path, query, nquery, signed_h, nsigned,
                            payload, now, 1, auth, sizeof(auth), amz) < 0)
         return -1;
-    if (set_method(out, method) < 0 || base_url(loc, out->url, sizeof(out->url)) < 0 ||
-        add_header(out, "x-amz-date", amz) < 0 ||
+    if (set_method(out, method) < 0 || base_url(loc, out->url, sizeof(out->url)) < 0)
+        return -1;
+    if (nquery > 0) {
+        size_t len = strlen(out->url);
+        if (len + 1 >= sizeof(out->url))
+            return -1;
+        out->url[len++] = '?';
+        out->url[len] = '\0';
+        if (sigv4_canonical_query(query, nquery, out->url + len, sizeof(out->url) - len) < 0)
+            return -1;
+    }
+    if (add_header(out, "x-amz-date", amz) < 0 ||
         (has_token(t) && add_header(out, "x-amz-security-token", t->creds.session_token) < 0) ||
         add_header(out, "Authorization", auth) < 0)
         return -1;
@@ -308,7 +329,7 @@ int s3_sign_put(const struct s3_target *t, const char *key, const char *content_
     h[1] = (struct sigv4_kv){"x-amz-content-sha256", payload};
     if (add_header(out, "Content-Type", content_type) < 0 || add_header(out, "Content-Length", clen) < 0 ||
         add_header(out, "x-amz-content-sha256", payload) < 0 ||
-        sign_common(t, "PUT", &loc, h, 2, payload, now, out) < 0)
+        sign_common(t, "PUT", &loc, NULL, 0, h, 2, payload, now, out) < 0)
         goto fail;
     return 0;
 fail:
@@ -327,7 +348,58 @@ int s3_sign_get(const struct s3_target *t, const char *method, const char *key, 
     if (method == NULL || (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && strcmp(method, "DELETE") != 0))
         goto fail;
     if (locate(t, key, &loc) < 0 || !creds_ok(t) || add_header(out, "x-amz-content-sha256", SIGV4_EMPTY_SHA256) < 0 ||
-        sign_common(t, method, &loc, h, 1, SIGV4_EMPTY_SHA256, now, out) < 0)
+        sign_common(t, method, &loc, NULL, 0, h, 1, SIGV4_EMPTY_SHA256, now, out) < 0)
+        goto fail;
+    return 0;
+fail:
+    reset(out);
+    return -1;
+}
+
+/* A continuation token as S3 hands it out: printable ASCII, no spaces. */
+static int valid_token(const char *s)
+{
+    size_t n;
+    if (s == NULL)
+        return 0;
+    n = strnlen(s, S3_TOKEN_MAX + 1);
+    if (n == 0 || n > S3_TOKEN_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+int s3_sign_list(const struct s3_target *t, const char *prefix, const char *start_after, const char *continuation_token,
+                 unsigned max_keys, time_t now, struct s3_request *out)
+{
+    struct s3_loc loc;
+    const struct sigv4_kv h[] = {{"x-amz-content-sha256", SIGV4_EMPTY_SHA256}};
+    struct sigv4_kv q[4];
+    size_t nq = 0;
+    char mk[16];
+
+    if (out == NULL)
+        return -1;
+    reset(out);
+    if (max_keys < 1 || max_keys > S3_LIST_MAX_KEYS || (prefix != NULL && prefix[0] && !valid_key(prefix)) ||
+        (start_after != NULL && start_after[0] && !valid_key(start_after)) ||
+        (continuation_token != NULL && continuation_token[0] && !valid_token(continuation_token)) ||
+        (start_after != NULL && start_after[0] && continuation_token != NULL && continuation_token[0]))
+        goto fail;
+    snprintf(mk, sizeof(mk), "%u", max_keys);
+    q[nq++] = (struct sigv4_kv){"list-type", "2"};
+    q[nq++] = (struct sigv4_kv){"max-keys", mk};
+    if (prefix != NULL && prefix[0])
+        q[nq++] = (struct sigv4_kv){"prefix", prefix};
+    if (start_after != NULL && start_after[0])
+        q[nq++] = (struct sigv4_kv){"start-after", start_after};
+    else if (continuation_token != NULL && continuation_token[0])
+        q[nq++] = (struct sigv4_kv){"continuation-token", continuation_token};
+    if (locate_any(t, NULL, &loc) < 0 || !creds_ok(t) ||
+        add_header(out, "x-amz-content-sha256", SIGV4_EMPTY_SHA256) < 0 ||
+        sign_common(t, "GET", &loc, q, nq, h, 1, SIGV4_EMPTY_SHA256, now, out) < 0)
         goto fail;
     return 0;
 fail:
@@ -442,5 +514,136 @@ int s3_parse_error(const char *body, size_t len, char *code, size_t code_cap, ch
         return -1;
     if (msg != NULL && msg_cap > 0)
         (void)xml_element(body, len, "Message", msg, msg_cap);
+    return 0;
+}
+
+/* ---- ListObjectsV2 answer ------------------------------------------------ */
+
+/* XML text in [s, e) decoded into out (cap bytes with the NUL): the five
+ * named entities and &#N; / &#xH; below 0x80. Unlike xml_element this never
+ * truncates or replaces: -1 when it does not fit or has another entity. */
+static int xml_text_strict(const char *s, const char *e, char *out, size_t cap)
+{
+    static const struct {
+        const char *ent;
+        char ch;
+    } ents[] = {{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
+    size_t o = 0;
+
+    while (s < e) {
+        char c = *s++;
+        if (c == '&') {
+            const char *semi = memchr(s, ';', (size_t)(e - s) < 12 ? (size_t)(e - s) : 12);
+            int found = 0;
+            if (semi == NULL)
+                return -1;
+            for (size_t i = 0; i < sizeof(ents) / sizeof(ents[0]) && !found; i++) {
+                size_t el = strlen(ents[i].ent) - 1; /* after the '&' */
+                if ((size_t)(semi + 1 - s) == el && memcmp(s, ents[i].ent + 1, el) == 0) {
+                    c = ents[i].ch;
+                    found = 1;
+                }
+            }
+            if (!found && s[0] == '#') {
+                int hex = s[1] == 'x' || s[1] == 'X';
+                const char *d = s + 1 + hex;
+                unsigned long v = 0;
+                if (d == semi)
+                    return -1;
+                for (; d < semi; d++) {
+                    int dv = (*d >= '0' && *d <= '9')          ? *d - '0'
+                             : hex && (*d >= 'a' && *d <= 'f') ? *d - 'a' + 10
+                             : hex && (*d >= 'A' && *d <= 'F') ? *d - 'A' + 10
+                                                               : -1;
+                    if (dv < 0)
+                        return -1;
+                    v = v * (hex ? 16u : 10u) + (unsigned long)dv;
+                    if (v >= 0x80)
+                        return -1; /* only ASCII by reference: our keys are ASCII */
+                }
+                c = (char)v;
+                found = 1;
+            }
+            if (!found)
+                return -1;
+            s = semi + 1;
+        }
+        if (o + 1 >= cap)
+            return -1;
+        out[o++] = c;
+    }
+    if (cap == 0)
+        return -1;
+    out[o] = '\0';
+    return 0;
+}
+
+/* The text between open and close tags inside [s, e) into ts and te, or -1. */
+static int find_element(const char *s, const char *e, const char *open, const char *close, const char **ts,
+                        const char **te)
+{
+    size_t ol = strlen(open), cl = strlen(close);
+    const char *a = memmem(s, (size_t)(e - s), open, ol), *b;
+    if (a == NULL)
+        return -1;
+    a += ol;
+    b = memmem(a, (size_t)(e - a), close, cl);
+    if (b == NULL)
+        return -1;
+    *ts = a;
+    *te = b;
+    return 0;
+}
+
+int s3_parse_list(const char *body, size_t len, int (*on_key)(const char *key, void *arg), void *arg, int *truncated,
+                  char *next_token, size_t token_cap, size_t *skipped)
+{
+    const char *p, *end, *ts, *te;
+    char key[S3_KEY_MAX + 1];
+    int rc;
+
+    if (next_token != NULL && token_cap > 0)
+        next_token[0] = '\0';
+    if (skipped != NULL)
+        *skipped = 0;
+    if (truncated != NULL)
+        *truncated = 0;
+    if (body == NULL || truncated == NULL || next_token == NULL || token_cap == 0 || on_key == NULL)
+        return -1;
+    if (len > S3_LIST_SCAN_MAX)
+        return -1; /* never a listing of at most 1000 keys */
+    end = body + len;
+    /* Text never holds a raw '<', so a tag found anywhere is markup. */
+    if (memmem(body, len, "<ListBucketResult", 17) == NULL)
+        return -1;
+    if (find_element(body, end, "<IsTruncated>", "</IsTruncated>", &ts, &te) < 0)
+        return -1;
+    if (te - ts == 4 && memcmp(ts, "true", 4) == 0)
+        *truncated = 1;
+    else if (!(te - ts == 5 && memcmp(ts, "false", 5) == 0))
+        return -1;
+    if (find_element(body, end, "<NextContinuationToken>", "</NextContinuationToken>", &ts, &te) == 0 &&
+        (xml_text_strict(ts, te, next_token, token_cap) < 0 || !valid_token(next_token))) {
+        next_token[0] = '\0';
+        return -1;
+    }
+    if (*truncated && next_token[0] == '\0')
+        return -1; /* a truncated listing we could not continue */
+    for (p = body; p < end;) {
+        const char *cs = memmem(p, (size_t)(end - p), "<Contents>", 10), *ce;
+        if (cs == NULL)
+            break;
+        ce = memmem(cs, (size_t)(end - cs), "</Contents>", 11);
+        if (ce == NULL)
+            return -1;
+        if (find_element(cs, ce, "<Key>", "</Key>", &ts, &te) < 0 || xml_text_strict(ts, te, key, sizeof(key)) < 0 ||
+            !valid_key(key)) {
+            if (skipped != NULL)
+                (*skipped)++;
+        } else if ((rc = on_key(key, arg)) != 0) {
+            return rc;
+        }
+        p = ce + 11;
+    }
     return 0;
 }

@@ -9,6 +9,7 @@
 #include "err.h"
 #include "log.h"
 #include "s3.h"
+#include "s3call.h"
 #include "storage.h"
 #include "upstream.h"
 
@@ -24,8 +25,8 @@
 #define S3_MAX_ERROR_BODY (64 * 1024)
 
 struct s3store {
-    struct s3_target t;
-    char *bucket, *region, *endpoint, *ak, *sk, *token, *prefix, *results_prefix;
+    struct s3_config_target ct;
+    char *prefix, *results_prefix;
     long ttl;
     int public_urls;
     struct upstream *up;
@@ -95,7 +96,7 @@ static void on_put_done(struct upstream_call *c, void *arg)
 {
     struct s3_put_ctx *ctx = arg;
     struct storage_put *p = ctx->p;
-    const char *bucket = ctx->s->bucket;
+    const char *bucket = ctx->s->ct.bucket;
 
     if (c->result == ERR_TIMEOUT) {
         put_fail(p, 504, "s3_timeout", "S3 did not answer within %d s while storing into bucket %s.",
@@ -138,18 +139,13 @@ static int s3_commit(struct storage *st, struct storage_put *p)
     ctx = calloc(1, sizeof *ctx);
     if (!rq || !ctx)
         goto fail;
-    if (s3_sign_put(&s->t, key, image_mime(p->type), (unsigned long long)p->size, hash, time(NULL), rq)) {
+    if (s3_sign_put(&s->ct.t, key, image_mime(p->type), (unsigned long long)p->size, hash, time(NULL), rq)) {
         put_fail(p, 500, "storage_error", "Could not sign the S3 upload (check S3_BUCKET and S3_ENDPOINT).");
         rc = ERR_INVALID;
         goto fail;
     }
-    c = upstream_call_new("PUT", rq->url, S3_TIMEOUT_MS, S3_MAX_ERROR_BODY);
+    c = s3_call_new(rq, S3_TIMEOUT_MS, S3_MAX_ERROR_BODY);
     if (!c)
-        goto fail;
-    for (size_t i = 0; i < rq->nheaders; i++)
-        if (upstream_call_header(c, rq->headers[i]))
-            goto fail;
-    if (upstream_call_header(c, "Expect:"))
         goto fail;
     c->upload_fd = p->fd;
     c->upload_size = (curl_off_t)p->size;
@@ -189,12 +185,12 @@ static int s3_file_url(struct storage *st, const char *name, long ttl, char *out
     if (s->public_urls) {
         if (expires_at)
             *expires_at = 0;
-        return s3_object_url(&s->t, key, out, cap) ? ERR_INVALID : 0;
+        return s3_object_url(&s->ct.t, key, out, cap) ? ERR_INVALID : 0;
     }
     rq = malloc(sizeof *rq);
     if (!rq)
         return ERR_NOMEM;
-    rc = s3_presign_get(&s->t, key, (unsigned)ttl, now, rq);
+    rc = s3_presign_get(&s->ct.t, key, (unsigned)ttl, now, rq);
     if (rc == 0 && (size_t)snprintf(out, cap, "%s", rq->url) >= cap)
         rc = ERR_TOO_LARGE;
     free(rq);
@@ -232,7 +228,7 @@ static int s3_presign_put_json(struct storage *st, const char *upload_id, const 
     if (!rq)
         return ERR_NOMEM;
     incoming_name(upload_id, name, sizeof name);
-    if (make_key(s, name, key, sizeof key) || s3_presign_put(&s->t, key, content_type, (unsigned)s->ttl, now, rq))
+    if (make_key(s, name, key, sizeof key) || s3_presign_put(&s->ct.t, key, content_type, (unsigned)s->ttl, now, rq))
         goto out;
     cJSON_AddStringToObject(out, "upload_url", rq->url);
     cJSON_AddStringToObject(out, "method", "PUT");
@@ -272,20 +268,12 @@ static struct upstream_call *incoming_call(struct s3store *s, const char *method
     if (!rq)
         return NULL;
     incoming_name(upload_id, name, sizeof name);
-    if (make_key(s, name, key, sizeof key) || s3_sign_get(&s->t, method, key, time(NULL), rq))
-        goto fail;
-    c = upstream_call_new(method, rq->url, S3_TIMEOUT_MS, max_response);
-    if (!c)
-        goto fail;
-    for (size_t i = 0; i < rq->nheaders; i++)
-        if (upstream_call_header(c, rq->headers[i]))
-            goto fail;
+    if (make_key(s, name, key, sizeof key) || s3_sign_get(&s->ct.t, method, key, time(NULL), rq))
+        goto out;
+    c = s3_call_new(rq, S3_TIMEOUT_MS, max_response);
+out:
     free(rq);
     return c;
-fail:
-    upstream_call_free(c);
-    free(rq);
-    return NULL;
 }
 
 static void fetch_fail(struct storage_fetch *f, int status, const char *code, const char *fmt, ...)
@@ -310,7 +298,7 @@ static void on_fetch_done(struct upstream_call *c, void *arg)
 {
     struct fetch_ctx *ctx = arg;
     struct storage_fetch *f = ctx->f;
-    const char *bucket = ctx->s->bucket;
+    const char *bucket = ctx->s->ct.bucket;
 
     f->size = (long long)c->downloaded;
     if (c->result == ERR_TOO_LARGE) {
@@ -389,12 +377,7 @@ static void s3_destroy(struct storage *st)
 {
     struct s3store *s = st->priv;
     if (s) {
-        free(s->bucket);
-        free(s->region);
-        free(s->endpoint);
-        free(s->ak);
-        free(s->sk);
-        free(s->token);
+        s3_config_target_free(&s->ct);
         free(s->prefix);
         free(s->results_prefix);
         free(s);
@@ -417,24 +400,11 @@ const struct storage_ops storage_s3_ops = {
     .destroy = s3_destroy,
 };
 
-static char *dup_or_null(const char *s, int *oom)
-{
-    char *d;
-    if (!s)
-        return NULL;
-    d = strdup(s);
-    if (!d)
-        *oom = 1;
-    return d;
-}
-
 struct storage *storage_s3_open(const struct config *cfg, struct upstream *up, char *err, size_t cap)
 {
     struct storage *st = calloc(1, sizeof *st);
     struct s3store *s = calloc(1, sizeof *s);
     const char *tmp = getenv("TMPDIR");
-    struct s3_request *probe = NULL;
-    int oom = 0;
 
     if (!st || !s) {
         free(st);
@@ -444,44 +414,24 @@ struct storage *storage_s3_open(const struct config *cfg, struct upstream *up, c
     }
     st->ops = &storage_s3_ops;
     st->priv = s;
-    s->bucket = dup_or_null(cfg->s3_bucket, &oom);
-    s->region = dup_or_null(cfg->aws_region, &oom);
-    s->endpoint = dup_or_null(cfg->s3_endpoint, &oom);
-    s->ak = dup_or_null(cfg->aws_access_key_id, &oom);
-    s->sk = dup_or_null(cfg->aws_secret_access_key, &oom);
-    s->token = dup_or_null(cfg->aws_session_token, &oom);
-    s->prefix = dup_or_null(cfg->s3_prefix ? cfg->s3_prefix : "", &oom);
-    s->results_prefix = dup_or_null(cfg->s3_results_prefix ? cfg->s3_results_prefix : "", &oom);
-    if (oom) {
+    if (s3_config_target_init(&s->ct, cfg, err, cap))
+        goto fail;
+    s->prefix = strdup(cfg->s3_prefix ? cfg->s3_prefix : "");
+    s->results_prefix = strdup(cfg->s3_results_prefix ? cfg->s3_results_prefix : "");
+    if (!s->prefix || !s->results_prefix) {
         snprintf(err, cap, "out of memory");
         goto fail;
     }
-    s->t.endpoint = s->endpoint;
-    s->t.path_style = cfg->s3_force_path_style;
-    s->t.bucket = s->bucket;
-    s->t.region = s->region;
-    s->t.creds.access_key = s->ak;
-    s->t.creds.secret_key = s->sk;
-    s->t.creds.session_token = s->token;
     s->ttl = cfg->s3_presign_ttl;
     s->public_urls = cfg->s3_public;
     s->up = up;
     snprintf(s->spool, sizeof s->spool, "%s", tmp && *tmp ? tmp : "/tmp");
-    /* validate bucket/endpoint/region once, now, rather than on every upload */
-    probe = malloc(sizeof *probe);
-    if (!probe || s3_presign_get(&s->t, "probe", 60, time(NULL), probe)) {
-        snprintf(err, cap,
-                 "S3 settings are invalid: check S3_BUCKET (3-63 of a-z 0-9 . -), AWS_REGION and S3_ENDPOINT "
-                 "(scheme://host[:port])");
-        goto fail;
-    }
-    free(probe);
     {
         /* the origin of object URLs: scheme://host[:port] up to the first '/' after it */
         char url[S3_URL_MAX];
         const char *host;
         size_t n;
-        if (s3_object_url(&s->t, "x", url, sizeof url) != 0) {
+        if (s3_object_url(&s->ct.t, "x", url, sizeof url) != 0) {
             snprintf(err, cap, "S3 settings are invalid (object URL)");
             goto fail;
         }
@@ -496,7 +446,6 @@ struct storage *storage_s3_open(const struct config *cfg, struct upstream *up, c
     }
     return st;
 fail:
-    free(probe);
     s3_destroy(st);
     return NULL;
 }

@@ -100,7 +100,18 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
 static size_t on_read(char *dst, size_t size, size_t nmemb, void *userp)
 {
     struct upstream_call *c = userp;
-    ssize_t n = read(c->upload_fd, dst, size * nmemb);
+    ssize_t n;
+
+    if (c->upload_fd < 0) {
+        size_t want = size * nmemb, left = c->body_len - c->body_sent;
+        if (want > left)
+            want = left;
+        if (want)
+            memcpy(dst, c->body + c->body_sent, want);
+        c->body_sent += want;
+        return want;
+    }
+    n = read(c->upload_fd, dst, size * nmemb);
     return n < 0 ? CURL_READFUNC_ABORT : (size_t)n;
 }
 
@@ -121,6 +132,8 @@ static int call_prepare(struct upstream_call *c)
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->error);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+    /* a Content-Length over the cap fails before any byte is written */
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_response);
     curl_easy_setopt(e, CURLOPT_PRIVATE, c);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "product-photo-api/1.0");
     if (c->headers)
@@ -138,7 +151,9 @@ static int call_prepare(struct upstream_call *c)
         curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
         curl_easy_setopt(e, CURLOPT_READDATA, c);
-        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, c->upload_size);
+        c->body_sent = 0;
+        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
+                         c->upload_fd < 0 ? (curl_off_t)c->body_len : c->upload_size);
     } else if (strcmp(c->method, "HEAD") == 0) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     } else if (strcmp(c->method, "GET") != 0) {
@@ -150,6 +165,8 @@ static int call_prepare(struct upstream_call *c)
 static void call_finish(struct upstream_call *c, CURLcode code)
 {
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->http_status);
+    if (code == CURLE_FILESIZE_EXCEEDED)
+        c->result = ERR_TOO_LARGE;
     if (code == CURLE_OK) {
         c->result = 0;
     } else if (c->result == ERR_TOO_LARGE) {

@@ -5,6 +5,9 @@ locals {
   bucket_name = var.bucket_name != "" ? var.bucket_name : "${var.name}-uploads-${var.account_id}-${var.aws_region}"
   image_uri   = var.image_uri != "" ? var.image_uri : "${aws_ecr_repository.api.repository_url}:latest"
 
+  # The server's S3_TASKS_PREFIX: the task store (one record per task, idempotency keys, markers).
+  tasks_prefix = "tasks/"
+
   # Every route the server has (`build/product-photo-api routes`); tests/infra/run.sh fails if this
   # list, the SAM events in template.yaml and the binary disagree. HEAD is not routed (API Gateway
   # matches methods exactly); OPTIONS preflights are answered by the API's CORS configuration.
@@ -74,6 +77,8 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "files" {
 
 # Uploads only need to live until KIE has fetched them; kept results (S3_RESULTS_PREFIX, outside
 # this prefix) stay. The prefix is the server's S3_PREFIX, set in the function's environment below.
+# The task store (S3_TASKS_PREFIX) keeps its records, markers and idempotency keys for
+# var.task_retention_days: /tasks then lists that long a history.
 resource "aws_s3_bucket_lifecycle_configuration" "files" {
   bucket = aws_s3_bucket.files.id
 
@@ -87,6 +92,19 @@ resource "aws_s3_bucket_lifecycle_configuration" "files" {
 
     expiration {
       days = var.upload_expiration_days
+    }
+  }
+
+  rule {
+    id     = "expire-tasks"
+    status = "Enabled"
+
+    filter {
+      prefix = local.tasks_prefix
+    }
+
+    expiration {
+      days = var.task_retention_days
     }
   }
 }
@@ -130,8 +148,10 @@ resource "aws_cloudwatch_log_group" "lambda" {
 }
 
 # By key prefix, never bucket/*: uploads (S3_PREFIX; the server deletes raw direct uploads under
-# uploads/incoming/ once re-encoded, so only here s3:DeleteObject), kept results (S3_RESULTS_PREFIX) and
-# tasks/, reserved for a task store. No s3:ListBucket: the server takes S3's 403 on a missing key as 404.
+# uploads/incoming/ once re-encoded), kept results (S3_RESULTS_PREFIX, read/write only) and the task
+# store (S3_TASKS_PREFIX: it deletes released idempotency keys and lists its index and credits markers).
+# s3:ListBucket only for listings under the tasks prefix; a GET of a missing key elsewhere (or there:
+# the condition is about listings) gets S3's 403, which the server takes as "not found".
 data "aws_iam_policy_document" "lambda" {
   statement {
     sid       = "UploadsReadWriteDelete"
@@ -140,12 +160,27 @@ data "aws_iam_policy_document" "lambda" {
   }
 
   statement {
-    sid     = "ResultsAndTasksReadWrite"
-    actions = ["s3:PutObject", "s3:GetObject"]
-    resources = [
-      "${aws_s3_bucket.files.arn}/results/*",
-      "${aws_s3_bucket.files.arn}/tasks/*",
-    ]
+    sid       = "ResultsReadWrite"
+    actions   = ["s3:PutObject", "s3:GetObject"]
+    resources = ["${aws_s3_bucket.files.arn}/results/*"]
+  }
+
+  statement {
+    sid       = "TasksReadWriteDelete"
+    actions   = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.files.arn}/${local.tasks_prefix}*"]
+  }
+
+  statement {
+    sid       = "TasksList"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.files.arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${local.tasks_prefix}*"]
+    }
   }
 
   statement {
@@ -184,6 +219,7 @@ resource "aws_lambda_function" "api" {
       S3_BUCKET         = aws_s3_bucket.files.bucket
       S3_PREFIX         = "uploads/"
       S3_RESULTS_PREFIX = "results/"
+      S3_TASKS_PREFIX   = local.tasks_prefix
       S3_PRESIGN_TTL    = tostring(var.s3_presign_ttl)
       CORS_ORIGINS      = join(",", var.cors_origins)
       API_TOKEN         = var.api_token

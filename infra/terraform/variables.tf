@@ -115,6 +115,17 @@ variable "upload_expiration_days" {
   }
 }
 
+variable "task_retention_days" {
+  description = "Days after which S3 deletes the task store's objects (the tasks/ prefix: records, markers, idempotency keys)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.task_retention_days >= 1
+    error_message = "S3 lifecycle expiration counts whole days: at least 1."
+  }
+}
+
 variable "log_retention_days" {
   description = "CloudWatch log retention for the function."
   type        = number

@@ -202,16 +202,18 @@ def test_upload_aborted_midway_leaves_nothing(server):
 
 def test_upload_abandoned_with_a_big_content_length_is_cleaned_within_a_second(server):
     """Content-Length 10 MB, 300 KB sent, then the client goes: the spool file is gone within a second (not at
-    CONNECTION_TIMEOUT), and the connection is not left in CLOSE-WAIT."""
+    CONNECTION_TIMEOUT), and the connection is not left in CLOSE-WAIT. Ten times: libmicrohttpd's epoll mode
+    missed the FIN in most tries."""
     body, ct = multipart([("file", "a.png", "image/png", png_bytes() + b"\x00" * 300000)])
-    s = socket.create_connection(("127.0.0.1", server.port))
-    s.sendall(f"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Length: 10000000\r\n\r\n".encode())
-    s.sendall(body[:300000])
-    wait_for(lambda: any(f.startswith(".upload-") for f in os.listdir(server.upload_dir)), timeout=5)
-    s.close()
-    t0 = time.time()
-    wait_for(lambda: list_uploads(server) == [] and " 499 " in server.log(), timeout=1, interval=0.02)
-    assert time.time() - t0 < 1.0 * SLOW
+    for i in range(10):
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(f"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Length: 10000000\r\n\r\n".encode())
+        s.sendall(body[:300000])
+        wait_for(lambda: any(f.startswith(".upload-") for f in os.listdir(server.upload_dir)), timeout=5)
+        s.close()
+        t0 = time.time()
+        wait_for(lambda: list_uploads(server) == [] and server.log().count(" 499 ") == i + 1, timeout=1, interval=0.02)
+        assert time.time() - t0 < 1.0 * SLOW, i
 
 
 def test_concurrent_uploads(server_factory):

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 import urllib.parse
 
 import pytest
@@ -286,3 +287,57 @@ def test_results_prefix_inside_upload_prefix_is_warned_about(s3, server_factory)
     assert "S3_RESULTS_PREFIX (uploads/results/) is inside S3_PREFIX (uploads/)" in srv.log()
     srv2 = server_factory(s3_env(s3))
     assert "S3_RESULTS_PREFIX" not in srv2.log().replace("config S3_RESULTS_PREFIX=", "")
+
+
+def test_task_store_in_s3(s3, sim, server_factory):
+    """The S3 task store behind the HTTP side: Idempotency-Key, /tasks, /tasks/<id>, /credits and the daily
+    cap, every call of them on the upstream I/O thread."""
+    port = free_port()
+    srv = server_factory(s3_env(s3, KIE_API_KEY=KIE_KEY, KIE_BASE_URL=f"http://127.0.0.1:{sim.port}",
+                                PUBLIC_BASE_URL=f"http://127.0.0.1:{port}", ALLOW_PRIVATE_INPUT_URLS="1",
+                                S3_TASKS_PREFIX="store/", DAILY_GENERATION_LIMIT="2"), port=port)
+    photo = upload(srv.port, png_bytes(24, 24)).json()["url"]
+    body = json.dumps({"input_url": photo, "prompt": "studio product shot"}).encode()
+    headers = {"Content-Type": "application/json", "Idempotency-Key": "order 7/photo 1"}
+    first = request(srv.port, "POST", "/generate", body, headers)
+    assert first.status == 200 and first.header("Idempotent-Replayed") is None, first
+    again = request(srv.port, "POST", "/generate", body, headers)
+    assert again.status == 200 and again.header("Idempotent-Replayed") == "true", again
+    assert again.body == first.body
+    other = request(srv.port, "POST", "/generate", body.replace(b"studio", b"outdoor"), headers)
+    assert other.status == 422 and error_of(other)["code"] == "idempotency_key_reused", other
+    creates = [q for q in sim_requests(sim) if q["path"] == "/api/v1/jobs/createTask"]
+    assert len(creates) == 1, creates
+    task = first.json()["data"]["taskId"]
+    assert wait_task(srv.port, task)["state"] == "success"
+
+    second = request(srv.port, "POST", "/generate", body, {"Content-Type": "application/json"})
+    assert second.status == 200, second
+    task2 = second.json()["data"]["taskId"]
+    capped = request(srv.port, "POST", "/generate", body, {"Content-Type": "application/json"})
+    assert capped.status == 429 and error_of(capped)["code"] == "daily_limit_reached", capped
+
+    page = request(srv.port, "GET", "/tasks?limit=1")
+    assert page.status == 200, page
+    assert [t["id"] for t in page.json()["tasks"]] == [task2] and page.json()["next"], page
+    rest = request(srv.port, "GET", "/tasks?limit=1&before=" + urllib.parse.quote(page.json()["next"]))
+    assert rest.status == 200 and [t["id"] for t in rest.json()["tasks"]] == [task], rest
+    assert wait_task(srv.port, task2)["state"] == "success"
+
+    def credited(t):
+        r = request(srv.port, "GET", f"/tasks/{t}")
+        return r.json() if r.status == 200 and r.json().get("credits") is not None else None
+    rec, rec2 = wait_for(lambda: credited(task)), wait_for(lambda: credited(task2))
+    assert rec["id"] == task and rec["state"] == "success" and rec["idempotency_key"] == "order 7/photo 1", rec
+    assert rec2["idempotency_key"] is None and rec2["credits"] > 0, rec2
+    assert request(srv.port, "GET", "/tasks/task_never_made").status == 404
+    credits = request(srv.port, "GET", "/credits").json()
+    assert credits["generations_today"] == 2 and credits["spent_today"] == rec["credits"] + rec2["credits"], credits
+
+    keys = aws_list_keys(s3)
+    assert f"store/r/{task}.json" in keys and f"store/r/{task2}.json" in keys, keys
+    assert len([k for k in keys if k.startswith("store/i/")]) == 2, keys
+    assert len([k for k in keys if k.startswith("store/k/")]) == 1, keys
+    day = time.strftime("%Y%m%d", time.gmtime())
+    assert sorted(k for k in keys if k.startswith("store/c/")) == sorted(
+        [f"store/c/{day}/{task}_{rec['credits']:g}", f"store/c/{day}/{task2}_{rec2['credits']:g}"]), keys

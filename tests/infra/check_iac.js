@@ -5,19 +5,26 @@ const fs = require('fs');
 const path = require('path');
 const L = require('./lib');
 
-const LEAST_PRIVILEGE = ['logs:CreateLogStream', 'logs:PutLogEvents', 's3:DeleteObject', 's3:GetObject', 's3:PutObject'];
+const LEAST_PRIVILEGE = ['logs:CreateLogStream', 'logs:PutLogEvents', 's3:DeleteObject', 's3:GetObject', 's3:ListBucket',
+  's3:PutObject'];
 // Lambda rejects these in Environment.Variables (reserved) or they would shadow the runtime's values.
 const RESERVED_ENV = /^(AWS_REGION|AWS_DEFAULT_REGION|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|AWS_LAMBDA_.*|AWS_EXECUTION_ENV|_HANDLER|_X_AMZN_TRACE_ID|LAMBDA_TASK_ROOT|LAMBDA_RUNTIME_DIR|AWS_XRAY_.*)$/;
-const REQUIRED_ENV = ['KIE_API_KEY', 'KIE_BASE_URL', 'KIE_MODEL', 'USE_S3', 'S3_BUCKET'];
+const REQUIRED_ENV = ['KIE_API_KEY', 'KIE_BASE_URL', 'KIE_MODEL', 'USE_S3', 'S3_BUCKET', 'S3_TASKS_PREFIX'];
 // S3 access per key prefix (never bucket/*): delete only where the server deletes (raw direct uploads
-// under <S3_PREFIX>incoming/), read/write for kept results and for tasks/ (reserved for a task store).
-const TASKS_PREFIX = 'tasks/';
+// under <S3_PREFIX>incoming/, released idempotency keys of the task store), read/write for kept results.
+// s3:ListBucket only for the task store's listings: on the bucket, with an s3:prefix condition.
 function expectedS3(env) {
   return {
     [`${env.S3_PREFIX}*`]: ['s3:DeleteObject', 's3:GetObject', 's3:PutObject'],
     [`${env.S3_RESULTS_PREFIX}*`]: ['s3:GetObject', 's3:PutObject'],
-    [`${TASKS_PREFIX}*`]: ['s3:GetObject', 's3:PutObject'],
+    [`${env.S3_TASKS_PREFIX}*`]: ['s3:DeleteObject', 's3:GetObject', 's3:PutObject'],
   };
+}
+// The one s3:ListBucket statement: only that action, on the bucket itself, listings under the tasks prefix.
+function listStatement(acts, resources, prefixValues, bucketRef, env, what) {
+  L.assertEq(acts, ['s3:ListBucket'], `${what}: s3:ListBucket in a statement of its own`);
+  L.assertEq(resources, [bucketRef], `${what}: s3:ListBucket on the bucket`);
+  L.assertEq(prefixValues, [`${env.S3_TASKS_PREFIX}*`], `${what}: s3:ListBucket limited by s3:prefix to the tasks prefix`);
 }
 function addS3(map, suffix, acts) {
   map[suffix] = [...new Set([...(map[suffix] || []), ...acts])].sort();
@@ -47,6 +54,18 @@ function one(obj, what) {
   const keys = Object.keys(obj || {});
   L.assert(keys.length === 1, `expected exactly one ${what}, found ${keys.length}: ${keys.join(', ')}`);
   return obj[keys[0]];
+}
+
+// "${local.x}" inside a string -> the local's string value.
+function tfLocals(v, tf) {
+  return String(v).replace(/\$\{local\.([A-Za-z0-9_]+)\}/g, (all, name) => {
+    L.assert(typeof tf.locals[name] === 'string', `local.${name} is not a string literal`);
+    return tf.locals[name];
+  });
+}
+function tfEnv(tf) {
+  const env = one(tf.resource.aws_lambda_function, 'aws_lambda_function').environment[0].variables;
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, typeof v === 'string' ? tfLocals(v, tf) : v]));
 }
 
 // "${var.x}" -> default of variable x (for numbers/strings with defaults), literal -> itself.
@@ -128,26 +147,34 @@ function tfValue(v, tf) {
     L.assert(!tf.resource.aws_iam_role_policy_attachment && !role.managed_policy_arns, 'no managed policy attachments (they exceed least privilege)');
     const actions = new Set();
     const s3 = {};
+    const env = tfEnv(tf);
+    let lists = 0;
     for (const [name, rp] of Object.entries(tf.resource.aws_iam_role_policy || {})) {
       const m = /^\$\{data\.aws_iam_policy_document\.(\w+)\.json\}$/.exec(rp.policy);
       L.assert(m, `aws_iam_role_policy.${name}.policy must reference an aws_iam_policy_document`);
       for (const st of tf.data.aws_iam_policy_document[m[1]].statement) {
         L.assert(!st.effect || st.effect === 'Allow', 'only Allow statements expected');
         for (const a of st.actions) actions.add(a);
-        if (st.actions.some((a) => a.startsWith('s3:'))) {
+        if (st.actions.includes('s3:ListBucket')) {
+          const conds = st.condition || [];
+          L.assert(conds.length === 1 && conds[0].test === 'StringLike' && conds[0].variable === 's3:prefix',
+            `terraform: s3:ListBucket needs one StringLike s3:prefix condition, got ${JSON.stringify(conds)}`);
+          listStatement(st.actions, st.resources, conds[0].values.map((v) => tfLocals(v, tf)), '${aws_s3_bucket.files.arn}', env, 'terraform');
+          lists++;
+        } else if (st.actions.some((a) => a.startsWith('s3:'))) {
           for (const r of st.resources) {
             const m2 = /^\$\{aws_s3_bucket\.files\.arn\}\/(.+)$/.exec(r);
             L.assert(m2, `S3 actions must be scoped to objects of the files bucket: ${r}`);
-            addS3(s3, m2[1], st.actions.filter((a) => a.startsWith('s3:')));
+            addS3(s3, tfLocals(m2[1], tf), st.actions.filter((a) => a.startsWith('s3:')));
           }
         }
         L.assert(!st.resources.includes('*'), `statement with Resource "*": ${st.actions}`);
       }
     }
     L.assertEq([...actions].sort(), LEAST_PRIVILEGE, 'IAM actions');
-    const env = one(tf.resource.aws_lambda_function, 'aws_lambda_function').environment[0].variables;
+    L.assertEq(lists, 1, 'terraform: statements with s3:ListBucket');
     L.assertEq(sortedObj(s3), sortedObj(expectedS3(env)), 'S3 actions per key prefix');
-    return Object.entries(sortedObj(s3)).map(([k, v]) => `${k}: ${v.join(',')}`).join('; ');
+    return Object.entries(sortedObj(s3)).map(([k, v]) => `${k}: ${v.join(',')}`).join('; ') + `; list ${env.S3_TASKS_PREFIX}*`;
   });
 
   await L.check('terraform: Lambda function from image, 1024 MB, 60 s, env', async () => {
@@ -269,23 +296,35 @@ function tfValue(v, tf) {
     L.assert(/execute-api/.test(JSON.stringify(sam.Outputs.ApiUrl.Value)), 'Outputs.ApiUrl must be the execute-api URL');
   });
 
-  await L.check('S3 retention: a lifecycle rule expires the server\'s upload prefix, never the results prefix', async () => {
-    // Terraform
+  await L.check('S3 retention: lifecycle rules expire the upload prefix and the tasks prefix, never the results prefix', async () => {
+    // Terraform: one rule per prefix, by id
     const lc = one(tf.resource.aws_s3_bucket_lifecycle_configuration, 'aws_s3_bucket_lifecycle_configuration');
     L.assert(/aws_s3_bucket\.files\.(id|bucket)/.test(lc.bucket), 'lifecycle must target the files bucket');
-    L.assertEq(lc.rule.length, 1, 'one lifecycle rule');
-    const r = lc.rule[0];
-    L.assertEq(r.status, 'Enabled', 'rule status');
+    L.assertEq(lc.rule.map((x) => x.id).sort(), ['expire-tasks', 'expire-uploads'], 'lifecycle rules');
+    const tfRule = (id) => lc.rule.find((x) => x.id === id);
+    const r = tfRule('expire-uploads');
+    const rt = tfRule('expire-tasks');
+    for (const x of [r, rt]) L.assertEq(x.status, 'Enabled', `rule ${x.id} status`);
     const tfPrefix = r.filter[0].prefix;
+    const tfTasksPrefix = tfLocals(rt.filter[0].prefix, tf);
     L.assertEq(r.expiration[0].days, '${var.upload_expiration_days}', 'expiration days from the variable');
     L.assert(tfValue(r.expiration[0].days, tf) >= 1, 'upload_expiration_days default must be at least 1');
-    const tfEnv = one(tf.resource.aws_lambda_function, 'aws_lambda_function').environment[0].variables;
-    // SAM
+    L.assertEq(rt.expiration[0].days, '${var.task_retention_days}', 'tasks expire after var.task_retention_days');
+    L.assertEq(tfValue(rt.expiration[0].days, tf), 30, 'task_retention_days default');
+    L.assert(tf.variable.task_retention_days.validation, 'task_retention_days has a validation (>= 1 day)');
+    const env = tfEnv(tf);
+    // SAM: the same two rules
     const bp = samByType('AWS::S3::Bucket')[0][1].Properties;
     const rules = bp.LifecycleConfiguration.Rules;
-    L.assertEq(rules.length, 1, 'one SAM lifecycle rule');
-    L.assertEq([rules[0].Status, rules[0].ExpirationInDays], ['Enabled', { Ref: 'UploadExpirationDays' }], 'SAM rule');
+    L.assertEq(rules.map((x) => x.Id).sort(), ['expire-tasks', 'expire-uploads'], 'SAM lifecycle rules');
+    const su = rules.find((x) => x.Id === 'expire-uploads');
+    const st = rules.find((x) => x.Id === 'expire-tasks');
+    L.assertEq([su.Status, su.ExpirationInDays], ['Enabled', { Ref: 'UploadExpirationDays' }], 'SAM uploads rule');
+    L.assertEq([st.Status, st.ExpirationInDays], ['Enabled', { Ref: 'TaskRetentionDays' }], 'SAM tasks rule');
     L.assert(sam.Parameters.UploadExpirationDays.MinValue >= 1, 'UploadExpirationDays.MinValue');
+    const trd = sam.Parameters.TaskRetentionDays;
+    L.assert(trd && trd.Type === 'Number' && trd.Default === 30 && trd.MinValue >= 1,
+      `SAM parameter TaskRetentionDays: Number, Default 30, MinValue >= 1 (got ${JSON.stringify(trd)})`);
     const samEnv = samByType('AWS::Serverless::Function')[0][1].Properties.Environment.Variables;
     // both agree with each other and with the environment they give the server
     const serverDefault = (k) => {
@@ -293,15 +332,20 @@ function tfValue(v, tf) {
       L.assert(m, `${k} missing from the server's --help`);
       return m[1];
     };
-    for (const [name, prefix, env] of [['terraform', tfPrefix, tfEnv], ['sam', rules[0].Prefix, samEnv]]) {
-      L.assertEq(prefix, env.S3_PREFIX, `${name}: the rule's prefix must be the function's S3_PREFIX`);
-      L.assert(prefix && prefix.endsWith('/'), `${name}: a prefix ending in / (got ${prefix})`);
-      L.assert(!String(env.S3_RESULTS_PREFIX).startsWith(prefix), `${name}: S3_RESULTS_PREFIX must be outside ${prefix}`);
+    for (const [name, prefix, tasks, e] of [['terraform', tfPrefix, tfTasksPrefix, env], ['sam', su.Prefix, st.Prefix, samEnv]]) {
+      L.assertEq(prefix, e.S3_PREFIX, `${name}: the uploads rule's prefix must be the function's S3_PREFIX`);
+      L.assertEq(tasks, e.S3_TASKS_PREFIX, `${name}: the tasks rule's prefix must be the function's S3_TASKS_PREFIX`);
+      for (const x of [prefix, tasks]) L.assert(x && x.endsWith('/'), `${name}: a prefix ending in / (got ${x})`);
+      L.assert(!String(e.S3_RESULTS_PREFIX).startsWith(prefix), `${name}: S3_RESULTS_PREFIX must be outside ${prefix}`);
+      L.assert(!String(e.S3_RESULTS_PREFIX).startsWith(tasks), `${name}: S3_RESULTS_PREFIX must be outside ${tasks}`);
+      L.assert(!tasks.startsWith(prefix) && !prefix.startsWith(tasks), `${name}: ${tasks} and ${prefix} must not overlap`);
     }
-    L.assertEq(tfPrefix, rules[0].Prefix, 'terraform and SAM expire the same prefix');
-    L.assertEq([tfEnv.S3_PREFIX, tfEnv.S3_RESULTS_PREFIX], [serverDefault('S3_PREFIX'), serverDefault('S3_RESULTS_PREFIX')],
+    L.assertEq([tfPrefix, tfTasksPrefix], [su.Prefix, st.Prefix], 'terraform and SAM expire the same prefixes');
+    L.assertEq([env.S3_PREFIX, env.S3_RESULTS_PREFIX, env.S3_TASKS_PREFIX],
+      [serverDefault('S3_PREFIX'), serverDefault('S3_RESULTS_PREFIX'), serverDefault('S3_TASKS_PREFIX')],
       'templates use the server defaults, so local and AWS keys look alike');
-    return `expires ${tfPrefix} after ${tfValue(r.expiration[0].days, tf)} day(s); results under ${tfEnv.S3_RESULTS_PREFIX} stay`;
+    return `expires ${tfPrefix} after ${tfValue(r.expiration[0].days, tf)} day(s), ${tfTasksPrefix} after ` +
+      `${tfValue(rt.expiration[0].days, tf)}; results under ${env.S3_RESULTS_PREFIX} stay`;
   });
 
   await L.check('sam: IAM role has exactly the least-privilege actions', async () => {
@@ -315,13 +359,22 @@ function tfValue(v, tf) {
     L.assert(!role.Properties.ManagedPolicyArns, 'no managed policies');
     const actions = new Set();
     const s3 = {};
+    const env = fn.Properties.Environment.Variables;
+    let lists = 0;
     for (const pol of role.Properties.Policies) {
       for (const st of pol.PolicyDocument.Statement) {
         L.assertEq(st.Effect, 'Allow', 'Effect');
         const acts = [].concat(st.Action);
         acts.forEach((a) => actions.add(a));
         L.assert(st.Resource !== '*', `Resource "*" for ${acts}`);
-        if (acts.some((a) => a.startsWith('s3:'))) {
+        if (acts.includes('s3:ListBucket')) {
+          const cond = st.Condition || {};
+          L.assertEq(Object.keys(cond), ['StringLike'], 'sam: s3:ListBucket condition operator');
+          L.assertEq(Object.keys(cond.StringLike), ['s3:prefix'], 'sam: s3:ListBucket condition key');
+          listStatement(acts, [].concat(st.Resource), [].concat(cond.StringLike['s3:prefix']),
+            { 'Fn::GetAtt': ['FilesBucket', 'Arn'] }, env, 'sam');
+          lists++;
+        } else if (acts.some((a) => a.startsWith('s3:'))) {
           for (const r of [].concat(st.Resource)) {
             const m = /^\$\{FilesBucket\.Arn\}\/(.+)$/.exec((r && r['Fn::Sub']) || '');
             L.assert(m, `S3 actions must be scoped to objects of FilesBucket: ${JSON.stringify(r)}`);
@@ -331,8 +384,9 @@ function tfValue(v, tf) {
       }
     }
     L.assertEq([...actions].sort(), LEAST_PRIVILEGE, 'IAM actions');
-    L.assertEq(sortedObj(s3), sortedObj(expectedS3(fn.Properties.Environment.Variables)), 'S3 actions per key prefix');
-    return Object.keys(sortedObj(s3)).join(' ');
+    L.assertEq(lists, 1, 'sam: statements with s3:ListBucket');
+    L.assertEq(sortedObj(s3), sortedObj(expectedS3(env)), 'S3 actions per key prefix');
+    return Object.keys(sortedObj(s3)).join(' ') + ` list:${env.S3_TASKS_PREFIX}*`;
   });
 
   // ------------------------------------------------------------ docker-compose.yml

@@ -148,6 +148,42 @@ for r in json.load(sys.stdin)["values"]["root_module"]["resources"]:
       if [ -z "$endpoint" ] || [ "$pbu" != "$endpoint" ]; then
         echo "function PUBLIC_BASE_URL is '$pbu', api_endpoint '$endpoint'" >>"$log"; ok=0
       fi
+      # what moto now holds for the task store: the bucket's lifecycle rule for tasks/ (30 days by
+      # default), the role's Get/Put/Delete on tasks/* and ListBucket limited to the tasks/ prefix, and
+      # S3_TASKS_PREFIX in the function's environment
+      tasks=$(MOTO=$ep BUCKET=$(terraform -chdir="$W" output -raw bucket_name 2>>"$log") python3 - 2>>"$log" <<'PY'
+import json, os, boto3
+kw = dict(endpoint_url=os.environ["MOTO"], region_name="us-east-1")
+s3, iam, lam = boto3.client("s3", **kw), boto3.client("iam", **kw), boto3.client("lambda", **kw)
+bucket = os.environ["BUCKET"]
+bad = []
+rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
+r = rules.get("expire-tasks", {})
+if r.get("Status") != "Enabled" or r.get("Filter", {}).get("Prefix") != "tasks/" or r.get("Expiration", {}).get("Days") != 30:
+    bad.append(f"lifecycle rule expire-tasks: {r}")
+role = "product-photo-api-lambda"
+doc = iam.get_role_policy(RoleName=role, PolicyName=role)["PolicyDocument"]
+doc = json.loads(doc) if isinstance(doc, str) else doc
+sts = {s.get("Sid"): s for s in doc["Statement"]}
+acts = lambda s: sorted([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+res = lambda s: [s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"]
+t = sts.get("TasksReadWriteDelete")
+if not t or acts(t) != ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"] or res(t) != [f"arn:aws:s3:::{bucket}/tasks/*"]:
+    bad.append(f"TasksReadWriteDelete: {t}")
+lst = sts.get("TasksList")
+prefix = (lst or {}).get("Condition", {}).get("StringLike", {}).get("s3:prefix")
+if not lst or acts(lst) != ["s3:ListBucket"] or res(lst) != [f"arn:aws:s3:::{bucket}"] or prefix not in ("tasks/*", ["tasks/*"]):
+    bad.append(f"TasksList: {lst}")
+env = lam.get_function_configuration(FunctionName="product-photo-api")["Environment"]["Variables"]
+if env.get("S3_TASKS_PREFIX") != "tasks/":
+    bad.append(f"S3_TASKS_PREFIX={env.get('S3_TASKS_PREFIX')}")
+print("; ".join(bad) if bad else f"tasks/ expires after {r['Expiration']['Days']} days, role may Get/Put/Delete it and list it")
+PY
+)
+      case $tasks in
+        "tasks/ expires"*) ;;
+        *) echo "task store in moto: ${tasks:-no answer}" >>"$log"; ok=0 ;;
+      esac
     fi
     # the repository keeps no force_delete (a real destroy must not silently drop pushed images):
     # empty it here, as a user would before `terraform destroy`
@@ -156,7 +192,7 @@ for r in json.load(sys.stdin)["values"]["root_module"]["resources"]:
     terraform -chdir="$W" destroy -auto-approve -refresh=false "${vars[@]}" >>"$log" 2>&1 || destroy_ok=0
     left=$(terraform -chdir="$W" state list 2>/dev/null | grep -vc '^data\.')
     if [ "$ok" -eq 1 ] && [ "$destroy_ok" -eq 1 ] && [ "$left" -eq 0 ]; then
-      pass "terraform apply + destroy against moto_server on 127.0.0.1:$port" "$created resources created and destroyed, api_endpoint = PUBLIC_BASE_URL = $endpoint, callBackUrl $endpoint/kie/callback, $(secs "$t0")"
+      pass "terraform apply + destroy against moto_server on 127.0.0.1:$port" "$created resources created and destroyed, api_endpoint = PUBLIC_BASE_URL = $endpoint, callBackUrl $endpoint/kie/callback, $tasks, $(secs "$t0")"
     else
       fail "terraform apply + destroy against moto_server on 127.0.0.1:$port (apply ok=$ok, destroy ok=$destroy_ok, left=$left)" "$log"
     fi

@@ -27,7 +27,9 @@ case "${1:-}" in
     [ -d "$HERE/node_modules/@20minutes/s3rver" ] || "$0" install
     mkdir -p "$STATE"
     rm -rf "$STATE/data"; mkdir -p "$STATE/data"
-    nohup node "$HERE/s3rver-launch.js" "$STATE/data" "$PORT" "$BUCKET" "$HERE/cors.xml" \
+    # --openssl-legacy-provider: s3rver makes ListObjectsV2 continuation tokens with DES, which
+    # OpenSSL 3 only has in its legacy provider (without it a truncated listing is a 500).
+    nohup node --openssl-legacy-provider "$HERE/s3rver-launch.js" "$STATE/data" "$PORT" "$BUCKET" "$HERE/cors.xml" \
       >"$STATE/log" 2>&1 &
     echo $! >"$STATE/pid"
     for _ in $(seq 1 100); do   # up to ~10 s; an anonymous GET / (ListBuckets) answers 200

@@ -1,6 +1,7 @@
 /* test_s3.c - the S3 request builder: URL shapes, key encoding, signed
  * headers and presigned URLs (expected values from botocore with a frozen
- * clock, via sigv4_oracle.py), and the XML error parser on hostile input.
+ * clock, via sigv4_oracle.py), and the XML error and ListObjectsV2 parsers
+ * on hostile input.
  * usage: build/test_s3
  */
 #include "s3.h"
@@ -284,11 +285,178 @@ static void test_error_parser(void)
     }
 }
 
+static void test_list_requests(void)
+{
+    struct s3_request *rq = malloc(sizeof(*rq));
+    struct s3_target vh = local;
+    char big[S3_TOKEN_MAX + 2];
+    if (rq == NULL)
+        return;
+
+    /* botocore S3SigV4Auth, clock frozen at T0: GET <url> with x-amz-content-sha256 e3b0... */
+    TEST_ASSERT(s3_sign_list(&local, "tasks/i/", "tasks/i/8204478359999-task_l4", NULL, 2, T0, rq) == 0,
+                "sign a listing after a key");
+    TEST_STR_EQ(rq->method, "GET", "list method");
+    TEST_STR_EQ(rq->url,
+                LOCAL "/test-bucket?list-type=2&max-keys=2&prefix=tasks%2Fi%2F&start-after=tasks%2Fi%2F"
+                      "8204478359999-task_l4",
+                "list URL: bucket path, canonical query");
+    TEST_ASSERT(rq->nheaders == 3, "list header count %zu", rq->nheaders);
+    TEST_STR_EQ(rq->headers[2],
+                "Authorization: AWS4-HMAC-SHA256 Credential=S3RVER/20261124/us-east-1/s3/aws4_request, "
+                "SignedHeaders=host;x-amz-content-sha256;x-amz-date, "
+                "Signature=682df656e500e166f41c08e7bfb4ced37d81471e0c41b45a09589982c4b18455",
+                "list Authorization (botocore)");
+    TEST_ASSERT(s3_sign_list(&local, "tasks/i/", NULL, "1/ab+c=", 1000, T0, rq) == 0, "sign a continuation");
+    TEST_STR_EQ(rq->url,
+                LOCAL "/test-bucket?continuation-token=1%2Fab%2Bc%3D&list-type=2&max-keys=1000&prefix=tasks%2Fi%2F",
+                "continuation URL");
+    TEST_STR_EQ(rq->headers[2],
+                "Authorization: AWS4-HMAC-SHA256 Credential=S3RVER/20261124/us-east-1/s3/aws4_request, "
+                "SignedHeaders=host;x-amz-content-sha256;x-amz-date, "
+                "Signature=26ba1c82c000536db11f60819dad9e4b02a856daa60920ce22880832f8c239a0",
+                "continuation Authorization (botocore)");
+    vh.path_style = 0;
+    vh.endpoint = NULL;
+    TEST_ASSERT(s3_sign_list(&vh, "", "", "", 5, T0, rq) == 0, "list everything, virtual-host style");
+    TEST_STR_EQ(rq->url, "https://test-bucket.s3.us-east-1.amazonaws.com/?list-type=2&max-keys=5",
+                "virtual-host list URL, empty prefix left out");
+
+    TEST_ASSERT(s3_sign_list(&local, "p/", NULL, NULL, 0, T0, rq) < 0 && rq->url[0] == '\0', "max-keys 0 refused");
+    TEST_ASSERT(s3_sign_list(&local, "p/", NULL, NULL, 1001, T0, rq) < 0, "max-keys 1001 refused");
+    TEST_ASSERT(s3_sign_list(&local, "p/", "p/a", "tok", 5, T0, rq) < 0, "start-after and a token refused");
+    TEST_ASSERT(s3_sign_list(&local, "p/\n", NULL, NULL, 5, T0, rq) < 0, "control character in prefix refused");
+    TEST_ASSERT(s3_sign_list(&local, "p/", NULL, "a b", 5, T0, rq) < 0, "space in token refused");
+    memset(big, 'A', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    TEST_ASSERT(s3_sign_list(&local, "p/", NULL, big, 5, T0, rq) < 0, "token longer than S3_TOKEN_MAX refused");
+    free(rq);
+}
+
+struct keys {
+    char all[2048];
+    int n;
+    int stop_at;
+};
+
+static int on_key(const char *key, void *arg)
+{
+    struct keys *k = arg;
+    size_t len = strlen(k->all);
+    snprintf(k->all + len, sizeof(k->all) - len, "%s|", key);
+    return ++k->n == k->stop_at ? 7 : 0;
+}
+
+static int parse(const char *body, struct keys *k, int *trunc, char *tok, size_t *skipped)
+{
+    memset(k, 0, sizeof(*k));
+    return s3_parse_list(body, strlen(body), on_key, k, trunc, tok, S3_TOKEN_MAX + 1, skipped);
+}
+
+static void test_list_parser(void)
+{
+    struct keys k;
+    char tok[S3_TOKEN_MAX + 1];
+    int trunc;
+    size_t skipped;
+    const char *real =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/"
+        "2006-03-01/\"><Name>b</Name><Prefix>tasks/i/</Prefix><NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/"
+        "wm36Hy4vbOwM=</NextContinuationToken><KeyCount>2</KeyCount><MaxKeys>2</MaxKeys><IsTruncated>true</"
+        "IsTruncated><Contents><Key>tasks/i/1-a</Key><LastModified>2026-11-24T12:00:00.000Z</LastModified><ETag>"
+        "&quot;d41d&quot;</ETag><Size>0</Size></Contents><Contents><Key>tasks/i/2-b&amp;c</Key><Size>0</Size>"
+        "</Contents><CommonPrefixes><Prefix>tasks/i/x/</Prefix></CommonPrefixes></ListBucketResult>";
+
+    TEST_ASSERT(parse(real, &k, &trunc, tok, &skipped) == 0, "parse a ListObjectsV2 page");
+    TEST_STR_EQ(k.all, "tasks/i/1-a|tasks/i/2-b&c|", "keys in order, entities decoded, prefixes not keys");
+    TEST_ASSERT(trunc == 1 && skipped == 0, "truncated, nothing skipped");
+    TEST_STR_EQ(tok, "1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=", "continuation token");
+
+    const char *last = "<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>a&#x41;&#66;</Key>"
+                       "</Contents></ListBucketResult>";
+    TEST_ASSERT(parse(last, &k, &trunc, tok, &skipped) == 0 && trunc == 0 && tok[0] == '\0', "last page");
+    TEST_STR_EQ(k.all, "aAB|", "numeric references decoded");
+
+    const char *empty = "<ListBucketResult><KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>";
+    TEST_ASSERT(parse(empty, &k, &trunc, tok, &skipped) == 0 && k.n == 0, "no keys");
+
+    const char *bad_keys =
+        "<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>ok1</Key></Contents>"
+        "<Contents><Key>a&#10;b</Key></Contents><Contents><Key>a&bogus;</Key></Contents><Contents><Key>&#xE9;</Key>"
+        "</Contents><Contents><Key></Key></Contents><Contents><Size>0</Size></Contents><Contents><Key>a\x01</Key>"
+        "</Contents><Contents><Key>ok2</Key></Contents></ListBucketResult>";
+    TEST_ASSERT(parse(bad_keys, &k, &trunc, tok, &skipped) == 0, "page with bad keys");
+    TEST_STR_EQ(k.all, "ok1|ok2|", "only valid keys reach the callback");
+    TEST_ASSERT(skipped == 6, "bad keys counted (%zu)", skipped);
+
+    {
+        char longkey[S3_KEY_MAX + 200];
+        int n = snprintf(longkey, sizeof(longkey), "<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>");
+        memset(longkey + n, 'k', S3_KEY_MAX + 1);
+        snprintf(longkey + n + S3_KEY_MAX + 1, sizeof(longkey) - (size_t)n - S3_KEY_MAX - 1,
+                 "</Key></Contents></ListBucketResult>");
+        TEST_ASSERT(parse(longkey, &k, &trunc, tok, &skipped) == 0 && k.n == 0 && skipped == 1,
+                    "a key longer than S3_KEY_MAX is skipped, not truncated");
+    }
+
+    TEST_ASSERT(parse(real, &k, &trunc, tok, &skipped) == 0 && k.n == 2, "again");
+    memset(&k, 0, sizeof(k));
+    k.stop_at = 1;
+    TEST_ASSERT(s3_parse_list(real, strlen(real), on_key, &k, &trunc, tok, sizeof(tok), NULL) == 7 && k.n == 1,
+                "the callback stops the parse with its value");
+
+    static const char *const malformed[] = {
+        "<Error><Code>AccessDenied</Code></Error>",
+        "<ListBucketResult><Contents><Key>a</Key></Contents></ListBucketResult>",
+        "<ListBucketResult><IsTruncated>maybe</IsTruncated></ListBucketResult>",
+        "<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>",
+        "<ListBucketResult><IsTruncated>true</IsTruncated><NextContinuationToken>a b</NextContinuationToken>"
+        "</ListBucketResult>",
+        "<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>a</Key>",
+        "<ListBucketResult><IsTruncated>false",
+        "",
+    };
+    for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++)
+        TEST_ASSERT(parse(malformed[i], &k, &trunc, tok, &skipped) < 0 && k.n == 0, "malformed listing %zu refused", i);
+    TEST_ASSERT(s3_parse_list(real, strlen(real), on_key, &k, &trunc, tok, 8, NULL) < 0 && tok[0] == '\0',
+                "a token longer than the caller's buffer is an error, not truncated");
+    TEST_ASSERT(s3_parse_list(NULL, 5, on_key, &k, &trunc, tok, sizeof(tok), NULL) < 0, "NULL body");
+    {
+        /* exact-size heap copy, not NUL-terminated, cut inside a key: ASan catches any over-read */
+        size_t n = strlen(real);
+        char *b = malloc(n);
+        if (b != NULL) {
+            memcpy(b, real, n);
+            memset(&k, 0, sizeof(k));
+            TEST_ASSERT(s3_parse_list(b, n, on_key, &k, &trunc, tok, sizeof(tok), NULL) == 0 && k.n == 2,
+                        "unterminated buffer");
+            memset(&k, 0, sizeof(k));
+            TEST_ASSERT(
+                s3_parse_list(b, (size_t)(strstr(real, "2-b") - real), on_key, &k, &trunc, tok, sizeof(tok), NULL) < 0,
+                "body cut inside a Contents element");
+            free(b);
+        }
+    }
+    {
+        size_t n = S3_LIST_SCAN_MAX + 1;
+        char *b = malloc(n);
+        if (b != NULL) {
+            memset(b, ' ', n);
+            memcpy(b, last, strlen(last));
+            TEST_ASSERT(s3_parse_list(b, n, on_key, &k, &trunc, tok, sizeof(tok), NULL) < 0,
+                        "an answer over S3_LIST_SCAN_MAX is refused");
+            free(b);
+        }
+    }
+}
+
 int main(void)
 {
     test_keys_and_urls();
     test_signed_requests();
     test_presigned();
     test_error_parser();
+    test_list_requests();
+    test_list_parser();
     return test_report();
 }
