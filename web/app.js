@@ -730,10 +730,9 @@
       credits: Number.isFinite(r.credits) ? r.credits : null,
       failMsg: r.fail_message || '', failCode: r.fail_code ? String(r.fail_code) : '', note: '', here: false,
     };
-    if (FINAL.has(t.state)) {
-      t.finished = updated;
-      if (Number(r.cost_time) > 0) t.took = Number(r.cost_time) * 1000;
-    }
+    /* finished about when the record last changed (cost_time is not used: its unit is not documented — KIE's
+     * example reads like seconds, the simulator reports milliseconds) */
+    if (FINAL.has(t.state)) t.finished = updated;
     return t;
   }
   /* The server's list (newest first) with what this browser knows of the same tasks: the photo's name,
