@@ -16,6 +16,7 @@ struct imagepool;
 struct kieupload;
 struct taskstore;
 struct credits_cache;
+struct tasklog_queue;
 struct MHD_Daemon;
 
 struct app {
@@ -30,8 +31,11 @@ struct app {
     struct kieupload *pushed;      /* our files already on KIE's file upload */
     struct taskstore *taskstore;   /* records of our tasks, idempotency keys (taskstore.h) */
     struct credits_cache *credits; /* KIE's balance, cached (tasklog.h) */
+    struct tasklog_queue *updates; /* record updates, one at a time (tasklog.h) */
     atomic_long admitting;         /* generations admitted, not yet recorded (daily cap) */
     char callback_secret[65];      /* token in KIE's callBackUrl */
+    unsigned char results_key[32]; /* signs stable_url (resultsig.h) */
+    struct ratelimit *rl_results;
     unsigned port;                 /* the bound port */
     time_t started;
     atomic_long active_requests;   /* between first callback and completion */

@@ -73,6 +73,9 @@ struct config {
     long result_ttl_hours;
     long results_max_mb;
     long max_result_bytes;
+    char *results_url_secret;
+    long results_url_ttl_hours;
+    long rate_limit_results;
     long min_free_disk_mb;
     /* derived */
     int on_lambda;

@@ -27,6 +27,7 @@ enum route_flags {
     ROUTE_RL_GENERATE = 1u << 3, /* taken by the handler, once valid (http_rate_limit) */
     ROUTE_RL_UPLOAD = 1u << 4,
     ROUTE_RAW_BODY = 1u << 5,  /* buffer any body up to MAX_JSON_BODY */
+    ROUTE_SIGNED = 1u << 6,    /* with ROUTE_AUTH: a valid ?exp=&sig= for {param} (resultsig.h) does instead */
 };
 
 struct route {

@@ -35,4 +35,8 @@ const char *results_first_url(struct cJSON *data);
  * it, and add data.stable_url when our copy exists. Thread-safe. */
 void results_note_answer(struct app *app, struct cJSON *answer);
 
+/* Our stable URL of task_id's kept result, signed (resultsig.h) for
+ * RESULTS_URL_TTL_HOURS: "<public base>/results/<id>?exp=..&sig=..". */
+void results_stable_url(struct app *app, const char *task_id, char *out, size_t cap);
+
 #endif

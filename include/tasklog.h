@@ -23,6 +23,11 @@ char *tasklog_new_record(const struct generate_request *g, const char *const *se
  * credits are new, update its record (in the background). */
 void tasklog_note_answer(struct app *app, const cJSON *answer);
 
+/* The queue record updates run through, one at a time (app->updates). */
+struct tasklog_queue;
+struct tasklog_queue *tasklog_queue_new(void);
+void tasklog_queue_free(struct tasklog_queue *q);
+
 /* Our stable copy of the task's result exists now. */
 void tasklog_note_stable(struct app *app, const char *task_id, const char *stable_url);
 

@@ -112,6 +112,13 @@ static const struct cfg_entry entries[] = {
     {"S3_TASKS_PREFIX", CFG_STR, OFF(s3_tasks_prefix), "tasks/", 0, 0, 0,
      "key prefix of the task store in S3 mode: one JSON object per task (outside S3_PREFIX, so the uploads' "
      "lifecycle rule does not delete it)"},
+    {"RESULTS_URL_SECRET", CFG_STR, OFF(results_url_secret), NULL, 0, 0, CFG_SECRET,
+     "key that signs the stable_url of kept results (unset: UPLOAD_DIR/.results-secret, made once; in S3 mode "
+     "derived from KIE_API_KEY so every instance agrees)"},
+    {"RESULTS_URL_TTL_HOURS", CFG_LONG, OFF(results_url_ttl_hours), "168", 1, 87600, 0,
+     "how long a signed stable_url works without API_TOKEN (default 7 days)"},
+    {"RATE_LIMIT_RESULTS", CFG_LONG, OFF(rate_limit_results), "60", 0, 100000, 0,
+     "GET /results per client IP per minute that are not served from our copy (they ask KIE) (0 = off)"},
     {"API_TOKEN", CFG_STR, OFF(api_token), NULL, 0, 0, CFG_SECRET,
      "when set, API routes require Authorization: Bearer <API_TOKEN>"},
     {"RATE_LIMIT_GENERATE", CFG_LONG, OFF(rate_limit_generate), "10", 0, 100000, 0,

@@ -351,9 +351,19 @@ static enum MHD_Result gen_recorded(struct req *r)
 {
     struct gen_state *st = r->state;
 
-    if (st->op.result)
+    if (st->op.result) {
         log_warn("request %s: task %s was created but its record could not be stored: %s", r->id, st->op.id,
                  st->op.error);
+    } else {
+        /* a callback or poll that came while the record was being written
+         * found nothing to update: apply the task's final answer now */
+        char *final = taskcache_get_final(r->app->tasks, st->op.id);
+        cJSON *answer = final ? cJSON_Parse(final) : NULL;
+        free(final);
+        if (answer)
+            tasklog_note_answer(r->app, answer);
+        cJSON_Delete(answer);
+    }
     if (!st->claimed) {
         char *text = st->answer;
         st->answer = NULL;

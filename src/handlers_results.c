@@ -10,6 +10,7 @@
 #include "results.h"
 #include "storage.h"
 #include "taskcache.h"
+#include "taskstore.h"
 #include "upstream.h"
 #include "validate.h"
 
@@ -106,6 +107,7 @@ struct result_state {
     struct req *r;
     struct upstream_call *call;
     struct keep_outcome out;
+    struct taskstore_op op; /* is the task ours? */
 };
 
 static void result_state_free(void *p)
@@ -113,6 +115,7 @@ static void result_state_free(void *p)
     struct result_state *st = p;
     if (st) {
         upstream_call_free(st->call);
+        taskstore_op_clear(&st->op);
         free(st);
     }
 }
@@ -244,14 +247,15 @@ static void on_record(struct upstream_call *c, void *arg)
     kie_outcome_free(&o);
 }
 
+static enum MHD_Result ask_kie(struct req *r);
+static enum MHD_Result results_known(struct req *r);
+
 enum MHD_Result h_results(struct req *r)
 {
-    const struct config *cfg = r->app->cfg;
+    enum MHD_Result answered = MHD_NO;
     struct result_state *st;
     char stable[300];
     char *cached;
-    char endpoint[1024];
-    char auth[1100];
 
     if (!task_id_valid(r->param))
         return http_error(r, 404, "not_found", "There is no such task.");
@@ -269,23 +273,54 @@ enum MHD_Result h_results(struct req *r)
             }
         }
     }
+    /* from here on it costs: a KIE call, a copy */
+    if (http_rate_limit(r, r->app->rl_results, &answered))
+        return answered;
     st = calloc(1, sizeof *st);
     if (!st)
         return MHD_NO;
     st->r = r;
     r->state = st;
     r->state_free = result_state_free;
-    http_suspend(r, result_reply);
     cached = taskcache_get_final(r->app->tasks, r->param);
     if (cached) {
         cJSON *j = cJSON_Parse(cached);
         free(cached);
         if (j) {
+            http_suspend(r, result_reply);
             keep_from_answer(st, j);
             cJSON_Delete(j);
             return MHD_YES;
         }
     }
+    if (!r->app->taskstore)
+        return ask_kie(r);
+    /* only tasks this server created: an unknown id costs no KIE call */
+    snprintf(st->op.id, sizeof st->op.id, "%.128s", r->param);
+    return handler_store_step(r, &st->op, r->app->taskstore->ops->get, results_known);
+}
+
+static enum MHD_Result results_known(struct req *r)
+{
+    struct result_state *st = r->state;
+
+    if (st->op.result == ERR_NOT_FOUND)
+        return http_error(r, 404, "task_not_found", "This server created no task %s.", st->op.id);
+    if (st->op.result)
+        return http_error_retry(r, 503, "task_store_unavailable", 5, "The task store could not be read (%s).",
+                                st->op.error);
+    return ask_kie(r);
+}
+
+/* recordInfo for the task, then copy its result (suspended throughout). */
+static enum MHD_Result ask_kie(struct req *r)
+{
+    const struct config *cfg = r->app->cfg;
+    struct result_state *st = r->state;
+    char endpoint[1024];
+    char auth[1100];
+
+    http_suspend(r, result_reply);
     if (!cfg->kie_api_key) {
         keep_outcome_fail(&st->out, 503, "kie_not_configured", "KIE_API_KEY is not set on the server.");
         http_resume(r);

@@ -7,6 +7,7 @@
 #include "handlers.h"
 #include "http.h"
 #include "log.h"
+#include "results.h"
 #include "tasklog.h"
 #include "taskstore.h"
 #include "upstream.h"
@@ -92,6 +93,20 @@ static struct tasks_state *tasks_state(struct req *r)
     return st;
 }
 
+/* A record keeps "/results/<id>" as its stable_url; answered, it is our
+ * signed absolute URL, valid from now (resultsig.h). */
+static void sign_stable(struct req *r, cJSON *rec)
+{
+    cJSON *stable = cJSON_GetObjectItemCaseSensitive(rec, "stable_url");
+    cJSON *id = cJSON_GetObjectItemCaseSensitive(rec, "id");
+    char url[1024];
+
+    if (!cJSON_IsString(stable) || !cJSON_IsString(id) || !task_id_valid(id->valuestring))
+        return;
+    results_stable_url(r->app, id->valuestring, url, sizeof url);
+    cJSON_ReplaceItemInObjectCaseSensitive(rec, "stable_url", cJSON_CreateString(url));
+}
+
 static enum MHD_Result tasks_listed(struct req *r)
 {
     struct tasks_state *st = r->state;
@@ -110,8 +125,10 @@ static enum MHD_Result tasks_listed(struct req *r)
     }
     for (size_t i = 0; i < st->op.n_records; i++) {
         cJSON *rec = cJSON_Parse(st->op.records[i]);
-        if (rec)
+        if (rec) {
+            sign_stable(r, rec);
             cJSON_AddItemToArray(arr, rec);
+        }
     }
     if (st->op.cursor[0])
         cJSON_AddStringToObject(j, "next", st->op.cursor);
@@ -156,15 +173,17 @@ enum MHD_Result h_tasks(struct req *r)
 static enum MHD_Result task_got(struct req *r)
 {
     struct tasks_state *st = r->state;
-    char *text;
+    cJSON *rec;
 
     if (st->op.result == ERR_NOT_FOUND)
         return http_error(r, 404, "task_not_found", "This server has no record of task %s.", st->op.id);
     if (st->op.result)
         return store_error(r, &st->op);
-    text = st->op.text;
-    st->op.text = NULL;
-    return http_json_text(r, 200, text, NULL, NULL);
+    rec = cJSON_Parse(st->op.text);
+    if (!rec)
+        return store_error(r, &st->op);
+    sign_stable(r, rec);
+    return http_json(r, 200, rec);
 }
 
 enum MHD_Result h_task(struct req *r)

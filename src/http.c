@@ -16,6 +16,7 @@
 #include "err.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "resultsig.h"
 #include "upload.h"
 #include "storage.h"
 
@@ -608,7 +609,9 @@ static enum MHD_Result first_call(struct req *r, int *answered)
             return http_send(r, 405, resp, (unsigned long long)n);
         }
     }
-    if ((r->route->flags & ROUTE_AUTH) && !auth_ok(r)) {
+    if ((r->route->flags & ROUTE_AUTH) && !auth_ok(r) &&
+        !((r->route->flags & ROUTE_SIGNED) && resultsig_ok(r->app->results_key, r->param, http_query(r, "exp"),
+                                                         http_query(r, "sig"), time(NULL)))) {
         struct MHD_Response *resp;
         char body[256];
         int n = snprintf(body, sizeof body,

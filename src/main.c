@@ -16,6 +16,7 @@
 #include "kieupload.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "resultsig.h"
 #include "storage.h"
 #include "sweeper.h"
 #include "taskcache.h"
@@ -27,6 +28,7 @@
 #include <curl/curl.h>
 #include <openssl/rand.h>
 #include <errno.h>
+#include <fcntl.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -176,6 +178,60 @@ static int make_callback_secret(struct app *app)
     return 0;
 }
 
+/* The key that signs stable_url: RESULTS_URL_SECRET; else a secret made once
+ * and kept in UPLOAD_DIR/.results-secret (local); else, in S3 mode, derived
+ * from KIE_API_KEY (every Lambda instance agrees); else random (links die
+ * with the process). */
+static int make_results_key(struct app *app)
+{
+    const struct config *cfg = app->cfg;
+    char path[4200];
+    char secret[65];
+    unsigned char raw[32];
+    ssize_t n;
+    int fd;
+
+    if (cfg->results_url_secret) {
+        resultsig_key(cfg->results_url_secret, strlen(cfg->results_url_secret), app->results_key);
+        return 0;
+    }
+    if (cfg->use_s3 && cfg->kie_api_key) {
+        char label[300];
+        snprintf(label, sizeof label, "stable_url:%s", cfg->kie_api_key);
+        resultsig_key(label, strlen(label), app->results_key);
+        return 0;
+    }
+    if (!cfg->use_s3) {
+        snprintf(path, sizeof path, "%s/.results-secret", cfg->upload_dir);
+        fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0) {
+            n = read(fd, secret, sizeof secret - 1);
+            close(fd);
+            if (n >= 32) {
+                resultsig_key(secret, (size_t)n, app->results_key);
+                return 0;
+            }
+        }
+    }
+    if (RAND_bytes(raw, sizeof raw) != 1)
+        return ERR_IO;
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(secret + 2 * i, 3, "%02x", raw[i]);
+    resultsig_key(secret, 64, app->results_key);
+    if (!cfg->use_s3) {
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 || write(fd, secret, 64) != 64) {
+            log_warn("could not keep the results signing secret in %s: stable_url links stop working at restart",
+                     path);
+        }
+        if (fd >= 0)
+            close(fd);
+    } else {
+        log_warn("S3 mode without KIE_API_KEY or RESULTS_URL_SECRET: stable_url links stop working at restart");
+    }
+    return 0;
+}
+
 static int cmd_serve(void)
 {
     struct config cfg;
@@ -272,12 +328,14 @@ static int cmd_serve(void)
     app.tasks = taskcache_new(TASK_CACHE_SIZE);
     app.pushed = kieupload_new(PUSHED_CACHE_SIZE);
     app.credits = credits_cache_new();
-    if (!app.tasks || !app.pushed || !app.credits || make_callback_secret(&app)) {
+    app.updates = tasklog_queue_new();
+    if (!app.tasks || !app.pushed || !app.credits || !app.updates || make_callback_secret(&app) || make_results_key(&app)) {
         log_error("out of memory or no randomness");
         goto out;
     }
     app.rl_generate = ratelimit_new(cfg.rate_limit_generate);
     app.rl_upload = ratelimit_new(cfg.rate_limit_upload);
+    app.rl_results = ratelimit_new(cfg.rate_limit_results);
     if (cfg.public_base_url && strcmp(cfg.public_base_url, "auto") != 0)
         app_set_public_base_url(&app, cfg.public_base_url);
     app.daemon = http_start(&app, err, sizeof err);
@@ -341,9 +399,11 @@ out:
         close(ls);
     storage_close(app.store);
     taskstore_close(app.taskstore);
+    tasklog_queue_free(app.updates);
     credits_cache_free(app.credits);
     ratelimit_free(app.rl_generate);
     ratelimit_free(app.rl_upload);
+    ratelimit_free(app.rl_results);
     taskcache_free(app.tasks);
     kieupload_free(app.pushed);
     curl_global_cleanup();

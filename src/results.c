@@ -6,6 +6,7 @@
 #include "diskguard.h"
 #include "err.h"
 #include "log.h"
+#include "resultsig.h"
 #include "spool.h"
 #include "storage.h"
 #include "taskcache.h"
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RESULT_TIMEOUT_MS 120000
@@ -54,12 +56,10 @@ static void job_finish(struct keep_job *j)
         unlink(j->spool);
     taskcache_copy_done(j->app->tasks, j->task_id, j->out.ok ? j->out.stable_name : NULL);
     if (j->out.ok) {
-        char base[512];
-        char url[1024];
+        char path[200];
         log_info("results: kept task %s as %s", j->task_id, j->out.stable_name);
-        app_public_base_url(j->app, base, sizeof base);
-        snprintf(url, sizeof url, "%s/results/%s", base, j->task_id);
-        tasklog_note_stable(j->app, j->task_id, url);
+        snprintf(path, sizeof path, "/results/%s", j->task_id); /* signed when answered */
+        tasklog_note_stable(j->app, j->task_id, path);
         if (store->ops->keeps_spool) /* local disk: RESULTS_MAX_MB, oldest first */
             (void)results_trim(j->app->cfg->upload_dir, (long long)j->app->cfg->results_max_mb * 1024 * 1024);
     }
@@ -238,12 +238,22 @@ void results_note_answer(struct app *app, cJSON *answer)
             results_keep(app, id->valuestring, url, NULL, NULL);
     }
     if (taskcache_get_stable(app->tasks, id->valuestring, stable, sizeof stable)) {
-        char base[512];
         char url[1024];
-        app_public_base_url(app, base, sizeof base);
-        snprintf(url, sizeof url, "%s/results/%s", base, id->valuestring);
+        results_stable_url(app, id->valuestring, url, sizeof url);
         cJSON_DeleteItemFromObjectCaseSensitive(data, "stable_url");
         cJSON_AddStringToObject(data, "stable_url", url);
     }
     tasklog_note_answer(app, answer);
+}
+
+void results_stable_url(struct app *app, const char *task_id, char *out, size_t cap)
+{
+    char base[512];
+    char query[160];
+    time_t exp = time(NULL) + app->cfg->results_url_ttl_hours * 3600;
+
+    app_public_base_url(app, base, sizeof base);
+    if (resultsig_query(app->results_key, task_id, exp, query, sizeof query))
+        query[0] = '\0';
+    snprintf(out, cap, "%s/results/%s?%s", base, task_id, query);
 }

@@ -22,7 +22,8 @@ const struct route ROUTES[] = {
     {"GET", "/tasks", h_tasks, ROUTE_AUTH, "this server's tasks, newest first (cursor pagination)"},
     {"GET", "/tasks/{task_id}", h_task, ROUTE_AUTH, "the record of one of this server's tasks"},
     {"GET", "/credits", h_credits, ROUTE_AUTH, "KIE's credit balance and what this server's tasks spent"},
-    {"GET", "/results/{task_id}", h_results, 0, "our stable copy of a finished task's result image"},
+    {"GET", "/results/{task_id}", h_results, ROUTE_AUTH | ROUTE_SIGNED,
+     "our stable copy of a finished task's result image (the token, or the stable_url's signature)"},
     {"POST", "/kie/callback", h_callback, ROUTE_JSON_BODY, "KIE's task-finished callback (token in the URL)"},
     {NULL, NULL, NULL, 0, NULL},
 };

@@ -98,14 +98,34 @@ void tasklog_detached(struct app *app, int (*fn)(struct taskstore *, struct task
         detached_done(op, NULL);
 }
 
-/* ---- updates from KIE's answers ------------------------------------------------ */
+/* ---- updates from KIE's answers ------------------------------------------------
+ * An update reads the record, patches it and writes it back. Two at once for
+ * one task could lose one (both read the old record), so they run one after
+ * the other through one queue; a finished task's record never goes back to a
+ * running state (a late poll answer). */
 
 struct update {
     struct app *app;
     cJSON *patch; /* the fields to set */
     struct taskstore_op op;
     char *record; /* the put's text */
+    struct update *next;
 };
+
+struct tasklog_queue {
+    pthread_mutex_t lock;
+    struct update *head;
+    struct update *tail;
+    int busy; /* an update is running */
+};
+
+struct tasklog_queue *tasklog_queue_new(void)
+{
+    struct tasklog_queue *q = calloc(1, sizeof *q);
+    if (q)
+        pthread_mutex_init(&q->lock, NULL);
+    return q;
+}
 
 static void update_free(struct update *u)
 {
@@ -115,10 +135,55 @@ static void update_free(struct update *u)
     free(u);
 }
 
+void tasklog_queue_free(struct tasklog_queue *q)
+{
+    if (!q)
+        return;
+    while (q->head) {
+        struct update *u = q->head;
+        q->head = u->next;
+        update_free(u);
+    }
+    pthread_mutex_destroy(&q->lock);
+    free(q);
+}
+
+/* The next queued update, or NULL (and the queue is idle). */
+static struct update *next_or_idle(struct tasklog_queue *q)
+{
+    struct update *u;
+    pthread_mutex_lock(&q->lock);
+    u = q->head;
+    if (u) {
+        q->head = u->next;
+        if (!q->head)
+            q->tail = NULL;
+    } else {
+        q->busy = 0;
+    }
+    pthread_mutex_unlock(&q->lock);
+    return u;
+}
+
+static int update_run(struct update *u);
+
+/* Run u and what is queued after it until one has to wait (S3). */
+static void pump(struct tasklog_queue *q, struct update *u)
+{
+    while (u) {
+        if (update_run(u))
+            return; /* its completion pumps on */
+        u = next_or_idle(q);
+    }
+}
+
 static void update_put_done(struct taskstore_op *op, void *arg)
 {
+    struct update *u = arg;
+    struct tasklog_queue *q = u->app->updates;
     (void)op;
-    update_free(arg);
+    update_free(u);
+    pump(q, next_or_idle(q));
 }
 
 /* Set rec.name = v (taken), in place when it exists so the order stays. */
@@ -132,7 +197,14 @@ static void set_member(cJSON *rec, const char *name, cJSON *v)
         cJSON_AddItemToObject(rec, name, v);
 }
 
-static void update_apply(struct update *u)
+static int is_final(const cJSON *state)
+{
+    return cJSON_IsString(state) && (strcmp(state->valuestring, "success") == 0 || strcmp(state->valuestring, "fail") == 0);
+}
+
+/* The record is read: patch and write it. 1 when the write is pending, 0
+ * when u is finished (and freed). */
+static int update_apply(struct update *u)
 {
     cJSON *rec = u->op.result == 0 && u->op.text ? cJSON_Parse(u->op.text) : NULL;
     cJSON *p;
@@ -140,13 +212,24 @@ static void update_apply(struct update *u)
     cJSON *credits;
     double before = -1;
     char when[32];
-    int rc;
 
     if (!rec) {
         if (u->op.result && u->op.result != ERR_NOT_FOUND)
             log_warn("tasks: could not read the record of %s: %s", u->op.id, u->op.error);
+        /* ours, and its record still being written (a callback can beat the
+         * S3 PUT): forget what we "wrote", so the next answer tries again;
+         * the creating request replays the final answer once its put is done */
+        if (u->op.result == ERR_NOT_FOUND &&
+            taskcache_created_within(u->app->tasks, u->op.id, u->op.now, TASK_NEW_GRACE_SECONDS))
+            (void)taskcache_changed(u->app->tasks, u->op.id, "");
         update_free(u); /* not a task this server created (or the store failed): nothing to update */
-        return;
+        return 0;
+    }
+    if (is_final(cJSON_GetObjectItemCaseSensitive(rec, "state")) &&
+        !is_final(cJSON_GetObjectItemCaseSensitive(u->patch, "state"))) {
+        cJSON_Delete(rec); /* a late answer from before the task finished */
+        update_free(u);
+        return 0;
     }
     credits = cJSON_GetObjectItemCaseSensitive(rec, "credits");
     if (cJSON_IsNumber(credits))
@@ -173,42 +256,66 @@ static void update_apply(struct update *u)
     cJSON_Delete(rec);
     if (!u->record) {
         update_free(u);
-        return;
+        return 0;
     }
     u->op.done = update_put_done;
     u->op.arg = u;
-    rc = u->app->taskstore->ops->put(u->app->taskstore, &u->op);
-    if (rc != TASKSTORE_PENDING)
-        update_free(u);
+    if (u->app->taskstore->ops->put(u->app->taskstore, &u->op) == TASKSTORE_PENDING)
+        return 1;
+    update_free(u);
+    return 0;
 }
 
 static void update_got(struct taskstore_op *op, void *arg)
 {
+    struct update *u = arg;
+    struct tasklog_queue *q = u->app->updates;
     (void)op;
-    update_apply(arg);
+    if (!update_apply(u))
+        pump(q, next_or_idle(q));
+}
+
+/* Start u: 1 when it goes on asynchronously, 0 when finished (and freed). */
+static int update_run(struct update *u)
+{
+    u->op.now = time(NULL);
+    u->op.done = update_got;
+    u->op.arg = u;
+    if (u->app->taskstore->ops->get(u->app->taskstore, &u->op) == TASKSTORE_PENDING)
+        return 1;
+    return update_apply(u);
 }
 
 static void start_update(struct app *app, const char *task_id, cJSON *patch)
 {
+    struct tasklog_queue *q = app->updates;
     struct update *u = calloc(1, sizeof *u);
-    int rc;
+    int run;
 
-    if (!u) {
+    if (!u || !q) {
         cJSON_Delete(patch);
+        free(u);
         return;
     }
     u->app = app;
     u->patch = patch;
     snprintf(u->op.id, sizeof u->op.id, "%s", task_id);
-    u->op.now = time(NULL);
-    u->op.done = update_got;
-    u->op.arg = u;
-    rc = app->taskstore->ops->get(app->taskstore, &u->op);
-    if (rc != TASKSTORE_PENDING)
-        update_apply(u);
+    pthread_mutex_lock(&q->lock);
+    run = !q->busy;
+    if (run) {
+        q->busy = 1;
+    } else {
+        if (q->tail)
+            q->tail->next = u;
+        else
+            q->head = u;
+        q->tail = u;
+    }
+    pthread_mutex_unlock(&q->lock);
+    if (run)
+        pump(q, u);
 }
 
-/* KIE's field into the patch; an empty string (KIE's "no failCode") is null. */
 static void copy_member(cJSON *patch, const char *to, const cJSON *from)
 {
     if (!from || cJSON_IsNull(from))
@@ -247,8 +354,11 @@ void tasklog_note_answer(struct app *app, const cJSON *answer)
     copy_member(patch, "cost_time", cJSON_GetObjectItemCaseSensitive(data, "costTime"));
     copy_member(patch, "fail_code", cJSON_GetObjectItemCaseSensitive(data, "failCode"));
     copy_member(patch, "fail_message", cJSON_GetObjectItemCaseSensitive(data, "failMsg"));
-    if (cJSON_IsString(stable))
-        copy_member(patch, "stable_url", stable);
+    if (cJSON_IsString(stable)) { /* kept unsigned: signed afresh whenever answered */
+        char path[200];
+        snprintf(path, sizeof path, "/results/%s", id->valuestring);
+        cJSON_AddStringToObject(patch, "stable_url", path);
+    }
     start_update(app, id->valuestring, patch);
 }
 

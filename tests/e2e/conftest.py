@@ -311,7 +311,7 @@ def wait_task(port, task, until=finished, timeout=20):
     return wait_for(poll, timeout=timeout)
 
 
-TASK_STORE_FILES = ("tasks.db", "tasks.db-wal", "tasks.db-shm")  # the local task store (SQLite, WAL)
+TASK_STORE_FILES = ("tasks.db", "tasks.db-wal", "tasks.db-shm", ".results-secret")  # task store (SQLite, WAL), signing key
 
 
 def list_uploads(srv):

@@ -90,7 +90,7 @@ def test_results_copy_on_first_use(server, sim):
     assert open(kept, "rb").read() == r.body
     # the status answer now names the stable copy
     d = request(server.port, "GET", f"/status?task_id={task}").json()["data"]
-    assert d["stable_url"] == f"http://127.0.0.1:{server.port}/results/{task}"
+    assert re.fullmatch(rf"http://127\.0\.0\.1:{server.port}/results/{task}\?exp=\d+&sig=[0-9a-f]{{64}}", d["stable_url"])
     # served from our copy even if KIE's URL is gone
     fetches = [q for q in sim_requests(sim) if q["path"].startswith("/results/")]
     assert request(server.port, "GET", f"/results/{task}").status == 200
@@ -126,7 +126,7 @@ def test_keep_result_copies_automatically(server, sim):
     kept = os.path.join(server.upload_dir, "results", f"{task}.png")
     wait_for(lambda: os.path.exists(kept), timeout=20)
     d = wait_task(server.port, task, lambda d: d.get("stable_url"), timeout=10)
-    assert d["stable_url"].endswith(f"/results/{task}")
+    assert d["stable_url"].split("?")[0].endswith(f"/results/{task}") and "&sig=" in d["stable_url"]
 
 
 def test_results_errors(server, sim):

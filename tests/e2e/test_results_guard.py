@@ -89,3 +89,76 @@ def test_files_and_results_are_sandboxed(server, sim):
     assert r.status == 200
     assert r.header("Content-Security-Policy") == "default-src 'none'; sandbox"
     assert r.header("Cross-Origin-Resource-Policy") == "same-site"
+
+
+def recordinfo_calls(sim):
+    from conftest import sim_requests
+    return [q for q in sim_requests(sim) if q["path"].startswith("/api/v1/jobs/recordInfo")]
+
+
+def test_results_need_the_token_or_a_signed_stable_url(sim, server_factory):
+    import hashlib
+    import hmac
+    import urllib.parse
+    port = free_port()
+    srv = server_factory(env_for(sim, port, API_TOKEN="tok-9", RESULTS_URL_SECRET="s3cret-for-tests"), port=port)
+    auth = {"Authorization": "Bearer tok-9"}
+    up = upload(srv.port, png_bytes(16, 16), headers=auth).json()
+    g = request(srv.port, "POST", "/generate", {"input_url": up["url"], "prompt": "studio product photo"}, auth)
+    task = g.json()["data"]["taskId"]
+    wait_for(lambda: request(srv.port, "GET", f"/status?task_id={task}", headers=auth).json()["data"]["state"]
+             == "success")
+    assert request(srv.port, "GET", f"/results/{task}").status == 401
+    assert request(srv.port, "GET", f"/results/{task}", headers=auth).status == 200
+    stable = request(srv.port, "GET", f"/status?task_id={task}", headers=auth).json()["data"]["stable_url"]
+    u = urllib.parse.urlsplit(stable)
+    q = dict(urllib.parse.parse_qsl(u.query))
+    assert u.path == f"/results/{task}" and set(q) == {"exp", "sig"}
+    assert 6.9 * 86400 < int(q["exp"]) - time.time() <= 7 * 86400 + 5  # RESULTS_URL_TTL_HOURS: 7 days
+    r = request(srv.port, "GET", f"{u.path}?{u.query}")  # no token: the link is the capability
+    assert r.status == 200 and r.body[:4] == b"\x89PNG"
+    assert request(srv.port, "GET", f"{u.path}?{u.query}&download=1&name=mug.jpg").status == 200
+    # the record's stable_url is signed when answered, too
+    rec = request(srv.port, "GET", f"/tasks/{task}", headers=auth).json()
+    assert rec["stable_url"].split("?")[0].endswith(f"/results/{task}") and "sig=" in rec["stable_url"]
+    # tampered, for another task, expired (signed correctly with the secret, but in the past): all refused
+    bad_sig = q["sig"][:-1] + ("0" if q["sig"][-1] != "0" else "1")
+    assert request(srv.port, "GET", f"{u.path}?exp={q['exp']}&sig={bad_sig}").status == 401
+    assert request(srv.port, "GET", f"/results/task_other?exp={q['exp']}&sig={q['sig']}").status == 401
+    assert request(srv.port, "GET", f"{u.path}?exp={int(q['exp']) + 1}&sig={q['sig']}").status == 401
+    key = hmac.new(b"s3cret-for-tests", b"product-photo-api results v1", hashlib.sha256).digest()
+    past = int(time.time()) - 10
+    sig = hmac.new(key, f"{task}|{past}".encode(), hashlib.sha256).hexdigest()
+    assert request(srv.port, "GET", f"{u.path}?exp={past}&sig={sig}").status == 401
+    future = int(time.time()) + 60
+    sig = hmac.new(key, f"{task}|{future}".encode(), hashlib.sha256).hexdigest()
+    assert request(srv.port, "GET", f"{u.path}?exp={future}&sig={sig}").status == 200  # the scheme, independently
+
+
+def test_unknown_results_cost_no_kie_call_and_are_rate_limited(sim, server_factory):
+    port = free_port()
+    srv = server_factory(env_for(sim, port, RATE_LIMIT_RESULTS="3"), port=port)
+    before = len(recordinfo_calls(sim))
+    for i in range(3):
+        r = request(srv.port, "GET", f"/results/task_flux-2_176517475367{i}")
+        assert r.status == 404 and error_of(r)["code"] == "task_not_found", r
+    assert len(recordinfo_calls(sim)) == before, "an id this server never created was asked of KIE"
+    r = request(srv.port, "GET", "/results/task_flux-2_1765174753679")
+    assert r.status == 429 and r.header("Retry-After"), r
+
+
+def test_stable_url_survives_a_restart(sim, server_factory):
+    port = free_port()
+    srv = server_factory(env_for(sim, port, API_TOKEN="t"), port=port)
+    auth = {"Authorization": "Bearer t"}
+    up = upload(srv.port, png_bytes(16, 16), headers=auth).json()
+    g = request(srv.port, "POST", "/generate", {"input_url": up["url"], "prompt": "studio product photo",
+                                                 "keep_result": True}, auth)
+    task = g.json()["data"]["taskId"]
+    stable = wait_for(lambda: request(srv.port, "GET", f"/status?task_id={task}", headers=auth)
+                      .json()["data"].get("stable_url"))
+    assert oct(os.stat(os.path.join(srv.upload_dir, ".results-secret")).st_mode & 0o777) == "0o600"
+    srv.stop()
+    srv2 = server_factory(dict(srv.env), port=port)
+    path = stable[stable.index("/results/"):]
+    assert request(srv2.port, "GET", path).status == 200
