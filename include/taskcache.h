@@ -13,8 +13,16 @@ struct taskcache;
 struct taskcache *taskcache_new(size_t capacity);
 void taskcache_free(struct taskcache *tc);
 
+/* Final answers are kept within a byte budget as well as an entry count
+ * (hostile callbacks were 60 KB each): larger answers are not cached, and
+ * the least recently touched go first when the budget is used up. */
+#define TASKCACHE_MAX_ENTRY_BYTES (64 * 1024)
+#define TASKCACHE_MAX_BYTES (16 * 1024 * 1024)
+
 /* Remember the final answer (JSON text, copied) of a finished task. */
 void taskcache_put_final(struct taskcache *tc, const char *task_id, const char *json_text);
+/* Bytes held by final answers (for tests and /healthz). */
+size_t taskcache_bytes(struct taskcache *tc);
 /* A malloc'd copy of the final answer, or NULL. Caller frees. */
 char *taskcache_get_final(struct taskcache *tc, const char *task_id);
 

@@ -22,7 +22,17 @@ struct taskcache {
     struct entry *e;
     size_t cap;
     unsigned long long clock;
+    size_t bytes; /* of all final_json: at most TASKCACHE_MAX_BYTES */
 };
+
+static void drop_final(struct taskcache *tc, struct entry *e)
+{
+    if (e->final_json) {
+        tc->bytes -= strlen(e->final_json) + 1;
+        free(e->final_json);
+        e->final_json = NULL;
+    }
+}
 
 struct taskcache *taskcache_new(size_t capacity)
 {
@@ -44,7 +54,7 @@ void taskcache_free(struct taskcache *tc)
     if (!tc)
         return;
     for (size_t i = 0; i < tc->cap; i++)
-        free(tc->e[i].final_json);
+        drop_final(tc, &tc->e[i]);
     free(tc->e);
     pthread_mutex_destroy(&tc->lock);
     free(tc);
@@ -80,7 +90,7 @@ static struct entry *lookup(struct taskcache *tc, const char *id, int create)
     }
     if (!create || strlen(id) >= sizeof oldest->id)
         return NULL;
-    free(oldest->final_json);
+    drop_final(tc, oldest);
     memset(oldest, 0, sizeof *oldest);
     snprintf(oldest->id, sizeof oldest->id, "%s", id);
     oldest->touched = ++tc->clock;
@@ -90,14 +100,30 @@ static struct entry *lookup(struct taskcache *tc, const char *id, int create)
 void taskcache_put_final(struct taskcache *tc, const char *task_id, const char *json_text)
 {
     struct entry *e;
-    char *copy = strdup(json_text);
+    size_t len = strlen(json_text) + 1;
+    char *copy;
+
+    if (len > TASKCACHE_MAX_ENTRY_BYTES)
+        return; /* not cached: /status asks KIE each time, as for any task not in memory */
+    copy = strdup(json_text);
     if (!copy)
         return;
     pthread_mutex_lock(&tc->lock);
     e = lookup(tc, task_id, 1);
     if (e) {
-        free(e->final_json);
+        drop_final(tc, e);
+        /* within the byte budget: forget the answers touched least recently */
+        while (tc->bytes + len > TASKCACHE_MAX_BYTES) {
+            struct entry *old = NULL;
+            for (size_t i = 0; i < tc->cap; i++)
+                if (tc->e[i].final_json && &tc->e[i] != e && (!old || tc->e[i].touched < old->touched))
+                    old = &tc->e[i];
+            if (!old)
+                break;
+            drop_final(tc, old);
+        }
         e->final_json = copy;
+        tc->bytes += len;
         copy = NULL;
     }
     pthread_mutex_unlock(&tc->lock);
@@ -189,6 +215,15 @@ int taskcache_created_within(struct taskcache *tc, const char *task_id, time_t n
     return recent;
 }
 
+
+size_t taskcache_bytes(struct taskcache *tc)
+{
+    size_t n;
+    pthread_mutex_lock(&tc->lock);
+    n = tc->bytes;
+    pthread_mutex_unlock(&tc->lock);
+    return n;
+}
 
 int taskcache_changed(struct taskcache *tc, const char *task_id, const char *fp)
 {

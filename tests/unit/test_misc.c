@@ -77,6 +77,34 @@ int main(void)
         struct taskcache *tc = taskcache_new(64);
         char out[200];
         char *f;
+        {
+            /* bounded in bytes, not only in entries: 6000 answers of 60 KB (the hostile callbacks) stay within
+             * TASKCACHE_MAX_BYTES, one over TASKCACHE_MAX_ENTRY_BYTES is not kept at all */
+            struct taskcache *big = taskcache_new(4096);
+            char *blob = malloc(60 * 1024);
+            char *huge = malloc(TASKCACHE_MAX_ENTRY_BYTES + 1);
+            memset(blob, 'x', 60 * 1024 - 1);
+            blob[60 * 1024 - 1] = '\0';
+            memset(huge, 'y', TASKCACHE_MAX_ENTRY_BYTES);
+            huge[TASKCACHE_MAX_ENTRY_BYTES] = '\0';
+            for (int i = 0; i < 6000; i++) {
+                char id[32];
+                snprintf(id, sizeof id, "task_big_%d", i);
+                taskcache_put_final(big, id, blob);
+                TEST_ASSERT(taskcache_bytes(big) <= TASKCACHE_MAX_BYTES, "over budget at %d: %zu", i,
+                            taskcache_bytes(big));
+            }
+            f = taskcache_get_final(big, "task_big_5999");
+            TEST_ASSERT(f != NULL && strlen(f) == 60 * 1024 - 1, "the newest is kept");
+            free(f);
+            TEST_ASSERT(taskcache_bytes(big) > TASKCACHE_MAX_BYTES - 2 * 60 * 1024, "the budget is used: %zu",
+                        taskcache_bytes(big));
+            taskcache_put_final(big, "task_huge", huge);
+            TEST_ASSERT(taskcache_get_final(big, "task_huge") == NULL, "an answer over the entry cap is not cached");
+            free(blob);
+            free(huge);
+            taskcache_free(big);
+        }
         taskcache_put_final(tc, "task_a", "{\"a\":1}");
         f = taskcache_get_final(tc, "task_a");
         TEST_STR_EQ(f, "{\"a\":1}", "final answer kept");
