@@ -726,7 +726,7 @@
       id: r.id, input: safeUrl(r.thumbnail_url) ? r.thumbnail_url : (inputs[0] || ''), photo: '',
       prompt: typeof r.prompt === 'string' ? r.prompt : '', aspect: r.aspect_ratio || '', resolution: r.resolution || '',
       state: state === 'unknown' ? 'waiting' : state, created, updated,
-      results: state === 'success' ? (stable ? [stable].concat(urls.slice(1)) : urls) : [],
+      results: state === 'success' ? (stable ? [stable].concat(urls.slice(1)) : urls) : [], stable,
       credits: Number.isFinite(r.credits) ? r.credits : null,
       failMsg: r.fail_message || '', failCode: r.fail_code ? String(r.fail_code) : '', note: '', here: false,
     };
@@ -752,6 +752,7 @@
       merged.photo = known.photo || '';
       merged.here = known.here !== false;
       merged.input = known.input || srv.input;
+      merged.stable = srv.stable || known.stable || '';
       if (!merged.results.length && known.results && known.results.length) merged.results = known.results;
       if (merged.credits === null && Number.isFinite(known.credits)) merged.credits = known.credits;
       return merged;
@@ -902,6 +903,7 @@
         const patch = { state: state === 'unknown' ? t.state : state, note: '' };
         if (single && !FINAL.has(patch.state)) { patch.state = 'timeout'; patch.note = 'KIE still reports: ' + (d.state || 'unknown'); }
         if (state === 'success') { patch.results = resultUrls(d); patch.finished = Number(d.completeTime) || Date.now(); }
+        if (safeUrl(d.stable_url)) patch.stable = safeUrl(d.stable_url);
         if (FINAL.has(patch.state) && d.creditsConsumed !== null && Number.isFinite(Number(d.creditsConsumed))) {
           patch.credits = Number(d.creditsConsumed);
         }
@@ -1011,14 +1013,45 @@
     const stem = (t.photo || '').replace(/\.[^.]*$/, '');
     const links = t.results.map((u, i) => i === 0
       ? h('a', {
-        class: 'btn primary', href: '/results/' + encodeURIComponent(t.id) + '?download=1&name=' + encodeURIComponent(t.photo || ''),
+        class: 'btn primary', href: downloadHref(t),
         download: (stem || t.id) + '-studio', text: t.results.length > 1 ? 'Download result 1' : 'Download result',
+        onclick: (e) => { if (cfg.auth_required && !t.stable) { e.preventDefault(); downloadWithToken(e.currentTarget); } },
       })
       : h('a', { class: 'btn primary', href: u, download: 'studio-shot-' + (i + 1), target: '_blank', rel: 'noopener',
         text: 'Download result ' + (i + 1) }));
     links.push(h('a', { class: 'btn', href: main, target: '_blank', rel: 'noopener', text: 'Open full size' }));
-    const keyNow = t.results.join('\n');
+    const keyNow = t.results.concat(t.stable || '', cfg.auth_required ? 'auth' : '').join('\n');
     if (actions.dataset.key !== keyNow) { actions.replaceChildren(...links); actions.dataset.key = keyNow; }
+  }
+  /* /results needs the API token like /status (an <a> cannot send it), or the signed stable_url the server gives
+   * once it keeps the result: with a token, the link is that signed URL when known, else a click fetches the
+   * file with the token and saves it from memory. */
+  function downloadHref(t) {
+    const q = 'download=1&name=' + encodeURIComponent(t.photo || '');
+    if (cfg.auth_required && t.stable) return t.stable + (t.stable.includes('?') ? '&' : '?') + q;
+    return '/results/' + encodeURIComponent(t.id) + '?' + q;
+  }
+  async function downloadWithToken(a) {
+    try {
+      let res;
+      try { res = await fetch(a.href, { headers: authHeaders(), cache: 'no-store' }); } catch (e) {
+        throw new ApiError(0, 'network', 'The server could not be reached.');
+      }
+      if (!res.ok) {
+        const text = await res.text().catch(() => '');
+        throw errorFrom(res.status, parseJson(text), text, res.headers.get('Retry-After'));
+      }
+      const blob = await res.blob();
+      const m = /filename="?([^";]+)"?/i.exec(res.headers.get('Content-Disposition') || '');
+      const url = URL.createObjectURL(blob);
+      const save = h('a', { href: url, download: m ? m[1] : a.getAttribute('download') });
+      document.body.append(save);
+      save.click();
+      save.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+    } catch (e) {
+      showError('task-error', Object.assign(describe(e, 'download'), { lead: 'The result could not be downloaded.' }));
+    }
   }
   function recheck(id) { if (getTask(id)) pollOnce(id, POLL_MAX_MS, true); }
   let view = 'slider';
