@@ -17,6 +17,7 @@ struct kieupload;
 struct taskstore;
 struct credits_cache;
 struct tasklog_queue;
+struct metrics;
 struct MHD_Daemon;
 
 struct app {
@@ -32,6 +33,7 @@ struct app {
     struct taskstore *taskstore;   /* records of our tasks, idempotency keys (taskstore.h) */
     struct credits_cache *credits; /* KIE's balance, cached (tasklog.h) */
     struct tasklog_queue *updates; /* record updates, one at a time (tasklog.h) */
+    struct metrics *metrics;       /* GET /metrics (metrics.h) */
     atomic_long admitting;         /* generations admitted, not yet recorded (daily cap) */
     char callback_secret[65];      /* token in KIE's callBackUrl */
     unsigned char results_key[32]; /* signs stable_url (resultsig.h) */
@@ -44,6 +46,10 @@ struct app {
     pthread_mutex_t public_lock;
     char public_base_url[512];     /* "" when unknown */
 };
+
+/* The point-in-time values /metrics and the EMF lines report. */
+struct metrics_gauges;
+void app_metrics_gauges(struct app *a, struct metrics_gauges *g);
 
 /* Copy the current public base URL into out ("" when unknown). */
 void app_public_base_url(struct app *a, char *out, size_t cap);

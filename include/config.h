@@ -32,6 +32,7 @@ struct config {
     long per_ip_connections;
     long connection_timeout;
     long upload_timeout;
+    long shutdown_grace_seconds;
     int allow_private_input_urls;
     char *log_format; /* "text" or "json" */
     char *log_level;
@@ -74,6 +75,8 @@ struct config {
     long results_max_mb;
     long max_result_bytes;
     char *results_url_secret;
+    char *metrics_token;
+    int metrics_emf;
     long results_url_ttl_hours;
     long rate_limit_results;
     long min_free_disk_mb;

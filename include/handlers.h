@@ -26,6 +26,7 @@ enum MHD_Result h_callback(struct req *r);
 enum MHD_Result h_tasks(struct req *r);
 enum MHD_Result h_task(struct req *r);
 enum MHD_Result h_credits(struct req *r);
+enum MHD_Result h_metrics(struct req *r);
 
 /* Run task-store call `fn` on `op` (owned by the request's state), then
  * `cont`: at once with the local store, or after the call with the

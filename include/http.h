@@ -110,6 +110,9 @@ int http_rate_limit(struct req *r, struct ratelimit *rl, enum MHD_Result *answer
 void http_suspend(struct req *r, enum MHD_Result (*cont)(struct req *r));
 void http_resume(struct req *r);
 
+/* 1 when token is NULL or the request carries Authorization: Bearer <token>
+ * (constant-time comparison). */
+int http_bearer_ok(struct req *r, const char *token);
 /* A query argument or header of the request, or NULL. */
 const char *http_query(struct req *r, const char *name);
 const char *http_header(struct req *r, const char *name);

@@ -57,6 +57,8 @@ struct taskstore_op {
     const char *answer;    /* finish: the answer's exact bytes (not owned) */
     char task_id[129];     /* finish: the task the answer created */
     time_t since;          /* count: start of the window (unix s) */
+    int count_only;        /* count: 1 = fill only op->count, spent_since and spent_total are 0 (the S3
+                              backend then does not list every credits marker; the daily cap needs no sums) */
     time_t now;            /* every op: the current time (set by the caller) */
     /* --- out --- */
     int result;            /* 0, ERR_NOT_FOUND, ERR_IO ..., or a TS_* for claim */
@@ -87,7 +89,7 @@ struct taskstore_ops {
     int (*finish)(struct taskstore *s, struct taskstore_op *op);
     /* Give a claimed key up (the request failed: a retry may try again). */
     int (*release)(struct taskstore *s, struct taskstore_op *op);
-    /* op->count / spent_since / spent_total. */
+    /* op->count / spent_since / spent_total (only op->count when op->count_only). */
     int (*count)(struct taskstore *s, struct taskstore_op *op);
     void (*destroy)(struct taskstore *s);
 };

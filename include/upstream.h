@@ -28,6 +28,7 @@ struct upstream_call {
     long timeout_ms;
     size_t max_response;         /* bytes of answer kept; more fails the call */
     int follow_redirects;        /* follow up to 3 http(s) redirects */
+    int target;                  /* enum metrics_target (metrics.h), for /metrics */
     int download_fd;             /* when >= 0 the answer body is written here (not owned),
                                     still capped at max_response; -1 = keep it in `response` */
     size_t downloaded;
@@ -61,6 +62,8 @@ struct upstream *upstream_start(long max_connections);
 /* Queue a call; `done` runs later on the I/O thread. 0, or ERR_INVALID when
  * shutting down (then `done` is not called). Thread-safe. */
 __attribute__((warn_unused_result)) int upstream_submit(struct upstream *u, struct upstream_call *c);
+/* `fn` sees every finished call just before its `done` (I/O thread): /metrics. */
+void upstream_set_observer(struct upstream *u, void (*fn)(const struct upstream_call *c, void *arg), void *arg);
 /* Number of calls queued or running (for tests and /healthz). */
 long upstream_inflight(struct upstream *u);
 /* Fail every queued or running call (done gets ERR_UPSTREAM "shutting down"),

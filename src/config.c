@@ -61,6 +61,9 @@ static const struct cfg_entry entries[] = {
      "open connections per client IP (0 = no limit; default 0 with TRUST_PROXY set)"},
     {"CONNECTION_TIMEOUT", CFG_LONG, OFF(connection_timeout), "30", 0, 3600, 0,
      "seconds of inactivity before a connection is closed"},
+    {"SHUTDOWN_GRACE_SECONDS", CFG_LONG, OFF(shutdown_grace_seconds), "10", 0, 3600, 0,
+     "on SIGTERM/SIGINT: stop accepting, let in-flight requests (and their KIE/S3 calls) finish for this long, "
+     "then exit"},
     {"UPLOAD_TIMEOUT", CFG_LONG, OFF(upload_timeout), "120", 0, 86400, 0,
      "seconds a whole request body (an upload) may take, however steadily it trickles in; then the connection is "
      "closed (0 = no limit)"},
@@ -119,6 +122,12 @@ static const struct cfg_entry entries[] = {
      "how long a signed stable_url works without API_TOKEN (default 7 days)"},
     {"RATE_LIMIT_RESULTS", CFG_LONG, OFF(rate_limit_results), "60", 0, 100000, 0,
      "GET /results per client IP per minute that are not served from our copy (they ask KIE) (0 = off)"},
+    {"METRICS_EMF", CFG_BOOL, OFF(metrics_emf), "0", 0, 0, 0,
+     "1 prints the last minute's figures as a CloudWatch Embedded Metric Format line on stdout every minute (on "
+     "by itself on Lambda)"},
+    {"METRICS_TOKEN", CFG_STR, OFF(metrics_token), NULL, 0, 0, CFG_SECRET,
+     "when set, GET /metrics needs Authorization: Bearer <METRICS_TOKEN> (else it is guarded like /status by "
+     "API_TOKEN)"},
     {"API_TOKEN", CFG_STR, OFF(api_token), NULL, 0, 0, CFG_SECRET,
      "when set, API routes require Authorization: Bearer <API_TOKEN>"},
     {"RATE_LIMIT_GENERATE", CFG_LONG, OFF(rate_limit_generate), "10", 0, 100000, 0,

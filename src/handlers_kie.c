@@ -10,6 +10,7 @@
 #include "kie.h"
 #include "kieupload.h"
 #include "log.h"
+#include "metrics.h"
 #include "results.h"
 #include "storage.h"
 #include "taskcache.h"
@@ -431,6 +432,7 @@ static enum MHD_Result gen_created(struct req *r)
         char *text = st->answer;
         st->answer = NULL;
         log_info("request %s: KIE task %s created", r->id, task_id);
+        metrics_add(r->app->metrics, M_TASKS_CREATED, 1);
         return http_json_text(r, 200, text, NULL, NULL);
     }
     taskstore_op_clear(&st->op);
@@ -451,6 +453,7 @@ static enum MHD_Result gen_created(struct req *r)
         st->admitted = 0;
     }
     log_info("request %s: KIE task %s created", r->id, task_id);
+    metrics_add(r->app->metrics, M_TASKS_CREATED, 1);
     return store_step(r, r->app->taskstore->ops->put, gen_recorded);
 }
 
@@ -498,6 +501,7 @@ static enum MHD_Result create_task(struct req *r)
         free(text);
         return MHD_NO;
     }
+    c->target = TARGET_KIE;
     upstream_call_body(c, text, strlen(text));
     upstream_call_free(st->call);
     st->call = c;
@@ -685,6 +689,7 @@ static enum MHD_Result gen_admit(struct req *r)
         return gen_admit_rest(r);
     taskstore_op_clear(&st->op);
     st->op.since = tasklog_day_start(time(NULL));
+    st->op.count_only = 1; /* the cap needs no credit sums (on S3 they list every credits marker) */
     return store_step(r, r->app->taskstore->ops->count, gen_counted);
 }
 
@@ -701,6 +706,7 @@ static enum MHD_Result gen_claimed(struct req *r)
         text = st->op.text;
         st->op.text = NULL;
         log_info("request %s: Idempotency-Key replayed (no KIE call)", r->id);
+        metrics_add(r->app->metrics, M_IDEMPOTENT_REPLAYS, 1);
         return http_json_text(r, (unsigned)(st->op.answer_status ? st->op.answer_status : 200), text,
                               "Idempotent-Replayed", "true");
     case TS_MISMATCH:
@@ -793,5 +799,6 @@ enum MHD_Result h_status(struct req *r)
     c = upstream_call_new("GET", endpoint, cfg->kie_timeout_seconds * 1000, MAX_UPSTREAM_RESPONSE);
     if (!c)
         return MHD_NO;
+    c->target = TARGET_KIE;
     return kie_call(r, c, id);
 }

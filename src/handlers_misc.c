@@ -8,13 +8,16 @@
 #include "http.h"
 #include "imagepool.h"
 #include "kieupload.h"
+#include "metrics.h"
 #include "storage.h"
 #include "upstream.h"
 #include "validate.h"
 #include "web.h"
 
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -208,4 +211,52 @@ enum MHD_Result h_config(struct req *r)
                                                           "generating images does not."));
     cJSON_AddItemToObject(j, "warnings", warnings);
     return http_json(r, 200, j);
+}
+
+/* ---- GET /metrics ------------------------------------------------------------------ */
+
+void app_metrics_gauges(struct app *a, struct metrics_gauges *g)
+{
+    memset(g, 0, sizeof *g);
+    g->active_requests = atomic_load(&a->active_requests);
+    g->waiting_on_upstream = atomic_load(&a->suspended);
+    g->upstream_inflight = a->up ? upstream_inflight(a->up) : 0;
+    if (a->images)
+        imagepool_load(a->images, &g->image_queue, &g->image_running);
+    g->disk_low = a->store && strcmp(a->store->ops->name, "local") == 0 &&
+                  disk_low(a->cfg->upload_dir, a->cfg->min_free_disk_mb);
+}
+
+enum MHD_Result h_metrics(struct req *r)
+{
+    const struct config *cfg = r->app->cfg;
+    const char *need = cfg->metrics_token ? cfg->metrics_token : cfg->api_token;
+    const char *methods[64];
+    const char *patterns[64];
+    struct metrics_gauges g;
+    struct MHD_Response *resp;
+    size_t n = 0;
+    char *text;
+
+    if (need && !http_bearer_ok(r, need))
+        return http_error(r, 401, "unauthorized", "GET /metrics needs Authorization: Bearer <%s>.",
+                          cfg->metrics_token ? "METRICS_TOKEN" : "API_TOKEN");
+    if (!r->app->metrics)
+        return http_error(r, 503, "metrics_off", "This server keeps no metrics.");
+    for (; ROUTES[n].method && n < 64; n++) {
+        methods[n] = ROUTES[n].method;
+        patterns[n] = ROUTES[n].pattern;
+    }
+    app_metrics_gauges(r->app, &g);
+    text = metrics_prometheus(r->app->metrics, methods, patterns, &g);
+    if (!text)
+        return MHD_NO;
+    resp = MHD_create_response_from_buffer_with_free_callback(strlen(text), text, free);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    return http_send(r, 200, resp, strlen(text));
 }

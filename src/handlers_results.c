@@ -7,6 +7,7 @@
 #include "http.h"
 #include "kie.h"
 #include "log.h"
+#include "metrics.h"
 #include "results.h"
 #include "storage.h"
 #include "taskcache.h"
@@ -334,6 +335,7 @@ static enum MHD_Result ask_kie(struct req *r)
         http_resume(r);
         return MHD_YES;
     }
+    st->call->target = TARGET_KIE;
     st->call->done = on_record;
     st->call->arg = st;
     if (upstream_submit(r->app->up, st->call)) {

@@ -7,6 +7,7 @@
 #include "handlers.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "results.h"
 #include "tasklog.h"
 #include "taskstore.h"
@@ -395,6 +396,7 @@ enum MHD_Result h_credits(struct req *r)
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->kie_api_key);
     if (upstream_call_header(st->call, auth) || upstream_call_header(st->call, "Accept: application/json"))
         return MHD_NO;
+    st->call->target = TARGET_KIE;
     st->call->done = on_credit_done;
     st->call->arg = st;
     http_suspend(r, credits_fetched);

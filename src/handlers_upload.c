@@ -17,6 +17,7 @@
 #include "image.h"
 #include "imagepool.h"
 #include "log.h"
+#include "metrics.h"
 #include "spool.h"
 #include "storage.h"
 #include "upload.h"
@@ -194,6 +195,8 @@ static enum MHD_Result upload_reply(struct req *r)
             cJSON_AddStringToObject(j, "public_url", pub);
         }
     }
+    metrics_add(r->app->metrics, M_UPLOADS, 1);
+    metrics_add(r->app->metrics, M_UPLOAD_BYTES, (unsigned long long)st->img.original.size);
     log_info("request %s: stored %s (%s %ldx%ld, %lld bytes; uploaded %s %ldx%ld, %lld bytes) in %s", r->id,
              p->name, image_mime(p->type), st->img.stored.width, st->img.stored.height, (long long)p->size,
              image_mime(st->img.original.type), st->img.original.width, st->img.original.height,

@@ -15,6 +15,7 @@
 #include "diskguard.h"
 #include "err.h"
 #include "log.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "resultsig.h"
 #include "upload.h"
@@ -448,9 +449,8 @@ static void client_ip(struct req *r)
 
 /* Constant-time check of "Authorization: Bearer <API_TOKEN>": both sides are
  * hashed first so the comparison has a fixed length. */
-static int auth_ok(struct req *r)
+int http_bearer_ok(struct req *r, const char *token)
 {
-    const char *token = r->app->cfg->api_token;
     const char *h = http_header(r, "Authorization");
     unsigned char want[SHA256_DIGEST_LENGTH];
     unsigned char got[SHA256_DIGEST_LENGTH];
@@ -465,6 +465,11 @@ static int auth_ok(struct req *r)
     SHA256((const unsigned char *)token, strlen(token), want);
     SHA256((const unsigned char *)h, strlen(h), got);
     return CRYPTO_memcmp(want, got, sizeof want) == 0;
+}
+
+static int auth_ok(struct req *r)
+{
+    return http_bearer_ok(r, r->app->cfg->api_token);
 }
 
 static enum MHD_Result preflight(struct req *r, const char *allow)
@@ -755,7 +760,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         return;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->status)
         r->status = 499; /* client went away / timed out before an answer */
-    log_access(r->id, r->client_ip, r->method, r->path, r->status, r->bytes, now_ms() - r->start_ms);
+    {
+        size_t n_routes = 0;
+        while (ROUTES[n_routes].method)
+            n_routes++;
+        log_access(r->id, r->client_ip, r->method, r->path, r->status, r->bytes, now_ms() - r->start_ms);
+        metrics_request(app->metrics, r->route ? (size_t)(r->route - ROUTES) : n_routes, r->status,
+                        now_ms() - r->start_ms);
+    }
     upload_free(r->upload);
     buf_free(&r->body);
     if (r->state_free)

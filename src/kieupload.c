@@ -1,6 +1,7 @@
 /* kieupload.c - see kieupload.h. */
 #include "kieupload.h"
 #include "err.h"
+#include "metrics.h"
 #include "upstream.h"
 #include "validate.h"
 
@@ -113,6 +114,7 @@ struct upstream_call *kieupload_call(const char *base_url, const char *api_key, 
     body = malloc((size_t)hl + len + sizeof tail);
     if (!c || !body)
         goto fail;
+    c->target = TARGET_KIE_UPLOAD;
     memcpy(body, head, (size_t)hl);
     memcpy(body + hl, data, len);
     memcpy(body + (size_t)hl + len, tail, sizeof tail - 1);

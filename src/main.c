@@ -15,6 +15,7 @@
 #include "imagepool.h"
 #include "kieupload.h"
 #include "log.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "resultsig.h"
 #include "storage.h"
@@ -42,6 +43,7 @@
 
 #define VERSION "1.0.0"
 #define SWEEP_INTERVAL 600
+#define EMF_INTERVAL 60 /* seconds between CloudWatch EMF lines */
 #define TASK_CACHE_SIZE 4096
 #define PUSHED_CACHE_SIZE 1024
 #define TUNNEL_RETRY_SECONDS 2
@@ -164,6 +166,31 @@ static int discover_tunnel(struct app *app)
     return found;
 }
 
+static void observe_upstream(const struct upstream_call *c, void *arg)
+{
+    metrics_upstream(arg, c);
+}
+
+/* On Lambda: the figures of the last minute as one CloudWatch Embedded Metric
+ * Format line on stdout (CloudWatch Logs turns it into metrics, no agent). */
+static void emit_emf(struct app *app)
+{
+    struct metrics_gauges g;
+    struct timespec ts;
+    char *line;
+
+    if (!app->metrics)
+        return;
+    app_metrics_gauges(app, &g);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    line = metrics_emf(app->metrics, &g, (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    if (line) {
+        fprintf(stdout, "%s\n", line);
+        fflush(stdout);
+        free(line);
+    }
+}
+
 static int make_callback_secret(struct app *app)
 {
     unsigned char raw[24];
@@ -241,6 +268,7 @@ static int cmd_serve(void)
     int rc = 1;
     MHD_socket ls = MHD_INVALID_SOCKET;
     time_t last_sweep = 0;
+    time_t last_emf = 0;
     time_t next_tunnel_try = 0;
     int tunnel_pending = 0;
     enum log_level lvl = LOG_INFO;
@@ -288,6 +316,14 @@ static int cmd_serve(void)
         goto out;
     }
     app.up = upstream_start(cfg.kie_max_connections);
+    {
+        size_t n_routes = 0;
+        while (ROUTES[n_routes].method)
+            n_routes++;
+        app.metrics = metrics_new(n_routes);
+    }
+    if (app.up && app.metrics)
+        upstream_set_observer(app.up, observe_upstream, app.metrics);
     if (!app.up) {
         log_error("cannot start the upstream I/O thread");
         goto out;
@@ -382,13 +418,18 @@ static int cmd_serve(void)
                 (void)sweeper_run_results(cfg.upload_dir, cfg.result_ttl_hours * 3600, last_sweep);
             (void)results_trim(cfg.upload_dir, (long long)cfg.results_max_mb * 1024 * 1024);
         }
+        if ((cfg.on_lambda || cfg.metrics_emf) && time(NULL) - last_emf >= EMF_INTERVAL) {
+            if (last_emf)
+                emit_emf(&app);
+            last_emf = time(NULL);
+        }
         sig = sigtimedwait(&sigs, NULL, &wait);
         if (sig == SIGINT || sig == SIGTERM) {
             log_info("signal %d: stopping (finishing in-flight requests)", sig);
             break;
         }
     }
-    ls = http_quiesce(&app, (cfg.kie_timeout_seconds + 5) * 1000);
+    ls = http_quiesce(&app, cfg.shutdown_grace_seconds * 1000);
     rc = 0;
 out:
     imagepool_free(app.images); /* finishes queued images; resumes their connections */
@@ -404,6 +445,7 @@ out:
     ratelimit_free(app.rl_generate);
     ratelimit_free(app.rl_upload);
     ratelimit_free(app.rl_results);
+    metrics_free(app.metrics);
     taskcache_free(app.tasks);
     kieupload_free(app.pushed);
     curl_global_cleanup();

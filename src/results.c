@@ -6,6 +6,7 @@
 #include "diskguard.h"
 #include "err.h"
 #include "log.h"
+#include "metrics.h"
 #include "resultsig.h"
 #include "spool.h"
 #include "storage.h"
@@ -174,6 +175,7 @@ void results_keep(struct app *app, const char *task_id, const char *result_url,
         return;
     }
     c->download_fd = j->fd;
+    c->target = TARGET_RESULT;
     c->follow_redirects = 1;
     c->done = on_downloaded;
     c->arg = j;

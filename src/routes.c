@@ -10,6 +10,7 @@ const struct route ROUTES[] = {
     {"GET", "/healthz", h_healthz, 0, "liveness and readiness"},
     {"GET", "/config", h_config, 0, "what the web page needs to know about this server"},
     {"GET", "/openapi.json", h_openapi, 0, "this API as an OpenAPI 3.1 document"},
+    {"GET", "/metrics", h_metrics, 0, "Prometheus metrics (METRICS_TOKEN, else API_TOKEN, when set)"},
     {"POST", "/upload", h_upload, ROUTE_MULTIPART | ROUTE_AUTH | ROUTE_RL_UPLOAD, "upload an image"},
     {"POST", "/upload-url", h_upload_url, ROUTE_JSON_BODY | ROUTE_AUTH,
      "presigned S3 PUT URL for a direct browser upload (S3 mode)"},

@@ -2,6 +2,7 @@
 #include "s3call.h"
 #include "config.h"
 #include "err.h"
+#include "metrics.h"
 #include "upstream.h"
 
 #include <stdio.h>
@@ -88,6 +89,7 @@ struct upstream_call *s3_call_new(const struct s3_request *rq, long timeout_ms, 
 
     if (!c)
         return NULL;
+    c->target = TARGET_S3;
     for (size_t i = 0; i < rq->nheaders; i++)
         if (upstream_call_header(c, rq->headers[i]))
             goto fail;

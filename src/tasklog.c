@@ -4,6 +4,7 @@
 #include "err.h"
 #include "generate.h"
 #include "log.h"
+#include "metrics.h"
 #include "taskcache.h"
 #include "taskstore.h"
 #include "validate.h"
@@ -234,6 +235,13 @@ static int update_apply(struct update *u)
     credits = cJSON_GetObjectItemCaseSensitive(rec, "credits");
     if (cJSON_IsNumber(credits))
         before = credits->valuedouble;
+    {
+        /* a task of ours finishing: counted once, when its record first says so */
+        const cJSON *now_state = cJSON_GetObjectItemCaseSensitive(u->patch, "state");
+        if (!is_final(cJSON_GetObjectItemCaseSensitive(rec, "state")) && is_final(now_state))
+            metrics_add(u->app->metrics, strcmp(now_state->valuestring, "success") == 0 ? M_TASKS_SUCCEEDED
+                                                                                      : M_TASKS_FAILED, 1);
+    }
     cJSON_ArrayForEach(p, u->patch)
         set_member(rec, p->string, cJSON_Duplicate(p, 1));
     iso(u->op.now, when, sizeof when);
@@ -251,8 +259,10 @@ static int update_apply(struct update *u)
         if (strptime(created->valuestring, "%Y-%m-%dT%H:%M:%SZ", &tm))
             u->op.created = timegm(&tm);
     }
-    if (before < 0 && u->op.credits >= 0)
+    if (before < 0 && u->op.credits >= 0) {
         credits_cache_spend(u->app->credits, u->op.credits);
+        metrics_add_credits(u->app->metrics, u->op.credits);
+    }
     cJSON_Delete(rec);
     if (!u->record) {
         update_free(u);
@@ -403,6 +413,8 @@ void credits_cache_free(struct credits_cache *c)
 int credits_cache_get(struct credits_cache *c, time_t now, long max_age, double *balance, time_t *checked)
 {
     int ok;
+    if (!c)
+        return 0;
     pthread_mutex_lock(&c->lock);
     ok = c->known && now - c->checked <= max_age && now >= c->checked;
     if (ok) {
@@ -416,6 +428,8 @@ int credits_cache_get(struct credits_cache *c, time_t now, long max_age, double 
 
 void credits_cache_set(struct credits_cache *c, double balance, time_t now)
 {
+    if (!c)
+        return;
     pthread_mutex_lock(&c->lock);
     c->known = 1;
     c->balance = balance;

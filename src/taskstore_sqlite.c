@@ -25,6 +25,7 @@ enum stmt_id {
     S_IDEM_RELEASE,
     S_IDEM_EXPIRE,
     S_COUNT_SINCE,
+    S_COUNT_ONLY,
     S_SPENT_TOTAL,
     S_BEGIN,
     S_COMMIT,
@@ -47,6 +48,7 @@ static const char *const SQL[N_STMTS] = {
     [S_IDEM_RELEASE] = "DELETE FROM idem WHERE key = ?1 AND state = 0",
     [S_IDEM_EXPIRE] = "DELETE FROM idem WHERE at < ?1",
     [S_COUNT_SINCE] = "SELECT count(*), coalesce(sum(credits), 0) FROM tasks WHERE created >= ?1",
+    [S_COUNT_ONLY] = "SELECT count(*) FROM tasks WHERE created >= ?1",
     [S_SPENT_TOTAL] = "SELECT coalesce(sum(credits), 0) FROM tasks",
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
@@ -306,27 +308,36 @@ static int sq_release(struct taskstore *ts, struct taskstore_op *op)
     return op->result;
 }
 
+/* count_only: the tasks_created index alone answers, no credits are summed. */
 static int sq_count(struct taskstore *ts, struct taskstore_op *op)
 {
     struct sq *q = ts->priv;
-    sqlite3_stmt *s = q->st[S_COUNT_SINCE];
+    sqlite3_stmt *s = q->st[op->count_only ? S_COUNT_ONLY : S_COUNT_SINCE];
     sqlite3_stmt *t = q->st[S_SPENT_TOTAL];
 
     pthread_mutex_lock(&q->lock);
     op->result = 0;
+    if (op->count_only) {
+        op->spent_since = 0;
+        op->spent_total = 0;
+    }
     sqlite3_bind_int64(s, 1, (sqlite3_int64)op->since);
     if (sqlite3_step(s) == SQLITE_ROW) {
         op->count = (long)sqlite3_column_int64(s, 0);
-        op->spent_since = sqlite3_column_double(s, 1);
+        if (!op->count_only)
+            op->spent_since = sqlite3_column_double(s, 1);
     } else {
         fail(op, q->db, "count");
     }
     done_with(s);
+    if (op->count_only)
+        goto unlock;
     if (!op->result && sqlite3_step(t) == SQLITE_ROW)
         op->spent_total = sqlite3_column_double(t, 0);
     else if (!op->result)
         fail(op, q->db, "count");
     done_with(t);
+unlock:
     pthread_mutex_unlock(&q->lock);
     return op->result;
 }

@@ -18,7 +18,15 @@ struct upstream {
     int stopping;                     /* under lock */
     struct upstream_call *active;     /* in the multi handle (I/O thread only) */
     atomic_long inflight;
+    void (*observe)(const struct upstream_call *c, void *arg); /* set before calls start */
+    void *observe_arg;
 };
+
+void upstream_set_observer(struct upstream *u, void (*fn)(const struct upstream_call *c, void *arg), void *arg)
+{
+    u->observe = fn;
+    u->observe_arg = arg;
+}
 
 struct upstream_call *upstream_call_new(const char *method, const char *url, long timeout_ms,
                                         size_t max_response)
@@ -196,6 +204,8 @@ void upstream_perform_sync(struct upstream_call *c)
 static void complete(struct upstream *u, struct upstream_call *c)
 {
     atomic_fetch_sub(&u->inflight, 1);
+    if (u->observe)
+        u->observe(c, u->observe_arg);
     c->done(c, c->arg);
 }
 

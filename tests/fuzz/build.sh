@@ -10,12 +10,12 @@ cd "$(dirname "$0")/../.."
 CC=${FUZZ_CC:-clang}
 OUT=build/fuzz
 OBJ=$OUT/obj
-PKGS="libmicrohttpd libcurl libcjson vips"
+PKGS="libmicrohttpd libcurl libcjson vips sqlite3"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 WARN="-Wall -Wextra -Werror -Wshadow -Wconversion -Wno-sign-conversion"
 CFLAGS="-g -O1 -std=c11 -D_GNU_SOURCE -DPPA_HAVE_S3 -Iinclude -Ibuild/gen $(pkg-config --cflags $PKGS | sed 's/-I/-isystem /g')"
 LIBS="$(pkg-config --libs $PKGS) -luuid -lcrypto -lz -lpthread -lm"
-ALL_TARGETS="generate url kie_answer sigv4 multipart image"
+ALL_TARGETS="generate url kie_answer sigv4 multipart image http"
 
 # Modules (src/<name>.c) each target links; "LIB" = every module but main.c.
 modules_of() {
@@ -25,7 +25,7 @@ modules_of() {
     kie_answer) echo "kie" ;;
     sigv4) echo "sigv4" ;;
     image) echo "image validate log spool" ;;
-    multipart) for f in src/*.c; do b=$(basename "$f" .c); [ "$b" = main ] || echo "$b"; done; echo web_assets ;;
+    multipart | http) for f in src/*.c; do b=$(basename "$f" .c); [ "$b" = main ] || echo "$b"; done; echo web_assets ;;
     *) echo "unknown fuzz target: $1" >&2; return 1 ;;
     esac
 }

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 # one known library leak is suppressed (tests/fuzz/lsan.supp says which and why)
 export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 
-TARGETS=${FUZZ_TARGETS:-generate url kie_answer sigv4 multipart image}
+TARGETS=${FUZZ_TARGETS:-generate url kie_answer sigv4 multipart image http}
 # shellcheck disable=SC2086
 bash tests/fuzz/build.sh $TARGETS || { echo "regress: build failed" >&2; exit 1; }
 

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 
 SECONDS_EACH=${1:-60}
-TARGETS=${FUZZ_TARGETS:-generate url kie_answer sigv4 multipart image}
+TARGETS=${FUZZ_TARGETS:-generate url kie_answer sigv4 multipart image http}
 OUT=build/fuzz
 
 case "$SECONDS_EACH" in '' | *[!0-9]*) echo "usage: $0 SECONDS" >&2; exit 2 ;; esac
@@ -24,6 +24,7 @@ bash tests/fuzz/build.sh $TARGETS || { echo "fuzz: build failed" >&2; exit 1; }
 extra_opts() {
     case "$1" in
     multipart) echo "-max_len=24576 -timeout=30" ;; # two loopback requests per input
+    http) echo "-max_len=8192 -timeout=30 -dict=tests/fuzz/http.dict" ;; # one loopback connection per input
     image) echo "-max_len=65536 -timeout=20 -rss_limit_mb=1024" ;; # decoders: bounded by the pixel limit
     *) echo "-timeout=10" ;;
     esac

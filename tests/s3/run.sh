@@ -14,5 +14,5 @@ LIVE=${TASKSTORE_LIVE:-$HERE/../../build/taskstore_live}
 trap '"$HERE/s3-test-server.sh" stop' EXIT
 eval "$("$HERE/s3-test-server.sh" env)"
 "$HERE/sigv4_live_check.sh"
-echo "== task store (taskstore_s3.c) against s3rver"
+echo "== task store (taskstore_s3*.c) against s3rver"
 "$LIVE"

@@ -1,4 +1,4 @@
-/* taskstore_live.c - the S3 task store (taskstore_s3.c) against a live,
+/* taskstore_live.c - the S3 task store (taskstore_s3*.c) against a live,
  * SigV4-checking S3 server with conditional writes (tests/s3/run.sh starts
  * s3rver with the If-None-Match shim of s3rver-launch.js).
  *
@@ -479,6 +479,18 @@ static void count_since(struct taskstore *s, time_t since, long want, double wan
     TEST_ASSERT(op.spent_since == want_since, "spent since %lld: %g, want %g", (long long)since, op.spent_since,
                 want_since);
     TEST_ASSERT(op.spent_total == want_total, "spent total: %g, want %g", op.spent_total, want_total);
+
+    /* count_only (the daily cap): the same count, and no sums */
+    new_op(&op, time(NULL));
+    op.since = since;
+    op.count = -7;
+    op.count_only = 1;
+    op.spent_since = op.spent_total = -1;
+    rc = run(s, COUNT, &op);
+    TEST_ASSERT(rc == 0 && op.count == want, "count_only since %lld: %ld, want %ld (%s)", (long long)since, op.count,
+                want, op.error);
+    TEST_ASSERT(op.spent_since == 0 && op.spent_total == 0, "count_only since %lld: no sums (%g, %g)", (long long)since,
+                op.spent_since, op.spent_total);
 }
 
 static void test_count(struct taskstore *s)
@@ -517,6 +529,30 @@ static void test_count_pages(struct taskstore *s, const char *prefix)
     TEST_ASSERT(bad == 0, "%d of %d bulk marker PUTs failed", bad, 2 * BULK);
     count_since(s, T0, BULK, BULK * 0.5, BULK * 0.5);
     count_since(s, T0 + 10, BULK - 10, BULK * 0.5, BULK * 0.5);
+}
+
+/* A prefix whose credits markers cannot be listed (s3rver-launch.js answers a
+ * ListObjectsV2 of no-credits-listing/.../c/ with 500): a count with sums
+ * fails, count_only does not list c/ at all. */
+static void test_count_only(struct taskstore *s, const char *prefix)
+{
+    struct taskstore_op op;
+    char text[1024];
+    int rc;
+
+    record(text, sizeof text, "task_co-1", T0 + 5, 3, "count only");
+    put_task(s, "task_co-1", T0 + 5, 3, text);
+    new_op(&op, time(NULL));
+    op.since = T0;
+    rc = run(s, COUNT, &op);
+    TEST_ASSERT(rc == ERR_UPSTREAM && strstr(op.error, "HTTP 500") && strstr(op.error, "c/ (list)"),
+                "a count with sums lists %sc/, which fails here: %s (%s)", prefix, err_str(rc), op.error);
+    new_op(&op, time(NULL));
+    op.since = T0;
+    op.count_only = 1;
+    rc = run(s, COUNT, &op);
+    TEST_ASSERT(rc == 0 && op.count == 1 && op.spent_since == 0 && op.spent_total == 0,
+                "count_only never lists %sc/: %s, count %ld (%s)", prefix, err_str(rc), op.count, op.error);
 }
 
 static int claim(struct taskstore *s, const char *key, const char *hash, time_t now, struct taskstore_op *op)
@@ -742,9 +778,11 @@ int main(void)
 {
     const char *ep = getenv("S3_ENDPOINT"), *bucket = getenv("S3_BUCKET"), *region = getenv("S3_REGION");
     const char *ak = getenv("S3_ACCESS_KEY"), *sk = getenv("S3_SECRET_KEY");
-    char prefix[6][96], dead[64];
-    struct config cfg[6];
-    struct taskstore *s[6];
+    /* s3rver-launch.js fakes a missing ListBucket permission, and failing credits listings, under these */
+    static const char *const lead[7] = {"", "", "", "", "", "no-list-permission/", "no-credits-listing/"};
+    char prefix[7][96], dead[64];
+    struct config cfg[7];
+    struct taskstore *s[7];
     struct upstream *up;
     struct s3_config_target raw;
     char err[256];
@@ -769,9 +807,9 @@ int main(void)
     up = upstream_start(32);
     if (!up)
         return 2;
-    for (int i = 0; i < 6; i++)
-        snprintf(prefix[i], sizeof prefix[i], "%stslive-%ld-%d/%c/", i == 5 ? "no-list-permission/" : "",
-                 (long)time(NULL), (int)getpid(), "pglnfd"[i]);
+    for (int i = 0; i < 7; i++)
+        snprintf(prefix[i], sizeof prefix[i], "%stslive-%ld-%d/%c/", lead[i], (long)time(NULL), (int)getpid(),
+                 "pglnfdo"[i]);
 
     /* the default prefix is tasks/ */
     {
@@ -782,7 +820,7 @@ int main(void)
         taskstore_close(d);
         config_free(&c0);
     }
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 7; i++)
         s[i] = open_store(&cfg[i], up, prefix[i]);
     if (s3_config_target_init(&raw, &cfg[0], err, sizeof err)) {
         fprintf(stderr, "raw target: %s\n", err);
@@ -798,6 +836,7 @@ int main(void)
     snprintf(dead, sizeof dead, "http://127.0.0.1:%d", 1); /* nothing listens on port 1 */
     test_failures(s[4], prefix[4], up, dead);
     test_no_list_permission(s[5], up, prefix[5]);
+    test_count_only(s[6], prefix[6]);
 
     /* every op that went PENDING got exactly one done, even a while later */
     usleep(300000);
@@ -810,7 +849,7 @@ int main(void)
     }
     upstream_stop(up);
     curl_easy_cleanup(raw_handle);
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 7; i++) {
         taskstore_close(s[i]);
         config_free(&cfg[i]);
     }

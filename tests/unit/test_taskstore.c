@@ -101,6 +101,17 @@ int main(void)
     op.since = t0 + 2;
     TEST_ASSERT(ts->ops->count(ts, &op) == 0 && op.count == 3 && op.spent_since == 8.0 && op.spent_total == 12.0,
                 "count %ld spent %g total %g", op.count, op.spent_since, op.spent_total);
+    /* count_only (the daily cap): the same count, no sums (set to 0 even over stale values) */
+    memset(&op, 0, sizeof op);
+    op.since = t0 + 2;
+    op.count_only = 1;
+    op.spent_since = op.spent_total = -1;
+    TEST_ASSERT(ts->ops->count(ts, &op) == 0 && op.count == 3 && op.spent_since == 0 && op.spent_total == 0,
+                "count_only %ld spent %g total %g", op.count, op.spent_since, op.spent_total);
+    memset(&op, 0, sizeof op);
+    op.since = t0 + 5;
+    op.count_only = 1;
+    TEST_ASSERT(ts->ops->count(ts, &op) == 0 && op.count == 0, "count_only after the last task: %ld", op.count);
 
     /* idempotency keys */
     TEST_ASSERT(claim(ts, "k1", "h1", t0, &op) == TS_CLAIMED, "first claim");
