@@ -1,123 +1,74 @@
-/* cli.c - `product-photo-api generate photo.jpg --prompt "..."`: see cli.h.
- *
- * Four blocking steps over libcurl's easy API, each its own function:
- *   upload   POST /upload (multipart field "file", streamed from disk)
- *   create   POST /generate {"input_url","prompt","aspect_ratio","resolution"}
- *   poll     GET /status?task_id=... with backoff (PPA_POLL_MS, x1.5, <= 10 s)
- *   fetch    GET data.resultUrls[0] into a temp file beside -o, then rename.
- * Each step prints its own error ("error: ...") and returns -1; the server's
- * {"error":{"message"}} (or KIE's failMsg) is what the user sees. Progress is
- * drawn on one line when stderr is a terminal and as plain lines otherwise. */
+/* cli.c - the client subcommands' dispatcher (cli.h) and what they share
+ * (cli_common.h): the --server/--token options, usage errors, time and
+ * size formatting. Each subcommand lives in its own file (cli_generate.c,
+ * cli_tasks.c); their HTTP exchanges are in cli_http.c. */
 #include "cli.h"
-#include "config.h"
-#include "validate.h"
-#include "buf.h"
+#include "cli_common.h"
+#include "cli_generate.h"
+#include "cli_tasks.h"
 
-#include <cjson/cJSON.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
-#define CLI_EXIT_FAIL 1
-#define CLI_EXIT_USAGE 2
-#define CLI_MAX_REPLY (1024 * 1024)            /* JSON answers from the server */
-#define CLI_MAX_RESULT (200L * 1024 * 1024)     /* the downloaded image */
-#define CLI_API_TIMEOUT_S 120L                  /* one /upload-less API call */
-#define CLI_CONNECT_TIMEOUT_S 10L
-#define CLI_POLL_MAX_MS 10000L
-#define CLI_POLL_RETRIES 5 /* consecutive transient /status failures tolerated */
-#define CLI_SERVER_MAX 1024 /* --server, without the trailing slash */
-#define CLI_URL_MAX 2048
-#define CLI_PATH_MAX 1024 /* -o */
-#define CLI_MSG_MAX 4096
-#define CLI_TASK_MAX 256
-#define CLI_BAR_WIDTH 30
-
-struct cli_opts {
-    const char *photo;
-    const char *prompt;
-    const char *aspect;
-    const char *resolution;
-    const char *out;
-    const char *token;
-    char server[CLI_SERVER_MAX];
-    long timeout_s;
-    long poll_ms;
-    int quiet;
-    int tty; /* stderr is a terminal: redraw one line */
-};
-
-/* The result of one HTTP exchange. */
-struct cli_reply {
-    CURLcode code;  /* transport result */
-    long status;    /* HTTP status when code == CURLE_OK */
-    struct buf body;
-    char err[CURL_ERROR_SIZE];
-};
-
-struct cli_progress {
-    const struct cli_opts *o;
+struct cli_command {
     const char *name;
-    int last_pct;
-    double last_draw;
+    int (*run)(int argc, char **argv);
+    void (*usage)(FILE *out);
 };
 
-/* A download in progress: the temp file and what has been written. */
-struct cli_sink {
-    FILE *f;
-    long size;
-    unsigned char head[12];
-    size_t head_len;
-    int too_large;
+static const struct cli_command CLI_COMMANDS[] = {
+    {"generate", cli_generate, cli_generate_usage},
+    {"tasks", cli_tasks, cli_tasks_usage},
 };
 
+#define CLI_N_COMMANDS (sizeof CLI_COMMANDS / sizeof CLI_COMMANDS[0])
+
+static const struct cli_command *cli_find(const char *cmd)
+{
+    for (size_t i = 0; cmd && i < CLI_N_COMMANDS; i++)
+        if (strcmp(CLI_COMMANDS[i].name, cmd) == 0)
+            return &CLI_COMMANDS[i];
+    return NULL;
+}
+
+int cli_is_command(const char *cmd)
+{
+    return cli_find(cmd) != NULL;
+}
+
+int cli_run(int argc, char **argv)
+{
+    const struct cli_command *c = argc > 0 ? cli_find(argv[0]) : NULL;
+
+    if (!c) {
+        fprintf(stderr, "error: unknown client command.\n");
+        return CLI_EXIT_USAGE;
+    }
+    return c->run(argc, argv);
+}
 
 void cli_usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: product-photo-api generate PHOTO --prompt TEXT [options]\n"
-            "\n"
-            "Upload PHOTO (JPEG, PNG, WEBP, HEIC/HEIF, AVIF or TIFF, as it comes from the phone or\n"
-            "camera: the server turns it upright, strips its metadata and resizes it) to a running\n"
-            "product-photo-api server, ask it for a\n"
-            "studio shot, wait for KIE to finish and save the result. Progress goes to stderr; the\n"
-            "path of the saved image is printed on stdout.\n"
-            "\n"
-            "Options:\n"
-            "  -p, --prompt TEXT        what the studio shot should look like (required)\n"
-            "  -a, --aspect-ratio R     1:1, 4:3, 3:4, 16:9, 9:16, 3:2, 2:3 or auto [auto]\n"
-            "  -r, --resolution R       1K or 2K [1K]\n"
-            "  -o, --output FILE        where to save the result [result-<taskId>.<ext>]\n"
-            "  -s, --server URL         the server [$PPA_SERVER or http://localhost:8000]\n"
-            "  -t, --token TOKEN        API token sent as Authorization: Bearer [$PPA_API_TOKEN]\n"
-            "      --timeout SECONDS    give up waiting for the task after this long [900]\n"
-            "  -q, --quiet              print only errors and the saved path\n"
-            "  -h, --help               this text\n"
-            "\n"
-            "Environment: PPA_SERVER, PPA_API_TOKEN, PPA_POLL_MS (first poll interval in ms, 2000;\n"
-            "it grows x1.5 per poll up to 10 s).\n"
-            "\n"
-            "Exit status: 0 saved, 1 failed (the server's or KIE's message is printed), 2 bad usage.\n"
-            "\n"
-            "Example:\n"
-            "  product-photo-api generate mug.jpg --prompt \"on white marble, soft light\" -o mug.png\n");
+    for (size_t i = 0; i < CLI_N_COMMANDS; i++) {
+        if (i)
+            fputc('\n', out);
+        CLI_COMMANDS[i].usage(out);
+    }
 }
 
-/* ---- small helpers ------------------------------------------------------ */
+/* ---- shared helpers ------------------------------------------------------ */
 
-static double cli_now(void)
+double cli_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void cli_sleep_ms(long ms)
+void cli_sleep_ms(long ms)
 {
     struct timespec ts;
     if (ms <= 0)
@@ -128,10 +79,7 @@ static void cli_sleep_ms(long ms)
     }
 }
 
-
-static void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void cli_usage_error(const char *fmt, ...)
+void cli_usage_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
 
@@ -139,10 +87,10 @@ static void cli_usage_error(const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fputs("\nRun 'product-photo-api generate --help' for usage.\n", stderr);
+    fprintf(stderr, "\nRun 'product-photo-api %s --help' for usage.\n", cmd);
 }
 
-static void cli_human(double bytes, char *out, size_t cap)
+void cli_human(double bytes, char *out, size_t cap)
 {
     if (bytes >= 1024.0 * 1024.0)
         snprintf(out, cap, "%.1f MiB", bytes / (1024.0 * 1024.0));
@@ -152,12 +100,29 @@ static void cli_human(double bytes, char *out, size_t cap)
         snprintf(out, cap, "%.0f B", bytes);
 }
 
-/* ---- arguments ---------------------------------------------------------- */
+int cli_parse_utc(const char *s, time_t *out)
+{
+    struct tm tm;
+    const char *p;
 
-/* Value of option `name` at argv[*i] ("--name V", "--name=V", "-x V").
- * Returns NULL when argv[*i] is not this option; sets *missing when it is but
- * has no value. Advances *i past a separate value. */
-static const char *cli_opt(int argc, char **argv, int *i, const char *lng, const char *shrt, int *missing)
+    memset(&tm, 0, sizeof tm);
+    p = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+    if (!p)
+        return -1;
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9')
+            return -1;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0)
+        return -1;
+    *out = timegm(&tm);
+    return *out == (time_t)-1 ? -1 : 0;
+}
+
+const char *cli_opt(int argc, char **argv, int *i, const char *lng, const char *shrt, int *missing)
 {
     const char *a = argv[*i];
     size_t n = strlen(lng);
@@ -173,834 +138,53 @@ static const char *cli_opt(int argc, char **argv, int *i, const char *lng, const
     return argv[++*i];
 }
 
-/* 0 ready, 1 help shown, -1 usage error printed. */
-static int cli_parse(int argc, char **argv, struct cli_opts *o)
+/* ---- --server and --token ------------------------------------------------ */
+
+void cli_conn_begin(struct cli_conn_args *a)
 {
-    const char *server = getenv("PPA_SERVER");
-    const char *poll = getenv("PPA_POLL_MS");
-    const char *timeout = NULL;
+    a->server = getenv("PPA_SERVER");
+    a->token = getenv("PPA_API_TOKEN");
+}
+
+int cli_conn_opt(int argc, char **argv, int *i, struct cli_conn_args *a, int *missing)
+{
+    const char *v;
+
+    if ((v = cli_opt(argc, argv, i, "--server", "-s", missing))) {
+        a->server = v;
+        return 1;
+    }
+    if (!*missing && (v = cli_opt(argc, argv, i, "--token", "-t", missing))) {
+        a->token = v;
+        return 1;
+    }
+    return 0;
+}
+
+int cli_conn_finish(const char *cmd, const struct cli_conn_args *a, struct cli_conn *c)
+{
+    const char *server = a->server;
     size_t len;
 
-    o->aspect = "auto";
-    o->resolution = "1K";
-    o->token = getenv("PPA_API_TOKEN");
-    o->timeout_s = 900;
-    o->poll_ms = 2000;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v;
-        int missing = 0;
-
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            cli_usage(stdout);
-            return 1;
-        } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
-            o->quiet = 1;
-        } else if ((v = cli_opt(argc, argv, &i, "--prompt", "-p", &missing))) {
-            o->prompt = v;
-        } else if (!missing && (v = cli_opt(argc, argv, &i, "--aspect-ratio", "-a", &missing))) {
-            o->aspect = v;
-        } else if (!missing && (v = cli_opt(argc, argv, &i, "--resolution", "-r", &missing))) {
-            o->resolution = v;
-        } else if (!missing && (v = cli_opt(argc, argv, &i, "--output", "-o", &missing))) {
-            o->out = v;
-        } else if (!missing && (v = cli_opt(argc, argv, &i, "--server", "-s", &missing))) {
-            server = v;
-        } else if (!missing && (v = cli_opt(argc, argv, &i, "--token", "-t", &missing))) {
-            o->token = v;
-        } else if (!missing && (v = cli_opt(argc, argv, &i, "--timeout", NULL, &missing))) {
-            timeout = v;
-        } else if (missing) {
-            cli_usage_error("%s needs a value.", a);
-            return -1;
-        } else if (a[0] == '-' && a[1]) {
-            cli_usage_error("unknown option %s.", a);
-            return -1;
-        } else if (o->photo) {
-            cli_usage_error("only one photo, please (got a second one: %s).", a);
-            return -1;
-        } else {
-            o->photo = a;
-        }
-    }
-    if (!o->photo) {
-        cli_usage_error("%s", "name the photo to upload: product-photo-api generate PHOTO --prompt TEXT.");
+    if (a->token && strlen(a->token) > CLI_TOKEN_MAX) {
+        cli_usage_error(cmd, "the API token is longer than %d characters.", CLI_TOKEN_MAX);
         return -1;
     }
-    if (!o->prompt || !o->prompt[0]) {
-        cli_usage_error("%s", "--prompt is required: describe the studio shot you want.");
-        return -1;
-    }
-    if (!aspect_ratio_valid(o->aspect)) { /* KIE's values, shared with the server (validate.h) */
-        cli_usage_error("--aspect-ratio %s: use 1:1, 4:3, 3:4, 16:9, 9:16, 3:2, 2:3 or auto.", o->aspect);
-        return -1;
-    }
-    if (!resolution_valid(o->resolution)) {
-        cli_usage_error("--resolution %s: use 1K or 2K.", o->resolution);
-        return -1;
-    }
-    if (timeout && config_parse_long(timeout, 1, 7 * 24 * 3600, &o->timeout_s)) {
-        cli_usage_error("--timeout %s: give a whole number of seconds (1 or more).", timeout);
-        return -1;
-    }
-    if (poll && *poll && config_parse_long(poll, 1, 600000, &o->poll_ms)) {
-        cli_usage_error("PPA_POLL_MS=%s: give a whole number of milliseconds (1-600000).", poll);
-        return -1;
-    }
-    if (o->token && strlen(o->token) > 1024) {
-        cli_usage_error("%s", "the API token is longer than 1024 characters.");
-        return -1;
-    }
+    c->token = a->token;
     if (!server || !*server)
         server = "http://localhost:8000";
     if (strncmp(server, "http://", 7) != 0 && strncmp(server, "https://", 8) != 0) {
-        cli_usage_error("--server %s: give an http:// or https:// URL.", server);
+        cli_usage_error(cmd, "--server %s: give an http:// or https:// URL.", server);
         return -1;
     }
     len = strlen(server);
     while (len > 0 && server[len - 1] == '/')
         len--;
-    if (len >= sizeof o->server) {
-        cli_usage_error("%s", "the --server URL is too long.");
+    if (len >= sizeof c->server) {
+        cli_usage_error(cmd, "%s", "the --server URL is too long.");
         return -1;
     }
-    memcpy(o->server, server, len);
-    o->server[len] = '\0';
+    memcpy(c->server, server, len);
+    c->server[len] = '\0';
     return 0;
-}
-
-/* The photo must be a readable regular file; -o must land in a writable
- * directory. Checked before any traffic. 0 or -1 (message printed). */
-static int cli_check_files(const struct cli_opts *o)
-{
-    struct stat st;
-    char dir[CLI_PATH_MAX];
-    const char *slash;
-
-    if (stat(o->photo, &st) != 0 || access(o->photo, R_OK) != 0) {
-        fprintf(stderr, "error: cannot read %s: %s\n", o->photo, strerror(errno));
-        return -1;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        fprintf(stderr, "error: %s is not a regular file.\n", o->photo);
-        return -1;
-    }
-    if (!o->out)
-        return 0;
-    if (strlen(o->out) >= CLI_PATH_MAX) {
-        fprintf(stderr, "error: -o: the path is longer than %d bytes.\n", CLI_PATH_MAX - 1);
-        return -1;
-    }
-    if (!o->out[0] || (stat(o->out, &st) == 0 && S_ISDIR(st.st_mode))) {
-        fprintf(stderr, "error: -o %s: give a file name, not a directory.\n", o->out);
-        return -1;
-    }
-    slash = strrchr(o->out, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == o->out)
-        snprintf(dir, sizeof dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - o->out), o->out);
-    if (access(dir, W_OK) != 0) {
-        fprintf(stderr, "error: -o %s: cannot write to directory %s: %s\n", o->out, dir, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-/* ---- HTTP --------------------------------------------------------------- */
-
-static size_t cli_write_buf(char *data, size_t size, size_t n, void *arg)
-{
-    struct buf *b = arg;
-    return buf_append(b, data, size * n) ? 0 : size * n;
-}
-
-static int cli_xferinfo(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
-{
-    struct cli_progress *p = arg;
-    double t = cli_now();
-    int pct;
-    char done[32];
-    char total[32];
-    char bar[CLI_BAR_WIDTH + 1];
-    int fill;
-
-    (void)dltotal;
-    (void)dlnow;
-    if (ultotal <= 0)
-        return 0;
-    pct = (int)((ulnow * 100) / ultotal);
-    if (pct == p->last_pct || (pct < 100 && t - p->last_draw < 0.1))
-        return 0;
-    p->last_pct = pct;
-    p->last_draw = t;
-    fill = pct * CLI_BAR_WIDTH / 100;
-    for (int i = 0; i < CLI_BAR_WIDTH; i++)
-        bar[i] = i < fill ? '#' : '.';
-    bar[CLI_BAR_WIDTH] = '\0';
-    cli_human((double)ulnow, done, sizeof done);
-    cli_human((double)ultotal, total, sizeof total);
-    fprintf(stderr, "\r\033[KUploading %s [%s] %3d%%  %s / %s", p->name, bar, pct, done, total);
-    fflush(stderr);
-    return 0;
-}
-
-/* One exchange with the server: POST `json`, POST multipart `photo` (with a
- * progress bar when `pg` is set), or GET when both are NULL. Fills `r`
- * (caller initialised r->body and frees it). Returns 0 when an HTTP answer
- * came back (any status), -1 on a transport error (r->code, r->err). */
-static int cli_call(const struct cli_opts *o, const char *url, const char *json, const char *photo,
-                    const char *photo_type, long timeout_s, struct cli_progress *pg, struct cli_reply *r)
-{
-    CURL *h = curl_easy_init();
-    struct curl_slist *hdrs = NULL;
-    struct curl_slist *tmp;
-    curl_mime *mime = NULL;
-    char auth[1100];
-    int rc = -1;
-
-    r->code = CURLE_OUT_OF_MEMORY;
-    r->status = 0;
-    r->err[0] = '\0';
-    if (!h)
-        goto out;
-    tmp = curl_slist_append(hdrs, "Accept: application/json");
-    if (!tmp)
-        goto out;
-    hdrs = tmp;
-    if (o->token && o->token[0]) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", o->token);
-        tmp = curl_slist_append(hdrs, auth);
-        if (!tmp)
-            goto out;
-        hdrs = tmp;
-    }
-    if (json) {
-        tmp = curl_slist_append(hdrs, "Content-Type: application/json");
-        if (!tmp)
-            goto out;
-        hdrs = tmp;
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, json);
-    } else if (photo) {
-        curl_mimepart *part;
-        const char *base = strrchr(photo, '/');
-        mime = curl_mime_init(h);
-        part = mime ? curl_mime_addpart(mime) : NULL;
-        if (!part || curl_mime_name(part, "file") != CURLE_OK || curl_mime_filedata(part, photo) != CURLE_OK ||
-            curl_mime_filename(part, base ? base + 1 : photo) != CURLE_OK ||
-            curl_mime_type(part, photo_type) != CURLE_OK)
-            goto out;
-        curl_easy_setopt(h, CURLOPT_MIMEPOST, mime);
-    }
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "product-photo-api-cli/1.0");
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CLI_CONNECT_TIMEOUT_S);
-    if (timeout_s > 0)
-        curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
-    /* a stalled upload: less than 1 byte/s for 60 s */
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->err);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, cli_write_buf);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &r->body);
-    if (pg) {
-        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, cli_xferinfo);
-        curl_easy_setopt(h, CURLOPT_XFERINFODATA, pg);
-        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    }
-    r->code = curl_easy_perform(h);
-    if (r->code == CURLE_OK) {
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
-        rc = 0;
-    }
-out:
-    if (r->code != CURLE_OK && !r->err[0])
-        snprintf(r->err, sizeof r->err, "%s", curl_easy_strerror(r->code));
-    curl_mime_free(mime);
-    curl_slist_free_all(hdrs);
-    if (h)
-        curl_easy_cleanup(h);
-    return rc;
-}
-
-/* Describe a failed exchange with the server for the user into msg.
- * `what` names the step ("upload", "generate"...). */
-static void cli_describe_failure(const struct cli_opts *o, const char *what, const struct cli_reply *r, char *msg,
-                                 size_t cap)
-{
-    cJSON *j;
-    const cJSON *err;
-    const cJSON *m;
-    const cJSON *c;
-
-    if (r->code != CURLE_OK) {
-        if (r->code == CURLE_COULDNT_CONNECT || r->code == CURLE_COULDNT_RESOLVE_HOST)
-            snprintf(msg, cap,
-                     "%s: could not connect to the server at %s (%s). Is it running? Start it with "
-                     "'product-photo-api serve' (or 'make sim' to try it without a KIE key), or point --server / "
-                     "PPA_SERVER at it.",
-                     what, o->server, r->err);
-        else if (r->code == CURLE_OPERATION_TIMEDOUT)
-            snprintf(msg, cap, "%s: the server at %s did not answer in time (%s).", what, o->server, r->err);
-        else
-            snprintf(msg, cap, "%s: talking to the server at %s failed: %s.", what, o->server, r->err);
-        return;
-    }
-    j = cJSON_ParseWithLength(buf_str(&r->body), r->body.len);
-    err = cJSON_GetObjectItemCaseSensitive(j, "error");
-    m = cJSON_GetObjectItemCaseSensitive(err, "message");
-    c = cJSON_GetObjectItemCaseSensitive(err, "code");
-    if (cJSON_IsString(m) && m->valuestring[0])
-        snprintf(msg, cap, "%s failed (HTTP %ld%s%s): %s%s", what, r->status, cJSON_IsString(c) ? ", " : "",
-                 cJSON_IsString(c) ? c->valuestring : "", m->valuestring,
-                 r->status == 401 ? " Pass --token or set PPA_API_TOKEN." : "");
-    else if (r->status == 200)
-        snprintf(msg, cap, "%s: the server's answer is not the JSON expected.", what);
-    else
-        snprintf(msg, cap, "%s failed: the server answered HTTP %ld with no JSON error message.", what, r->status);
-    cJSON_Delete(j);
-}
-
-/* A 200 JSON object answer -> parsed (caller deletes); NULL otherwise with
- * the reason in msg. */
-static cJSON *cli_json_ok(const struct cli_opts *o, const char *what, const struct cli_reply *r, char *msg,
-                          size_t cap)
-{
-    cJSON *j;
-
-    if (r->code != CURLE_OK || r->status != 200) {
-        cli_describe_failure(o, what, r, msg, cap);
-        return NULL;
-    }
-    j = cJSON_ParseWithLength(buf_str(&r->body), r->body.len);
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        snprintf(msg, cap, "%s: the server answered 200 but not with a JSON object.", what);
-        return NULL;
-    }
-    return j;
-}
-
-/* ---- the steps ---------------------------------------------------------- */
-
-static const char *cli_sniff_type(const char *path)
-{
-    unsigned char h[IMAGE_MAGIC_LEN] = {0};
-    size_t n = 0;
-    FILE *f = fopen(path, "rb");
-    const char *mime;
-
-    if (f) {
-        n = fread(h, 1, sizeof h, f);
-        fclose(f);
-    }
-    mime = image_mime(image_detect(h, n));
-    return mime ? mime : "application/octet-stream"; /* the server decides (415) */
-}
-
-/* The server's upload limit from GET /config, or -1 when it does not say. */
-static double cli_server_limit(const struct cli_opts *o)
-{
-    struct cli_reply r;
-    char url[CLI_URL_MAX];
-    double limit = -1;
-    cJSON *j;
-    const cJSON *m;
-
-    buf_init(&r.body, CLI_MAX_REPLY);
-    snprintf(url, sizeof url, "%s/config", o->server);
-    cli_call(o, url, NULL, NULL, NULL, CLI_API_TIMEOUT_S, NULL, &r);
-    if (r.code == CURLE_OK && r.status == 200) {
-        j = cJSON_ParseWithLength(buf_str(&r.body), r.body.len);
-        m = cJSON_GetObjectItemCaseSensitive(j, "max_upload_bytes");
-        if (cJSON_IsNumber(m) && m->valuedouble > 0)
-            limit = m->valuedouble;
-        cJSON_Delete(j);
-    }
-    buf_free(&r.body);
-    return limit;
-}
-
-/* Copy a non-empty JSON string that fits into out[cap]. 0, or -1 when it is
- * missing, not a string, empty or too long. */
-static int cli_copy_string(const cJSON *v, char *out, size_t cap)
-{
-    if (!cJSON_IsString(v) || !v->valuestring[0] || strlen(v->valuestring) >= cap)
-        return -1;
-    snprintf(out, cap, "%s", v->valuestring);
-    return 0;
-}
-
-/* POST /upload; the URL KIE should fetch goes to input_url. 0 or -1. */
-static int cli_upload(const struct cli_opts *o, char *input_url, size_t cap)
-{
-    struct cli_reply r;
-    struct cli_progress pg = {o, NULL, -1, 0.0};
-    char url[CLI_URL_MAX];
-    char msg[CLI_MSG_MAX];
-    cJSON *j = NULL;
-    const cJSON *u;
-    struct stat st;
-    const char *base = strrchr(o->photo, '/');
-    int rc = -1;
-
-    buf_init(&r.body, CLI_MAX_REPLY);
-    pg.name = base ? base + 1 : o->photo;
-    snprintf(url, sizeof url, "%s/upload", o->server);
-    if (stat(o->photo, &st) == 0) {
-        double limit = cli_server_limit(o);
-        if (limit > 0 && (double)st.st_size > limit) {
-            char size[32], lim[32];
-            cli_human((double)st.st_size, size, sizeof size);
-            cli_human(limit, lim, sizeof lim);
-            snprintf(msg, sizeof msg, "%s is %s; the server accepts photos up to %s (MAX_UPLOAD_BYTES).", pg.name,
-                     size, lim);
-            goto out;
-        }
-    }
-    if (!o->quiet && !o->tty) {
-        char size[32];
-        cli_human(stat(o->photo, &st) == 0 ? (double)st.st_size : 0.0, size, sizeof size);
-        fprintf(stderr, "Uploading %s (%s) to %s\n", pg.name, size, o->server);
-    }
-    cli_call(o, url, NULL, o->photo, cli_sniff_type(o->photo), 0, !o->quiet && o->tty ? &pg : NULL, &r);
-    if (!o->quiet && o->tty && pg.last_pct >= 0)
-        fputc('\n', stderr);
-    j = cli_json_ok(o, "upload", &r, msg, sizeof msg);
-    if (!j)
-        goto out;
-    u = cJSON_GetObjectItemCaseSensitive(j, "public_url");
-    if (!cJSON_IsString(u) || !u->valuestring[0])
-        u = cJSON_GetObjectItemCaseSensitive(j, "url");
-    if (cli_copy_string(u, input_url, cap)) {
-        snprintf(msg, sizeof msg, "upload: the server's answer has no usable \"url\".");
-        goto out;
-    }
-    if (!o->quiet) {
-        const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "width");
-        const cJSON *hh = cJSON_GetObjectItemCaseSensitive(j, "height");
-        const cJSON *orig = cJSON_GetObjectItemCaseSensitive(j, "original");
-        const cJSON *ow = cJSON_GetObjectItemCaseSensitive(orig, "width");
-        const cJSON *oh = cJSON_GetObjectItemCaseSensitive(orig, "height");
-        const cJSON *ot = cJSON_GetObjectItemCaseSensitive(orig, "content_type");
-        const cJSON *st_t = cJSON_GetObjectItemCaseSensitive(j, "content_type");
-        if (cJSON_IsNumber(w) && cJSON_IsNumber(hh) && cJSON_IsNumber(ow) && cJSON_IsNumber(oh) && cJSON_IsString(ot) &&
-            cJSON_IsString(st_t))
-            fprintf(stderr, "Uploaded: %s (%.0fx%.0f %s -> %.0fx%.0f %s)\n", input_url, ow->valuedouble,
-                    oh->valuedouble, ot->valuestring, w->valuedouble, hh->valuedouble, st_t->valuestring);
-        else
-            fprintf(stderr, "Uploaded: %s\n", input_url);
-    }
-    rc = 0;
-out:
-    if (rc)
-        fprintf(stderr, "error: %s\n", msg);
-    cJSON_Delete(j);
-    buf_free(&r.body);
-    return rc;
-}
-
-/* POST /generate; the new task id goes to task. 0 or -1. */
-static int cli_create(const struct cli_opts *o, const char *input_url, char *task, size_t cap)
-{
-    struct cli_reply r;
-    char url[CLI_URL_MAX];
-    char msg[CLI_MSG_MAX];
-    cJSON *req = cJSON_CreateObject();
-    cJSON *j = NULL;
-    const cJSON *id;
-    char *body = NULL;
-    int rc = -1;
-
-    buf_init(&r.body, CLI_MAX_REPLY);
-    snprintf(msg, sizeof msg, "generate: out of memory.");
-    if (!req || !cJSON_AddStringToObject(req, "input_url", input_url) ||
-        !cJSON_AddStringToObject(req, "prompt", o->prompt) ||
-        !cJSON_AddStringToObject(req, "aspect_ratio", o->aspect) ||
-        !cJSON_AddStringToObject(req, "resolution", o->resolution))
-        goto out;
-    body = cJSON_PrintUnformatted(req);
-    if (!body)
-        goto out;
-    snprintf(url, sizeof url, "%s/generate", o->server);
-    cli_call(o, url, body, NULL, NULL, CLI_API_TIMEOUT_S, NULL, &r);
-    j = cli_json_ok(o, "generate", &r, msg, sizeof msg);
-    if (!j)
-        goto out;
-    id = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "data"), "taskId");
-    if (cli_copy_string(id, task, cap)) {
-        snprintf(msg, sizeof msg, "generate: the server's answer has no data.taskId.");
-        goto out;
-    }
-    if (!o->quiet)
-        fprintf(stderr, "Task %s created\n", task);
-    rc = 0;
-out:
-    if (rc)
-        fprintf(stderr, "error: %s\n", msg);
-    cJSON_Delete(req);
-    cJSON_Delete(j);
-    free(body);
-    buf_free(&r.body);
-    return rc;
-}
-
-static void cli_show_state(const struct cli_opts *o, const char *state, double elapsed, int changed)
-{
-    if (o->quiet)
-        return;
-    if (o->tty) {
-        fprintf(stderr, "\r\033[KTask: %-10s %4.0f s", state, elapsed);
-        fflush(stderr);
-    } else if (changed) {
-        fprintf(stderr, "State: %s (%.1f s)\n", state, elapsed);
-    }
-}
-
-/* One GET /status. Returns 0 with the parsed answer in *root (caller
- * deletes it), 1 for a transient failure worth retrying, -1 for a hard one.
- * The reason is in msg unless 0. */
-static int cli_status_once(const struct cli_opts *o, const char *url, long timeout_s, cJSON **root, char *msg,
-                           size_t cap)
-{
-    struct cli_reply r;
-    int rc;
-
-    buf_init(&r.body, CLI_MAX_REPLY);
-    cli_call(o, url, NULL, NULL, NULL, timeout_s, NULL, &r);
-    *root = cli_json_ok(o, "status", &r, msg, cap);
-    if (*root)
-        rc = 0;
-    else if (r.code == CURLE_OPERATION_TIMEDOUT || r.code == CURLE_COULDNT_CONNECT || r.code == CURLE_RECV_ERROR ||
-             r.code == CURLE_GOT_NOTHING || r.status == 429 || r.status == 502 || r.status == 503 ||
-             r.status == 504)
-        rc = 1;
-    else
-        rc = -1;
-    buf_free(&r.body);
-    return rc;
-}
-
-/* Poll GET /status until success (the first result URL goes to result),
- * fail, or the --timeout. 0 or -1 (message printed). */
-static int cli_poll(const struct cli_opts *o, const char *task, double started, char *result, size_t cap)
-{
-    char url[CLI_URL_MAX];
-    char msg[CLI_MSG_MAX];
-    char state[32] = "";
-    char *esc = curl_easy_escape(NULL, task, 0);
-    long interval = o->poll_ms;
-    long max_interval = o->poll_ms > CLI_POLL_MAX_MS ? o->poll_ms : CLI_POLL_MAX_MS;
-    double deadline = started + (double)o->timeout_s;
-    int transient = 0;
-    int rc = -1;
-    cJSON *root = NULL;
-
-    if (!esc) {
-        fprintf(stderr, "error: out of memory\n");
-        return -1;
-    }
-    snprintf(url, sizeof url, "%s/status?task_id=%s", o->server, esc);
-    curl_free(esc);
-    for (;;) {
-        const cJSON *data;
-        const cJSON *st;
-        double left = deadline - cli_now();
-        long call_timeout = left > (double)CLI_API_TIMEOUT_S ? CLI_API_TIMEOUT_S : left > 0 ? (long)left + 1 : 1;
-        int got;
-
-        cJSON_Delete(root);
-        root = NULL;
-        got = cli_status_once(o, url, call_timeout, &root, msg, sizeof msg);
-        if (got < 0 || (got > 0 && ++transient > CLI_POLL_RETRIES))
-            goto out;
-        if (got > 0) {
-            if (!o->quiet) {
-                if (o->tty)
-                    fputc('\n', stderr);
-                fprintf(stderr, "warning: %s (retrying)\n", msg);
-            }
-        } else {
-            transient = 0;
-            data = cJSON_GetObjectItemCaseSensitive(root, "data");
-            st = cJSON_GetObjectItemCaseSensitive(data, "state");
-            if (!cJSON_IsString(st)) {
-                snprintf(msg, sizeof msg, "status: the server's answer has no data.state.");
-                goto out;
-            }
-            cli_show_state(o, st->valuestring, cli_now() - started, strcmp(state, st->valuestring) != 0);
-            snprintf(state, sizeof state, "%s", st->valuestring);
-            if (strcmp(state, "success") == 0) {
-                const cJSON *u = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(data, "resultUrls"), 0);
-                if (!cJSON_IsString(u) || !u->valuestring[0]) {
-                    snprintf(msg, sizeof msg, "the task succeeded but the server gave no data.resultUrls.");
-                    goto out;
-                }
-                if (strlen(u->valuestring) + (u->valuestring[0] == '/' ? strlen(o->server) : 0) >= cap) {
-                    snprintf(msg, sizeof msg, "the result URL is longer than %zu bytes.", cap - 1);
-                    goto out;
-                }
-                snprintf(result, cap, "%s%s", u->valuestring[0] == '/' ? o->server : "", u->valuestring);
-                rc = 0;
-                goto out;
-            }
-            if (strcmp(state, "fail") == 0) {
-                const cJSON *fm = cJSON_GetObjectItemCaseSensitive(data, "failMsg");
-                const cJSON *fc = cJSON_GetObjectItemCaseSensitive(data, "failCode");
-                int has_code = cJSON_IsString(fc) && fc->valuestring[0];
-                snprintf(msg, sizeof msg, "the generation failed: %s%s%s%s",
-                         cJSON_IsString(fm) && fm->valuestring[0] ? fm->valuestring : "KIE gave no reason",
-                         has_code ? " (KIE failCode " : "", has_code ? fc->valuestring : "", has_code ? ")" : "");
-                goto out;
-            }
-        }
-        /* sleep, redrawing the elapsed time on a terminal */
-        for (long slept = 0; slept < interval;) {
-            long step = interval - slept < 500 ? interval - slept : 500;
-            left = deadline - cli_now();
-            if (left <= 0) {
-                snprintf(msg, sizeof msg,
-                         "gave up after %ld s (--timeout) with task %s still %s; check it later with "
-                         "GET %s/status?task_id=%s",
-                         o->timeout_s, task, state[0] ? state : "unknown", o->server, task);
-                goto out;
-            }
-            if ((double)step > left * 1000.0)
-                step = (long)(left * 1000.0) + 1;
-            cli_sleep_ms(step);
-            slept += step;
-            if (o->tty && state[0])
-                cli_show_state(o, state, cli_now() - started, 0);
-        }
-        interval = interval * 3 / 2 > max_interval ? max_interval : interval * 3 / 2;
-    }
-out:
-    if (!o->quiet && o->tty && state[0])
-        fputc('\n', stderr);
-    if (rc)
-        fprintf(stderr, "error: %s\n", msg);
-    cJSON_Delete(root);
-    return rc;
-}
-
-/* The default output name: result-<task>.<ext of the URL's path, else png>. */
-static void cli_default_name(const char *task, const char *url, char *out, size_t cap)
-{
-    char safe[CLI_TASK_MAX];
-    char ext[8] = "png";
-    const char *p = strstr(url, "://");
-    const char *end;
-    const char *slash;
-    const char *dot = NULL;
-    size_t i;
-
-    for (i = 0; task[i] && i + 1 < sizeof safe; i++) {
-        char c = task[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                 c == '_';
-        safe[i] = ok ? c : '_';
-    }
-    safe[i] = '\0';
-    p = p ? p + 3 : url;
-    end = p + strcspn(p, "?#");
-    slash = memchr(p, '/', (size_t)(end - p));
-    if (slash) {
-        for (const char *q = end; q > slash; q--) {
-            if (q[-1] == '/')
-                break;
-            if (q[-1] == '.') {
-                dot = q;
-                break;
-            }
-        }
-    }
-    if (dot && end - dot >= 1 && end - dot < (long)sizeof ext) {
-        size_t n = (size_t)(end - dot);
-        int ok = 1;
-        for (i = 0; i < n; i++) {
-            char c = dot[i];
-            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
-                ok = 0;
-        }
-        if (ok) {
-            memcpy(ext, dot, n);
-            ext[n] = '\0';
-        }
-    }
-    snprintf(out, cap, "result-%s.%s", safe, ext);
-}
-
-static size_t cli_write_file(char *data, size_t size, size_t n, void *arg)
-{
-    struct cli_sink *s = arg;
-    size_t len = size * n;
-
-    if ((long)len > CLI_MAX_RESULT - s->size) {
-        s->too_large = 1;
-        return 0;
-    }
-    if (s->head_len < sizeof s->head) {
-        size_t take = sizeof s->head - s->head_len < len ? sizeof s->head - s->head_len : len;
-        memcpy(s->head + s->head_len, data, take);
-        s->head_len += take;
-    }
-    if (fwrite(data, 1, len, s->f) != len)
-        return 0;
-    s->size += (long)len;
-    return len;
-}
-
-static int cli_is_image(const unsigned char *h, size_t n)
-{
-    return (n >= 3 && h[0] == 0xFF && h[1] == 0xD8 && h[2] == 0xFF) ||
-           (n >= 8 && memcmp(h, "\x89PNG\r\n\x1a\n", 8) == 0) ||
-           (n >= 12 && memcmp(h, "RIFF", 4) == 0 && memcmp(h + 8, "WEBP", 4) == 0);
-}
-
-/* Download `url` to `path` via a temp file in the same directory and a
- * rename, so `path` is either the whole image or untouched. 0 or -1. */
-static int cli_fetch(const struct cli_opts *o, const char *url, const char *path)
-{
-    CURL *h = curl_easy_init();
-    struct cli_sink sink = {0};
-    char tmp[CLI_PATH_MAX + 32];
-    char err[CURL_ERROR_SIZE] = "";
-    char msg[CLI_MSG_MAX] = "download: out of memory.";
-    CURLcode code;
-    long status = 0;
-    int fd = -1;
-    int rc = -1;
-    mode_t mask;
-
-    tmp[0] = '\0';
-    if (!h)
-        goto out;
-    if (snprintf(tmp, sizeof tmp, "%s.part-XXXXXX", path) >= (int)sizeof tmp) {
-        tmp[0] = '\0';
-        snprintf(msg, sizeof msg, "the output path is too long.");
-        goto out;
-    }
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        snprintf(msg, sizeof msg, "cannot create a temp file beside %s: %s", path, strerror(errno));
-        tmp[0] = '\0';
-        goto out;
-    }
-    mask = umask(0);
-    umask(mask);
-    if (fchmod(fd, 0666 & ~mask) != 0 || !(sink.f = fdopen(fd, "wb"))) {
-        snprintf(msg, sizeof msg, "cannot write %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    fd = -1; /* owned by sink.f */
-    if (!o->quiet)
-        fprintf(stderr, "Downloading %s\n", url);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "product-photo-api-cli/1.0");
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CLI_CONNECT_TIMEOUT_S);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, err);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, cli_write_file);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
-    curl_easy_setopt(h, CURLOPT_FAILONERROR, 1L);
-    code = curl_easy_perform(h);
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    if (code != CURLE_OK) {
-        if (sink.too_large)
-            snprintf(msg, sizeof msg, "download of %s: the result is larger than %ld bytes.", url, CLI_MAX_RESULT);
-        else
-            snprintf(msg, sizeof msg, "download of %s failed: %s", url, err[0] ? err : curl_easy_strerror(code));
-        goto out;
-    }
-    if (!cli_is_image(sink.head, sink.head_len)) {
-        snprintf(msg, sizeof msg, "download of %s: the answer (HTTP %ld, %ld bytes) is not an image.", url, status,
-                 sink.size);
-        goto out;
-    }
-    if (fflush(sink.f) != 0 || fsync(fileno(sink.f)) != 0) {
-        snprintf(msg, sizeof msg, "cannot write %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    if (fclose(sink.f) != 0) {
-        sink.f = NULL;
-        snprintf(msg, sizeof msg, "cannot write %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    sink.f = NULL;
-    if (rename(tmp, path) != 0) {
-        snprintf(msg, sizeof msg, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        goto out;
-    }
-    tmp[0] = '\0';
-    rc = 0;
-out:
-    if (rc)
-        fprintf(stderr, "error: %s\n", msg);
-    if (sink.f)
-        fclose(sink.f);
-    if (fd >= 0)
-        close(fd);
-    if (tmp[0])
-        unlink(tmp);
-    if (h)
-        curl_easy_cleanup(h);
-    return rc;
-}
-
-/* ---- the command -------------------------------------------------------- */
-
-int cli_generate(int argc, char **argv)
-{
-    struct cli_opts o;
-    char input_url[CLI_URL_MAX];
-    char task[CLI_TASK_MAX];
-    char result[CLI_URL_MAX];
-    char path[CLI_PATH_MAX];
-    double started;
-    int rc;
-
-    memset(&o, 0, sizeof o);
-    rc = cli_parse(argc, argv, &o);
-    if (rc > 0)
-        return 0;
-    if (rc < 0 || cli_check_files(&o))
-        return CLI_EXIT_USAGE;
-    o.tty = isatty(STDERR_FILENO);
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        fprintf(stderr, "error: libcurl failed to start.\n");
-        return CLI_EXIT_FAIL;
-    }
-    rc = CLI_EXIT_FAIL;
-    if (cli_upload(&o, input_url, sizeof input_url))
-        goto out;
-    started = cli_now();
-    if (cli_create(&o, input_url, task, sizeof task))
-        goto out;
-    if (cli_poll(&o, task, started, result, sizeof result))
-        goto out;
-    if (o.out)
-        snprintf(path, sizeof path, "%s", o.out);
-    else
-        cli_default_name(task, result, path, sizeof path);
-    if (cli_fetch(&o, result, path))
-        goto out;
-    if (!o.quiet)
-        fprintf(stderr, "Saved %s (%.1f s)\n", path, cli_now() - started);
-    printf("%s\n", path);
-    fflush(stdout);
-    rc = 0;
-out:
-    curl_global_cleanup();
-    return rc;
 }

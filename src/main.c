@@ -64,6 +64,8 @@ static void usage(FILE *out)
             "  product-photo-api [serve]      run the HTTP API server (default)\n"
             "  product-photo-api generate PHOTO --prompt TEXT [-o OUT] [--server URL] ...\n"
             "                                 photo to result in one command (see below)\n"
+            "  product-photo-api tasks [--limit N] [--json] [--server URL] ...\n"
+            "                                 the server's recent tasks (see below)\n"
             "  product-photo-api routes       print the route table, one 'METHOD PATH' per line (HEAD for GET routes)\n"
             "  product-photo-api healthcheck  GET http://127.0.0.1:$PORT/healthz; exit 0 when healthy\n"
             "  product-photo-api --help       this text\n"
@@ -468,8 +470,8 @@ int main(int argc, char **argv)
         printf("product-photo-api %s\n", VERSION);
         return 0;
     }
-    if (strcmp(cmd, "generate") == 0)
-        return cli_generate(argc - 1, argv + 1);
+    if (cli_is_command(cmd))
+        return cli_run(argc - 1, argv + 1);
     if ((strcmp(cmd, "serve") == 0 || strcmp(cmd, "routes") == 0 || strcmp(cmd, "healthcheck") == 0) && argc > 2) {
         fprintf(stderr, "product-photo-api %s: unexpected argument '%s' (configuration comes from the environment "
                         "and .env; see --help)\n", cmd, argv[2]);
@@ -482,6 +484,6 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve();
     fprintf(stderr, "product-photo-api: unknown %s '%s'\nUsage: product-photo-api [serve | generate PHOTO --prompt TEXT | "
-                    "routes | healthcheck | --help | --version] (see --help)\n", cmd[0] == '-' ? "option" : "command", cmd);
+                    "tasks | routes | healthcheck | --help | --version] (see --help)\n", cmd[0] == '-' ? "option" : "command", cmd);
     return 2;
 }

@@ -3,7 +3,8 @@
 'use strict';
 (function () {
   const $ = (id) => document.getElementById(id);
-  const STORE_KEY = 'ppa.tasks.v1';
+  const STORE_KEY = 'ppa.tasks.v1';       /* the list as last shown: the fallback when GET /tasks is unavailable */
+  const CLEARED_KEY = 'ppa.tasks.cleared'; /* "Clear list" with a server list: hide tasks created up to then */
   const TOKEN_KEY = 'ppa.token';
   const MAX_TASKS = 20;
   const POLL_FIRST_MS = 2000;
@@ -20,6 +21,9 @@
   };
   const HEIF_BRANDS = ['heic', 'heix', 'hevc', 'hevx', 'heim', 'heis', 'hevm', 'hevs', 'mif1', 'msf1'];
   const BUSY_RETRY_MAX_S = 30;   /* a busy server's Retry-After up to this is waited for once, automatically */
+  const GEN_NET_RETRIES = 2;     /* POST /generate sent again (same Idempotency-Key) after a network error */
+  const GEN_BUSY_MAX_S = 60;     /* 409 request_in_progress waited out for this long in total */
+  const CREDITS_CACHE_S = 31;    /* the server keeps KIE's balance 30 s: ask again after that when it was older */
   const CANCELLED = new Error('replaced by a newer upload');
   const FINAL = new Set(['success', 'fail', 'timeout']);
   /* the same words on the badge, the progress steps and the recent list */
@@ -47,6 +51,11 @@
   let newArmed = false;      /* "New generation" was clicked: the next click starts another task */
   let currentId = null;
   const pollers = new Map(); /* task id -> timeout handle */
+  const startedHere = new Set(); /* tasks this page load created (the server's list may not show them yet) */
+  let historySource = 'pending'; /* 'server' once GET /tasks answered, 'local' when it could not */
+  let credits = null;        /* the last GET /credits answer */
+  let creditsTimer = null;
+  let genInfo = '';          /* a note about the last Generate click (e.g. a replayed answer) */
 
   /* ---------- small helpers ---------- */
   function h(tag, props, ...kids) {
@@ -71,6 +80,19 @@
     const s = Math.max(0, Math.floor(ms / 1000));
     const m = Math.floor(s / 60);
     return m + ':' + String(s % 60).padStart(2, '0');
+  }
+  /* "at 7:00 PM EST" today, "on Wed, 7:00 PM EST" on another day: local time, with its zone */
+  function fmtLocal(d) {
+    const time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', timeZoneName: 'short' });
+    return d.toDateString() === new Date().toDateString() ? 'at ' + time
+      : 'on ' + d.toLocaleDateString([], { weekday: 'short', month: 'short', day: 'numeric' }) + ', ' + time;
+  }
+  function fmtAge(ts) {
+    const s = Math.max(0, Math.round((Date.now() - ts) / 1000));
+    if (s < 60) return 'just now';
+    if (s < 3600) return Math.floor(s / 60) + ' min ago';
+    if (s < 86400) return Math.floor(s / 3600) + ' h ago';
+    return Math.floor(s / 86400) + ' d ago';
   }
   function fmtWhen(ts) {
     const d = new Date(ts);
@@ -105,22 +127,27 @@
 
   /* ---------- API ---------- */
   class ApiError extends Error {
-    constructor(status, code, message, requestId, retryAfter) {
+    constructor(status, code, message, requestId, retryAfter, resetsAt) {
       super(message || ('HTTP ' + status));
       this.status = status; this.code = code || ''; this.requestId = requestId || '';
       this.retryAfter = Number(retryAfter) > 0 ? Math.ceil(Number(retryAfter)) : 0;   /* seconds, 0 = not said */
+      this.resetsAt = typeof resetsAt === 'string' ? resetsAt : '';   /* daily_limit_reached: when it lifts */
     }
   }
   function parseJson(text) { try { return text ? JSON.parse(text) : null; } catch (e) { return null; } }
-  function errorFrom(status, body, text, retryHeader) {
+  function errorFrom(status, body, text, retryHeader, quiet401) {
     const e = body && typeof body.error === 'object' && body.error ? body.error : null;
     const msg = (e && e.message) || (body && (body.msg || body.message)) ||
       (text && !body ? String(text).slice(0, 300) : '') || ('HTTP ' + status);
-    if (status === 401) onUnauthorized();
-    return new ApiError(status, e && e.code, msg, e && e.request_id, (e && e.retry_after) || retryHeader);
+    if (status === 401 && !quiet401) onUnauthorized();
+    return new ApiError(status, e && e.code, msg, e && e.request_id, (e && e.retry_after) || retryHeader, e && e.resets_at);
   }
-  async function api(path, opts) {
+  /* {body, headers} of a 2xx JSON answer; an ApiError otherwise (status 0: no answer). A background read
+   * (opts.background: the task list, the balance) does not ask for the token again on a 401. */
+  async function apiFull(path, opts) {
     const o = Object.assign({ cache: 'no-store' }, opts || {});
+    const background = o.background === true;
+    delete o.background;
     o.headers = Object.assign({}, o.headers || {}, authHeaders());
     let res;
     try { res = await fetch(path, o); } catch (e) {
@@ -128,9 +155,11 @@
     }
     const text = await res.text().catch(() => '');
     const body = parseJson(text);
-    if (!res.ok) throw errorFrom(res.status, body, text, res.headers.get('Retry-After'));
-    return body;
+    if (!res.ok) throw errorFrom(res.status, body, text, res.headers.get('Retry-After'), background);
+    return { body, headers: res.headers };
   }
+  async function api(path, opts) { return (await apiFull(path, opts)).body; }
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   /* Turns an ApiError into {lead, detail, rid}: a human sentence plus the server's own words. */
   function describe(err, what) {
     const s = err.status;
@@ -143,7 +172,9 @@
         ? 'KIE cannot download the photo: the server has no public address for it (see the notice at the top).'
         : 'The request was rejected.'; break;
       case 401: lead = 'The API token is missing or was rejected. Enter it again above.'; break;
-      case 402: lead = 'KIE reports insufficient credits on the account.'; break;
+      case 402: lead = err.code === 'insufficient_credits'
+        ? 'Not enough KIE credits for this image: the account\'s balance is below the price of one image.'
+        : 'KIE reports insufficient credits on the account.'; break;
       case 404: lead = 'Not found.'; break;
       case 413: lead = err.code === 'too_many_pixels'
         ? 'The photo has too many pixels for the server' +
@@ -151,7 +182,8 @@
         : 'The file is too large for the server (limit ' + fmtBytes(cfg.max_upload_bytes) + ').'; break;
       case 415: lead = 'This file cannot be used: the server accepts ' + typeList() + ' photos.'; break;
       case 422: lead = 'The photo could not be read.'; break;
-      case 429: lead = 'Too many requests: please wait ' + (err.retryAfter ? err.retryAfter + ' s' : 'a moment') + ' and try again.'; break;
+      case 429: lead = err.code === 'daily_limit_reached' ? dailyLimitLead(err)
+        : 'Too many requests: please wait ' + (err.retryAfter ? err.retryAfter + ' s' : 'a moment') + ' and try again.'; break;
       case 503: lead = err.code === 'server_busy'
         ? 'The server is busy processing other photos. Try again in ' + (err.retryAfter ? err.retryAfter + ' s' : 'a little while') + '.'
         : err.code === 'kie_not_configured' ? 'Generation is not set up on this server (no KIE_API_KEY).'
@@ -161,6 +193,13 @@
     }
     const detail = s !== 0 && err.message && err.message !== lead ? err.message : '';
     return { lead, detail, rid: err.requestId };
+  }
+  /* "… It resets at 7:00 PM EST (your time)." from resets_at, else from Retry-After. */
+  function dailyLimitLead(err) {
+    let at = err.resetsAt ? new Date(err.resetsAt) : null;
+    if ((!at || isNaN(at)) && err.retryAfter) at = new Date(Date.now() + err.retryAfter * 1000);
+    const when = at && !isNaN(at) ? ' It resets ' + fmtLocal(at) + ' (your time).' : '';
+    return 'This server\'s daily generation limit is reached.' + when;
   }
   function showError(id, info) {
     const el = $(id);
@@ -276,6 +315,8 @@
     $('auth-form').hidden = true;
     updateGenerate();
     resumePolling();
+    loadHistory();
+    loadCredits();
     if (pendingFile) { const f = pendingFile; pendingFile = null; pickFile(f); }
   }
 
@@ -412,6 +453,8 @@
       $('upload-box').className = 'upload done';
       updateGenerate();
       showStoredPreview(answer.url, seq);
+      if (historySource !== 'server') loadHistory();
+      if (!credits) loadCredits();
     } catch (e) {
       if (seq !== uploadSeq || e === CANCELLED) return;
       uploadFailed();
@@ -542,7 +585,12 @@
     $('prompt').setAttribute('aria-invalid', ok ? 'false' : 'true');
     updateGenerate();
   }
-  function inFlight() { return tasks.some((t) => !FINAL.has(t.state)); }
+  /* A task of this browser is still running (the server's list also has other browsers' tasks: those do not
+   * make the button ask twice). */
+  function inFlight() { return tasks.some((t) => mine(t) && !FINAL.has(t.state)); }
+  /* Started in this browser: tasks that came only from the server's list have here === false (entries an
+   * older page version stored have no flag: they were all this browser's). */
+  function mine(t) { return t.here !== false; }
   /* Generate is off from the click until the task id arrives. While a task runs, the button first offers
    * "New generation"; only the next click starts (and pays for) another task, so a repeated click cannot. */
   function updateGenerate() {
@@ -555,7 +603,51 @@
       : !upload ? 'Upload a photo to start' : offer ? 'New generation' : 'Generate studio shot';
     $('gen-note').textContent = noKie ? 'The server has no KIE API key (see the notice at the top).'
       : offer ? 'A task is still running; its result appears below.'
-        : newArmed && inFlight() ? 'The running task goes on; this starts another one, charged separately.' : '';
+        : newArmed && inFlight() ? 'The running task goes on; this starts another one, charged separately.' : genInfo;
+  }
+  /* A fresh Idempotency-Key (one per click of Generate). crypto.randomUUID needs a secure context
+   * (https or localhost); a page opened over plain http on a LAN address builds the same from getRandomValues. */
+  function newIdempotencyKey() {
+    if (window.crypto && typeof window.crypto.randomUUID === 'function') return window.crypto.randomUUID();
+    const b = window.crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const x = Array.from(b, (v) => v.toString(16).padStart(2, '0')).join('');
+    return [x.slice(0, 8), x.slice(8, 12), x.slice(12, 16), x.slice(16, 20), x.slice(20)].join('-');
+  }
+  /* POST /generate for one click: the same body and Idempotency-Key on every attempt, so a retry after a lost
+   * answer gets the server's first answer again (Idempotent-Replayed) instead of a second, paid task. A server
+   * without a task store (TASK_STORE=off: 503 task_store_off) cannot honour the key: the click is sent once
+   * more without it, and then never again on its own. */
+  async function postGenerate(body, key) {
+    const headers = { 'Content-Type': 'application/json', 'Idempotency-Key': key };
+    let busyWaited = 0;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const r = await apiFull('/generate', { method: 'POST', headers, body });
+        return { body: r.body, replayed: /^true$/i.test(r.headers.get('Idempotent-Replayed') || '') };
+      } catch (e) {
+        if (e.status === 503 && e.code === 'task_store_off' && headers['Idempotency-Key']) {
+          delete headers['Idempotency-Key'];
+          continue;
+        }
+        if (e.status === 0 && attempt < GEN_NET_RETRIES && headers['Idempotency-Key']) {
+          genInfo = 'The connection dropped; sending the same request again (it is not charged twice)…';
+          updateGenerate();
+          await sleep(1000 * (attempt + 1));
+          continue;
+        }
+        if (e.status === 409 && e.code === 'request_in_progress' && busyWaited < GEN_BUSY_MAX_S) {
+          const secs = Math.min(10, Math.max(1, e.retryAfter || 1));
+          busyWaited += secs;
+          genInfo = 'The server is still creating this task; waiting for its answer…';
+          updateGenerate();
+          await sleep(secs * 1000);
+          continue;
+        }
+        throw e;
+      }
+    }
   }
   async function generate(ev) {
     ev.preventDefault();
@@ -567,6 +659,7 @@
     if (!upload) { showError('gen-error', { lead: 'Upload a product photo first.' }); return; }
     generating = true;
     newArmed = false;
+    genInfo = '';
     updateGenerate();
     const req = {
       input_url: upload.public_url || upload.url,
@@ -575,26 +668,31 @@
       resolution: $('resolution').value,
     };
     try {
-      const body = await api('/generate', {
-        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(req),
-      });
+      const answer = await postGenerate(JSON.stringify(req), newIdempotencyKey());
+      const body = answer.body;
+      genInfo = answer.replayed
+        ? 'The server had already received this request: it answered with the same task (charged once).' : '';
       if (body && body.code !== undefined && Number(body.code) !== 200) {
         throw new ApiError(Number(body.code) || 502, 'kie_error', body.msg || body.message || 'KIE refused the task.');
       }
       const id = body && body.data && body.data.taskId;
       if (typeof id !== 'string' || !id) throw new ApiError(502, 'bad_response', 'The server answered without a task id.');
       const now = Date.now();
-      const task = {
+      const task = getTask(id) || {
         id, input: upload.url, photo: upload.photo || '', prompt: v, aspect: req.aspect_ratio, resolution: req.resolution,
-        state: 'waiting', created: now, updated: now, results: [], failMsg: '', note: '',
+        state: 'waiting', created: now, updated: now, results: [], failMsg: '', note: '', here: true,
       };
+      task.here = true;
       tasks = [task].concat(tasks.filter((t) => t.id !== id)).slice(0, MAX_TASKS);
+      startedHere.add(id);
       saveTasks();
       showTask(id, true);
       renderRecent();
       startPolling(id, POLL_FIRST_MS);
     } catch (e) {
+      genInfo = '';
       showError('gen-error', describe(e, 'generate'));
+      if (e.status === 402 || e.status === 429) loadCredits();
     } finally {
       generating = false;
       updateGenerate();
@@ -611,16 +709,150 @@
   function saveTasks() {
     try { localStorage.setItem(STORE_KEY, JSON.stringify(tasks.slice(0, MAX_TASKS))); } catch (e) { /* quota / private mode */ }
   }
+  function clearedBefore() {
+    try { return Number(localStorage.getItem(CLEARED_KEY)) || 0; } catch (e) { return 0; }
+  }
+  /* A TaskRecord of GET /tasks as the page's task (null when it has no id). */
+  function fromRecord(r) {
+    if (!r || typeof r !== 'object' || typeof r.id !== 'string' || !r.id) return null;
+    const time = (v) => { const n = Date.parse(v); return Number.isFinite(n) ? n : 0; };
+    const state = normState(r.state);
+    const urls = (Array.isArray(r.result_urls) ? r.result_urls : []).map(safeUrl).filter(Boolean);
+    const stable = safeUrl(r.stable_url);
+    const inputs = Array.isArray(r.input_urls) ? r.input_urls.filter((u) => typeof u === 'string') : [];
+    const created = time(r.created_at) || Date.now();
+    const updated = time(r.updated_at) || created;
+    const t = {
+      id: r.id, input: safeUrl(r.thumbnail_url) ? r.thumbnail_url : (inputs[0] || ''), photo: '',
+      prompt: typeof r.prompt === 'string' ? r.prompt : '', aspect: r.aspect_ratio || '', resolution: r.resolution || '',
+      state: state === 'unknown' ? 'waiting' : state, created, updated,
+      results: state === 'success' ? (stable ? [stable].concat(urls.slice(1)) : urls) : [], stable,
+      credits: Number.isFinite(r.credits) ? r.credits : null,
+      failMsg: r.fail_message || '', failCode: r.fail_code ? String(r.fail_code) : '', note: '', here: false,
+    };
+    /* finished about when the record last changed (cost_time is not used: its unit is not documented — KIE's
+     * example reads like seconds, the simulator reports milliseconds) */
+    if (FINAL.has(t.state)) t.finished = updated;
+    return t;
+  }
+  /* The server's list (newest first) with what this browser knows of the same tasks: the photo's name,
+   * and a state it has already seen final while the server's record still lags. Tasks this page
+   * started that the list does not show yet stay in front. */
+  function mergeServer(records) {
+    const cleared = clearedBefore();
+    const local = new Map(tasks.map((t) => [t.id, t]));
+    const list = records.map(fromRecord).filter((t) => t && t.created > cleared).map((srv) => {
+      const known = local.get(srv.id);
+      if (!known) return srv;
+      const keep = FINAL.has(known.state) && !FINAL.has(srv.state);
+      const merged = Object.assign({}, srv, keep ? {
+        state: known.state, results: known.results, failMsg: known.failMsg, failCode: known.failCode,
+        finished: known.finished, took: known.took,
+      } : {});
+      merged.photo = known.photo || '';
+      merged.here = known.here !== false;
+      merged.input = known.input || srv.input;
+      merged.stable = srv.stable || known.stable || '';
+      if (!merged.results.length && known.results && known.results.length) merged.results = known.results;
+      if (merged.credits === null && Number.isFinite(known.credits)) merged.credits = known.credits;
+      return merged;
+    });
+    const listed = new Set(list.map((t) => t.id));
+    const fresh = tasks.filter((t) => !listed.has(t.id) && startedHere.has(t.id));
+    return fresh.concat(list).slice(0, MAX_TASKS);
+  }
+  /* Recent tasks from GET /tasks, so that any browser (a new one, another profile, after a restart) sees them;
+   * the localStorage copy stays the list when the server does not have /tasks (older) or it fails. */
+  async function loadHistory() {
+    if (cfg.auth_required && !token()) return;
+    let body;
+    try {
+      body = await api('/tasks?limit=' + MAX_TASKS, { background: true });
+    } catch (e) {
+      historySource = 'local';
+      renderRecent();
+      return;
+    }
+    if (!body || !Array.isArray(body.tasks)) { historySource = 'local'; renderRecent(); return; }
+    historySource = 'server';
+    tasks = mergeServer(body.tasks);
+    saveTasks();
+    if (!getTask(currentId)) currentId = null;
+    if (!currentId) currentId = (tasks.find(mine) || {}).id || null;   /* another browser's: shown when clicked */
+    renderTask();
+    renderRecent();
+    updateGenerate();
+    resumePolling();
+  }
   function getTask(id) { return tasks.find((t) => t.id === id) || null; }
   function updateTask(id, patch) {
     const t = getTask(id);
     if (!t) return null;
+    const wasFinal = FINAL.has(t.state);
     Object.assign(t, patch, { updated: Date.now() });
+    if (!wasFinal && FINAL.has(t.state)) creditsAfterTask();
     saveTasks();
     if (id === currentId) renderTask();
     renderRecent();
     updateGenerate();
     return t;
+  }
+
+  /* ---------- KIE balance (GET /credits) ---------- */
+  /* "312 credits ≈ 62 images at 1K" beside Generate, for the chosen resolution. Nothing when the balance is
+   * unknown (no key, KIE unreachable, an older server): then only a tooltip on the row says why. */
+  function renderCredits() {
+    const el = $('credits');
+    const row = $('gen-row');
+    const c = credits;
+    if (!c || !Number.isFinite(c.balance)) {
+      el.hidden = true;
+      el.textContent = '';
+      el.removeAttribute('title');
+      if (c && typeof c.balance_error === 'string' && c.balance_error) row.title = 'KIE balance unknown: ' + c.balance_error;
+      else row.removeAttribute('title');
+      return;
+    }
+    row.removeAttribute('title');
+    const res = $('resolution').value;
+    const price = c.price && Number(c.price[res]) > 0 ? Number(c.price[res]) : 0;
+    let left = c.images_left && Number.isFinite(c.images_left[res]) ? c.images_left[res] : null;
+    if (left === null && price) left = Math.floor(c.balance / price);
+    const n = (v, one, many) => v.toLocaleString() + ' ' + (v === 1 ? one : many);
+    el.textContent = n(c.balance, 'credit', 'credits') + (left !== null ? ' ≈ ' + n(left, 'image', 'images') + ' at ' + res : '');
+    el.classList.toggle('low', left !== null && left < 1);
+    const src = c.price_source && c.price_source[res] === 'tasks' ? 'the average of this server\'s tasks' : 'KIE\'s price list';
+    const checked = Date.parse(c.checked_at);
+    const lines = ['KIE balance' + (Number.isFinite(checked) ? ', checked ' + fmtWhen(checked) : '')];
+    if (price) lines.push(price + ' credits per ' + res + ' image (' + src + ')');
+    if (Number.isFinite(c.spent_today)) {
+      lines.push('Spent today: ' + n(c.spent_today, 'credit', 'credits') +
+        (Number.isFinite(c.generations_today) ? ' on ' + n(c.generations_today, 'generation', 'generations') : '') +
+        (Number(c.daily_limit) > 0 ? ' (limit ' + c.daily_limit + ' a day)' : ''));
+    }
+    el.title = lines.join('\n');
+    el.hidden = false;
+  }
+  async function loadCredits() {
+    if (cfg.auth_required && !token()) return null;
+    let r;
+    try { r = await apiFull('/credits', { background: true }); } catch (e) { credits = null; renderCredits(); return null; }
+    credits = r.body && typeof r.body === 'object' ? r.body : null;
+    renderCredits();
+    return r;
+  }
+  /* After a task finishes: ask again at once, and once more when the server's 30 s cache of KIE's balance
+   * (checked_at, on the server's clock: compared with its Date header) may still hold the value from before. */
+  async function creditsAfterTask() {
+    clearTimeout(creditsTimer);
+    const r = await loadCredits();
+    if (!r || !credits || !Number.isFinite(credits.balance)) return;
+    const checked = Date.parse(credits.checked_at);
+    const now = Date.parse(r.headers.get('Date') || '') || Date.now();
+    const age = (now - checked) / 1000;
+    if (Number.isFinite(age) && age > 2) {
+      creditsTimer = setTimeout(loadCredits, Math.max(1, CREDITS_CACHE_S - Math.min(age, CREDITS_CACHE_S)) * 1000);
+    }
   }
 
   /* ---------- polling ---------- */
@@ -671,6 +903,10 @@
         const patch = { state: state === 'unknown' ? t.state : state, note: '' };
         if (single && !FINAL.has(patch.state)) { patch.state = 'timeout'; patch.note = 'KIE still reports: ' + (d.state || 'unknown'); }
         if (state === 'success') { patch.results = resultUrls(d); patch.finished = Number(d.completeTime) || Date.now(); }
+        if (safeUrl(d.stable_url)) patch.stable = safeUrl(d.stable_url);
+        if (FINAL.has(patch.state) && d.creditsConsumed !== null && Number.isFinite(Number(d.creditsConsumed))) {
+          patch.credits = Number(d.creditsConsumed);
+        }
         if (state === 'fail') {
           patch.failMsg = d.failMsg || body.msg || body.message || 'Generation failed.';
           patch.failCode = d.failCode ? String(d.failCode) : '';
@@ -729,7 +965,9 @@
     $('task-prompt').textContent = t.prompt || '';
     $('task-info').replaceChildren(
       'Task ', h('code', { text: t.id }), ' · ' + (t.aspect || '?') + ' · ' + (t.resolution || '?') +
-      ' · started ' + fmtWhen(t.created) + (t.note ? ' · ' + t.note : ''));
+      ' · started ' + fmtWhen(t.created) +
+      (Number.isFinite(t.credits) ? ' · ' + t.credits + (t.credits === 1 ? ' credit' : ' credits') : '') +
+      (t.note ? ' · ' + t.note : ''));
     if (t.state === 'fail' || t.state === 'timeout') {
       const kie = t.state === 'fail';
       showError('task-error', {
@@ -775,14 +1013,45 @@
     const stem = (t.photo || '').replace(/\.[^.]*$/, '');
     const links = t.results.map((u, i) => i === 0
       ? h('a', {
-        class: 'btn primary', href: '/results/' + encodeURIComponent(t.id) + '?download=1&name=' + encodeURIComponent(t.photo || ''),
+        class: 'btn primary', href: downloadHref(t),
         download: (stem || t.id) + '-studio', text: t.results.length > 1 ? 'Download result 1' : 'Download result',
+        onclick: (e) => { if (cfg.auth_required && !t.stable) { e.preventDefault(); downloadWithToken(e.currentTarget); } },
       })
       : h('a', { class: 'btn primary', href: u, download: 'studio-shot-' + (i + 1), target: '_blank', rel: 'noopener',
         text: 'Download result ' + (i + 1) }));
     links.push(h('a', { class: 'btn', href: main, target: '_blank', rel: 'noopener', text: 'Open full size' }));
-    const keyNow = t.results.join('\n');
+    const keyNow = t.results.concat(t.stable || '', cfg.auth_required ? 'auth' : '').join('\n');
     if (actions.dataset.key !== keyNow) { actions.replaceChildren(...links); actions.dataset.key = keyNow; }
+  }
+  /* /results needs the API token like /status (an <a> cannot send it), or the signed stable_url the server gives
+   * once it keeps the result: with a token, the link is that signed URL when known, else a click fetches the
+   * file with the token and saves it from memory. */
+  function downloadHref(t) {
+    const q = 'download=1&name=' + encodeURIComponent(t.photo || '');
+    if (cfg.auth_required && t.stable) return t.stable + (t.stable.includes('?') ? '&' : '?') + q;
+    return '/results/' + encodeURIComponent(t.id) + '?' + q;
+  }
+  async function downloadWithToken(a) {
+    try {
+      let res;
+      try { res = await fetch(a.href, { headers: authHeaders(), cache: 'no-store' }); } catch (e) {
+        throw new ApiError(0, 'network', 'The server could not be reached.');
+      }
+      if (!res.ok) {
+        const text = await res.text().catch(() => '');
+        throw errorFrom(res.status, parseJson(text), text, res.headers.get('Retry-After'));
+      }
+      const blob = await res.blob();
+      const m = /filename="?([^";]+)"?/i.exec(res.headers.get('Content-Disposition') || '');
+      const url = URL.createObjectURL(blob);
+      const save = h('a', { href: url, download: m ? m[1] : a.getAttribute('download') });
+      document.body.append(save);
+      save.click();
+      save.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+    } catch (e) {
+      showError('task-error', Object.assign(describe(e, 'download'), { lead: 'The result could not be downloaded.' }));
+    }
   }
   function recheck(id) { if (getTask(id)) pollOnce(id, POLL_MAX_MS, true); }
   let view = 'slider';
@@ -806,6 +1075,10 @@
     const list = $('recent');
     $('recent-empty').hidden = tasks.length > 0;
     $('clear-history').hidden = tasks.length === 0;
+    const src = $('recent-source');
+    src.dataset.source = historySource;
+    src.textContent = { server: 'From the server: the same list in every browser.',
+      local: 'Kept in this browser only (the server\'s task list is not available).' }[historySource] || '';
     const items = tasks.map((t) => {
       /* the task's own result first (several tasks often share one photo), its input photo beside it */
       const resUrl = t.state === 'success' && t.results && t.results[0] ? safeUrl(t.results[0]) : '';
@@ -819,7 +1092,11 @@
       h('span', { class: 'thumbs' }, ...(thumbs.length ? thumbs : [h('span', { class: 'thumb-missing' })])),
       h('span', { class: 'recent-text' },
         h('span', { class: 'recent-prompt', text: promptLabel(t.prompt), title: t.prompt || null }),
-        h('span', { class: 'muted small', text: fmtWhen(t.created) + ' · ' + (t.aspect || '') + ' · ' + (t.resolution || '') })),
+        h('span', {
+          class: 'muted small recent-meta', title: fmtWhen(t.created),
+          text: [fmtAge(t.created), t.aspect, t.resolution,
+            Number.isFinite(t.credits) ? t.credits + (t.credits === 1 ? ' credit' : ' credits') : ''].filter(Boolean).join(' · '),
+        })),
       h('span', { class: 'badge s-' + t.state, text: STATE_LABEL[t.state] || t.state }));
       return h('li', { 'data-task': t.id }, btn);
     });
@@ -875,6 +1152,9 @@
     });
     $('clear-history').addEventListener('click', () => {
       for (const id of Array.from(pollers.keys())) stopPolling(id);
+      /* the server keeps its list: hide, in this browser, what was created up to the newest task shown */
+      const newest = Math.max(clearedBefore(), ...tasks.map((t) => t.created || 0));
+      try { localStorage.setItem(CLEARED_KEY, String(newest)); } catch (e) { /* private mode */ }
       tasks = [];
       currentId = null;
       saveTasks();
@@ -882,17 +1162,22 @@
       renderRecent();
       updateGenerate();
     });
+    $('resolution').addEventListener('change', renderCredits);
     setSplit(50);
     setInterval(() => { if (currentId) renderElapsed(); }, 1000);
+    setInterval(renderRecent, 30000);   /* the ages */
   }
 
   async function init() {
     wire();
     updatePromptMeta();
     renderRecent();
-    if (tasks.length) showTask(tasks[0].id, false);
+    const last = tasks.find(mine);
+    if (last) showTask(last.id, false);
     try { await loadConfig(); } finally { cfgLoaded = true; configLoaded(); }
     updateGenerate();
+    loadCredits();
+    await loadHistory();
     resumePolling();
   }
   init();

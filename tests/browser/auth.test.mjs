@@ -2,6 +2,7 @@
 // and asks again (then retries the upload) after a 401.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { env, launch, newPage, makePng, getJson } from './helpers.mjs';
 
 const BASE = env('E2E_AUTH_BASE');
@@ -55,5 +56,35 @@ test('auth_required: token form, Bearer header, 401 clears the token and asks ag
     ['/upload', 'Bearer wrong-token'], ['/upload', 'Bearer ' + TOKEN], ['/generate', 'Bearer ' + TOKEN],
   ]);
   assert.deepEqual(unexpected([/status of 401/, /status of 400/]), []);
+  await page.close();
+});
+
+test('auth_required: "Download result" works although /results needs the token', { timeout: 90_000 }, async () => {
+  const { page, unexpected } = await newPage(browser);
+  await page.goto(BASE + '/');
+  await page.waitForSelector('#auth-form:not([hidden])');
+  await page.fill('#auth-token', TOKEN);
+  await page.press('#auth-token', 'Enter');
+  await page.setInputFiles('#file', { name: 'cup.png', mimeType: 'image/png', buffer: makePng(64, 64) });
+  await page.waitForSelector('#upload-box.done');
+  const gen = page.waitForResponse((r) => r.url().endsWith('/generate'));
+  await page.click('#generate:enabled');
+  const taskId = (await (await gen).json()).data.taskId;
+  await page.waitForFunction(() => {
+    const i = document.querySelector('#result-img');
+    return i && !document.querySelector('#result').hidden && i.complete && i.naturalWidth > 0;
+  }, null, { timeout: 60_000 });
+  // a plain link to /results is refused without the token...
+  const plain = await fetch(`${BASE}/results/${taskId}?download=1&name=cup.png`);
+  assert.equal(plain.status, 401);
+  // ...yet the button saves the result, named after the photo
+  const link = page.locator('#result-actions a', { hasText: 'Download result' });
+  const [download] = await Promise.all([page.waitForEvent('download'), link.click()]);
+  assert.equal(download.suggestedFilename(), 'cup-studio.png');
+  const got = fs.readFileSync(await download.path());
+  const kie = Buffer.from(await (await fetch(await page.locator('#result-img').getAttribute('src'))).arrayBuffer());
+  assert.ok(got.length > 1000 && got.equals(kie), 'the download is the result, byte for byte');
+  assert.equal(await page.locator('#task-error').isHidden(), true);
+  assert.deepEqual(unexpected(), []);
   await page.close();
 });

@@ -23,15 +23,17 @@ export function env(name) {
 }
 export const OUT_DIR = process.env.E2E_OUT_DIR || path.resolve(import.meta.dirname ?? '.', '../../build');
 
-/** Launches Debian's Chromium with a throw-away profile whose prefs disable DNS-error-page probes. */
-export async function launch() {
+/** Launches Debian's Chromium with a throw-away profile whose prefs disable DNS-error-page probes.
+ *  `options` go to the browser context (e.g. { timezoneId, locale }). Every call is a fresh profile: an empty
+ *  localStorage, as in another browser. */
+export async function launch(options = {}) {
   const userDataDir = mkdtempSync(path.join(tmpdir(), 'ppa-e2e-profile-'));
   mkdirSync(path.join(userDataDir, 'Default'), { recursive: true });
   writeFileSync(path.join(userDataDir, 'Default', 'Preferences'),
     JSON.stringify({ alternate_error_pages: { enabled: false } }));
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS,
-    viewport: { width: 1200, height: 900 }, timeout: 30_000,
+    viewport: { width: 1200, height: 900 }, timeout: 30_000, ...options,
   });
   return {
     context,

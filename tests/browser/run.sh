@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Browser end-to-end tests: starts kie-sim, a local S3 server (s3rver, tests/s3/s3-test-server.sh) and five
-# product-photo-api instances (flow, no PUBLIC_BASE_URL, API_TOKEN, S3 mode, no KIE_API_KEY) on 127.0.0.1, runs the node:test
+# Browser end-to-end tests: starts kie-sim, a local S3 server (s3rver, tests/s3/s3-test-server.sh) and ten
+# product-photo-api instances (flow, no PUBLIC_BASE_URL, API_TOKEN, S3 mode, no KIE_API_KEY, history for the task
+# list, nostore with TASK_STORE=off, and three for the balance and the spending limits: credits, broke, daily with
+# DAILY_GENERATION_LIMIT=1) on 127.0.0.1, runs the node:test
 # suites in headless Debian Chromium (playwright-core, no browser download), stops everything.
 # Usage: bash tests/browser/run.sh [FILE.test.mjs...]   (default: all; env: BUILD_DIR=build, CHROMIUM_PATH=/usr/bin/chromium,
 #        WEB_DIR=web to serve the page from disk instead of the embedded copy)
@@ -80,7 +82,8 @@ common=(HOST=127.0.0.1 KIE_BASE_URL="$sim" KIE_UPLOAD_BASE_URL="$sim" KIE_API_KE
 # Servers run from $tmp so that a developer's ./.env (PUBLIC_BASE_URL, API_TOKEN...) cannot leak in;
 # variables the tests depend on are removed from the inherited environment.
 clean=(-u PUBLIC_BASE_URL -u API_TOKEN -u USE_S3 -u MAX_UPLOAD_BYTES -u RATE_LIMIT_UPLOAD -u RATE_LIMIT_GENERATE
-       -u S3_PREFIX -u KIE_UPLOAD -u S3_PUBLIC -u S3_PRESIGN_TTL -u AWS_SESSION_TOKEN -u AWS_DEFAULT_REGION -u CORS_ORIGINS)
+       -u S3_PREFIX -u KIE_UPLOAD -u S3_PUBLIC -u S3_PRESIGN_TTL -u AWS_SESSION_TOKEN -u AWS_DEFAULT_REGION -u CORS_ORIGINS
+       -u DAILY_GENERATION_LIMIT -u S3_TASKS_PREFIX -u TASK_STORE)
 # start_api NAME VAR=VALUE...: starts one server, sets $api_port.
 start_api() {
   local name="$1"; shift
@@ -114,6 +117,19 @@ s3_api_port="$api_port"
 # 5) no KIE_API_KEY (VAR= counts as unset): uploads work, the page must switch Generate off
 start_api nokey PORT=0 KIE_API_KEY=
 nokey_port="$api_port"
+# 6) the task list and Idempotency-Key (tasks.test.mjs): its own task store, so that only its tests' tasks are
+#    listed, and its own balance cache (a KIE 402 in another suite makes a server refuse for 30 s)
+start_api history PORT=0
+history_port="$api_port"
+start_api nostore PORT=0 TASK_STORE=off
+nostore_port="$api_port"
+# 7-9) the KIE balance and the spending limits: each its own task store and balance cache (credits.test.mjs)
+start_api credits PORT=0
+credits_port="$api_port"
+start_api broke PORT=0
+broke_port="$api_port"
+start_api daily PORT=0 DAILY_GENERATION_LIMIT=1
+daily_port="$api_port"
 
 mkdir -p "$build"
 export E2E_SIM_BASE="$sim"
@@ -121,10 +137,14 @@ export E2E_FLOW_BASE="http://127.0.0.1:$flow_port"
 export E2E_NOPUBLIC_BASE="http://127.0.0.1:$nopublic_port"
 export E2E_AUTH_BASE="http://127.0.0.1:$auth_port" E2E_AUTH_TOKEN=e2e-secret-token
 export E2E_NOKEY_BASE="http://127.0.0.1:$nokey_port"
+export E2E_HISTORY_BASE="http://127.0.0.1:$history_port" E2E_NOSTORE_BASE="http://127.0.0.1:$nostore_port"
+export E2E_CREDITS_BASE="http://127.0.0.1:$credits_port" E2E_BROKE_BASE="http://127.0.0.1:$broke_port"
+export E2E_DAILY_BASE="http://127.0.0.1:$daily_port"
 export E2E_S3_BASE="http://127.0.0.1:$s3_api_port" E2E_S3_ORIGIN="http://127.0.0.1:$s3_port" E2E_S3_BUCKET=page-bucket
 export E2E_OUT_DIR="$build"
 echo "# kie-sim $E2E_SIM_BASE, servers: flow $E2E_FLOW_BASE, no-public $E2E_NOPUBLIC_BASE, auth $E2E_AUTH_BASE," \
-  "s3 $E2E_S3_BASE (bucket $E2E_S3_ORIGIN/page-bucket), no-key $E2E_NOKEY_BASE"
+  "s3 $E2E_S3_BASE (bucket $E2E_S3_ORIGIN/page-bucket), no-key $E2E_NOKEY_BASE, history $E2E_HISTORY_BASE," \
+  "no-store $E2E_NOSTORE_BASE, credits $E2E_CREDITS_BASE, broke $E2E_BROKE_BASE, daily $E2E_DAILY_BASE"
 
 rc=0
 (cd "$here" && if [ "$#" -gt 0 ]; then set -- "$@"; else set -- ./*.test.mjs; fi
@@ -134,7 +154,7 @@ if [ "$rc" -ne 0 ]; then
   cp "$tmp"/*.out "$tmp"/*.out.err "$build/browser-logs/" 2>/dev/null || true
   echo "run.sh: server logs kept in $build/browser-logs/" >&2
   cp "$s3_state/log" "$build/browser-logs/s3rver.log" 2>/dev/null || true
-  for f in sim flow nopublic auth s3 nokey; do
+  for f in sim flow nopublic auth s3 nokey history nostore credits broke daily; do
     echo "---- $f stderr (last 40 lines) ----" >&2
     tail -n 40 "$tmp/$f.out.err" >&2 || true
   done
