@@ -39,6 +39,11 @@ struct cli_progress {
 int cli_call(const struct cli_conn *c, const char *url, const char *json, const char *header, const char *photo,
              const char *photo_type, long timeout_s, struct cli_progress *pg, struct cli_reply *r);
 
+/* PUT the file at `path` to a presigned URL (S3 direct upload) with exactly
+ * the signed Content-Type and no Authorization. Fills `r` like cli_call. */
+int cli_put_file(const char *url, const char *content_type, const char *path, struct cli_progress *pg,
+                 struct cli_reply *r);
+
 /* Describe a failed exchange for the user into msg; `what` names the step
  * ("upload", "generate"...). */
 void cli_describe_failure(const struct cli_conn *c, const char *what, const struct cli_reply *r, char *msg,

@@ -21,6 +21,7 @@ struct config {
     char *public_base_url; /* NULL when unset; "auto" = ask cloudflared */
     char *cors_origins;
     long max_upload_bytes;
+    long max_direct_upload_bytes;
     /* image pipeline */
     long image_max_side;
     long image_max_pixels;

@@ -251,8 +251,9 @@ static const char *cli_sniff_type(const char *path)
     return mime ? mime : "application/octet-stream"; /* the server decides (415) */
 }
 
-/* The server's upload limit from GET /config, or -1 when it does not say. */
-static double cli_server_limit(const struct cli_opts *o)
+/* The server's upload limit from GET /config (-1 when it does not say), and
+ * whether it offers direct uploads to S3 (then *direct_limit is theirs). */
+static double cli_server_limit(const struct cli_opts *o, int *direct, double *direct_limit)
 {
     struct cli_reply r;
     char url[CLI_URL_MAX];
@@ -260,6 +261,8 @@ static double cli_server_limit(const struct cli_opts *o)
     cJSON *j;
     const cJSON *m;
 
+    *direct = 0;
+    *direct_limit = -1;
     buf_init(&r.body, CLI_MAX_REPLY);
     snprintf(url, sizeof url, "%s/config", o->c.server);
     cli_call(&o->c, url, NULL, NULL, NULL, NULL, CLI_API_TIMEOUT_S, NULL, &r);
@@ -268,10 +271,68 @@ static double cli_server_limit(const struct cli_opts *o)
         m = cJSON_GetObjectItemCaseSensitive(j, "max_upload_bytes");
         if (cJSON_IsNumber(m) && m->valuedouble > 0)
             limit = m->valuedouble;
+        *direct = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "direct_upload"));
+        m = cJSON_GetObjectItemCaseSensitive(j, "max_direct_upload_bytes");
+        if (cJSON_IsNumber(m) && m->valuedouble > 0)
+            *direct_limit = m->valuedouble;
         cJSON_Delete(j);
     }
     buf_free(&r.body);
     return limit;
+}
+
+/* S3 mode: POST /upload-url, PUT the photo straight to the bucket (it never
+ * passes through the server, or API Gateway's 6 MB on Lambda), then POST
+ * /upload-complete, whose answer is /upload's. Fills *answer (caller
+ * deletes). 0, or -1 with msg set. */
+static int cli_direct_upload(const struct cli_opts *o, long long size, struct cli_progress *pg, cJSON **answer,
+                             char *msg, size_t cap)
+{
+    struct cli_reply r;
+    char url[CLI_URL_MAX];
+    char body[256];
+    char put_url[CLI_URL_MAX];
+    char upload_id[64];
+    const char *type = cli_sniff_type(o->photo);
+    cJSON *ticket = NULL;
+    int rc = -1;
+
+    *answer = NULL;
+    buf_init(&r.body, CLI_MAX_REPLY);
+    snprintf(url, sizeof url, "%s/upload-url", o->c.server);
+    snprintf(body, sizeof body, "{\"content_type\":\"%s\",\"size\":%lld}", type, size);
+    cli_call(&o->c, url, body, NULL, NULL, NULL, CLI_API_TIMEOUT_S, NULL, &r);
+    ticket = cli_json_ok(&o->c, "upload-url", &r, msg, cap);
+    if (!ticket)
+        goto out;
+    if (cli_copy_string(cJSON_GetObjectItemCaseSensitive(ticket, "upload_url"), put_url, sizeof put_url) ||
+        cli_copy_string(cJSON_GetObjectItemCaseSensitive(ticket, "upload_id"), upload_id, sizeof upload_id)) {
+        snprintf(msg, cap, "upload-url: the server's answer has no upload_url or upload_id.");
+        goto out;
+    }
+    buf_free(&r.body);
+    buf_init(&r.body, CLI_MAX_REPLY);
+    cli_put_file(put_url, type, o->photo, pg, &r);
+    if (pg && pg->last_pct >= 0)
+        fputc('\n', stderr);
+    if (r.code != CURLE_OK || r.status < 200 || r.status > 299) {
+        if (r.code != CURLE_OK)
+            snprintf(msg, cap, "upload to the bucket failed: %s", r.err);
+        else
+            snprintf(msg, cap, "the bucket refused the upload (HTTP %ld): %.300s", r.status, buf_str(&r.body));
+        goto out;
+    }
+    buf_free(&r.body);
+    buf_init(&r.body, CLI_MAX_REPLY);
+    snprintf(url, sizeof url, "%s/upload-complete", o->c.server);
+    snprintf(body, sizeof body, "{\"upload_id\":\"%s\"}", upload_id);
+    cli_call(&o->c, url, body, NULL, NULL, NULL, CLI_API_TIMEOUT_S, NULL, &r);
+    *answer = cli_json_ok(&o->c, "upload-complete", &r, msg, cap);
+    rc = *answer ? 0 : -1;
+out:
+    cJSON_Delete(ticket);
+    buf_free(&r.body);
+    return rc;
 }
 
 /* POST /upload; the URL KIE should fetch goes to input_url. 0 or -1. */
@@ -287,31 +348,43 @@ static int cli_upload(const struct cli_opts *o, char *input_url, size_t cap)
     const char *base = strrchr(o->photo, '/');
     int rc = -1;
 
+    int direct = 0;
+    double direct_limit = -1;
+
     buf_init(&r.body, CLI_MAX_REPLY);
     pg.name = base ? base + 1 : o->photo;
     snprintf(url, sizeof url, "%s/upload", o->c.server);
     if (stat(o->photo, &st) == 0) {
-        double limit = cli_server_limit(o);
+        double limit = cli_server_limit(o, &direct, &direct_limit);
+        if (direct)
+            limit = direct_limit;
         if (limit > 0 && (double)st.st_size > limit) {
             char size[32], lim[32];
             cli_human((double)st.st_size, size, sizeof size);
             cli_human(limit, lim, sizeof lim);
-            snprintf(msg, sizeof msg, "%s is %s; the server accepts photos up to %s (MAX_UPLOAD_BYTES).", pg.name,
-                     size, lim);
+            snprintf(msg, sizeof msg, "%s is %s; the server accepts photos up to %s (%s).", pg.name, size, lim,
+                     direct ? "MAX_DIRECT_UPLOAD_BYTES" : "MAX_UPLOAD_BYTES");
             goto out;
         }
     }
     if (!o->c.quiet && !o->c.tty) {
         char size[32];
         cli_human(stat(o->photo, &st) == 0 ? (double)st.st_size : 0.0, size, sizeof size);
-        fprintf(stderr, "Uploading %s (%s) to %s\n", pg.name, size, o->c.server);
+        fprintf(stderr, "Uploading %s (%s) to %s%s\n", pg.name, size, o->c.server,
+                direct ? " (straight to its S3 bucket)" : "");
     }
-    cli_call(&o->c, url, NULL, NULL, o->photo, cli_sniff_type(o->photo), 0, !o->c.quiet && o->c.tty ? &pg : NULL, &r);
-    if (!o->c.quiet && o->c.tty && pg.last_pct >= 0)
-        fputc('\n', stderr);
-    j = cli_json_ok(&o->c, "upload", &r, msg, sizeof msg);
-    if (!j)
-        goto out;
+    if (direct) {
+        if (cli_direct_upload(o, (long long)st.st_size, !o->c.quiet && o->c.tty ? &pg : NULL, &j, msg, sizeof msg))
+            goto out;
+    } else {
+        cli_call(&o->c, url, NULL, NULL, o->photo, cli_sniff_type(o->photo), 0, !o->c.quiet && o->c.tty ? &pg : NULL,
+                 &r);
+        if (!o->c.quiet && o->c.tty && pg.last_pct >= 0)
+            fputc('\n', stderr);
+        j = cli_json_ok(&o->c, "upload", &r, msg, sizeof msg);
+        if (!j)
+            goto out;
+    }
     u = cJSON_GetObjectItemCaseSensitive(j, "public_url");
     if (!cJSON_IsString(u) || !u->valuestring[0])
         u = cJSON_GetObjectItemCaseSensitive(j, "url");

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <strings.h>
 
 #define CLI_BAR_WIDTH 30
@@ -173,6 +174,74 @@ out:
     if (r->code != CURLE_OK && !r->err[0])
         snprintf(r->err, sizeof r->err, "%s", curl_easy_strerror(r->code));
     curl_mime_free(mime);
+    curl_slist_free_all(hdrs);
+    if (h)
+        curl_easy_cleanup(h);
+    return rc;
+}
+
+int cli_put_file(const char *url, const char *content_type, const char *path, struct cli_progress *pg,
+                 struct cli_reply *r)
+{
+    CURL *h = curl_easy_init();
+    struct curl_slist *hdrs = NULL;
+    struct curl_slist *tmp;
+    char ct[300];
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    int rc = -1;
+
+    r->code = CURLE_OUT_OF_MEMORY;
+    r->status = 0;
+    r->replayed = 0;
+    r->retry_after = -1;
+    r->err[0] = '\0';
+    if (!f || fstat(fileno(f), &st) != 0) {
+        r->code = CURLE_READ_ERROR;
+        snprintf(r->err, sizeof r->err, "cannot read %s", path);
+        goto out;
+    }
+    if (!h)
+        goto out;
+    snprintf(ct, sizeof ct, "Content-Type: %s", content_type);
+    /* exactly the signed headers: no Authorization (the URL is the credential), no Expect */
+    tmp = curl_slist_append(hdrs, ct);
+    if (!tmp)
+        goto out;
+    hdrs = tmp;
+    tmp = curl_slist_append(hdrs, "Expect:");
+    if (!tmp)
+        goto out;
+    hdrs = tmp;
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(h, CURLOPT_READDATA, f);
+    curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)st.st_size);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "product-photo-api-cli/1.0");
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CLI_CONNECT_TIMEOUT_S);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->err);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, cli_write_buf);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &r->body);
+    if (pg) {
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, cli_xferinfo);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, pg);
+        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    }
+    r->code = curl_easy_perform(h);
+    if (r->code == CURLE_OK) {
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+        rc = 0;
+    }
+out:
+    if (r->code != CURLE_OK && !r->err[0])
+        snprintf(r->err, sizeof r->err, "%s", curl_easy_strerror(r->code));
+    if (f)
+        fclose(f);
     curl_slist_free_all(hdrs);
     if (h)
         curl_easy_cleanup(h);

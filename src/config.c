@@ -43,6 +43,9 @@ static const struct cfg_entry entries[] = {
     {"MAX_UPLOAD_BYTES", CFG_LONG, OFF(max_upload_bytes), "33554432", 1, 4294967295L, 0,
      "largest accepted upload in bytes, before re-encoding (raw phone photos included; what KIE gets is always "
      "within its 10 MB)"},
+    {"MAX_DIRECT_UPLOAD_BYTES", CFG_LONG, OFF(max_direct_upload_bytes), "33554432", 1, 4294967295L, 0,
+     "S3 mode: largest photo a client may PUT straight to the bucket (/upload-url, /upload-complete); it bypasses "
+     "this server's request path (and API Gateway's 6 MB), so it may be larger than MAX_UPLOAD_BYTES"},
     {"IMAGE_MAX_SIDE", CFG_LONG, OFF(image_max_side), "2048", 0, 100000, 0,
      "longest side in pixels of the stored image; larger uploads are shrunk (0 = never shrink)"},
     {"IMAGE_MAX_PIXELS", CFG_LONG, OFF(image_max_pixels), "100000000", 1, 10000000000L, 0,

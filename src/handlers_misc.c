@@ -187,6 +187,8 @@ enum MHD_Result h_config(struct req *r)
     cJSON_AddBoolToObject(j, "auth_required", cfg->api_token != NULL);
     cJSON_AddBoolToObject(j, "direct_upload", cfg->use_s3);
     cJSON_AddNumberToObject(j, "max_upload_bytes", (double)cfg->max_upload_bytes);
+    if (cfg->use_s3) /* what a direct PUT to the bucket may carry */
+        cJSON_AddNumberToObject(j, "max_direct_upload_bytes", (double)cfg->max_direct_upload_bytes);
     cJSON_AddNumberToObject(j, "image_max_side", (double)cfg->image_max_side);
     cJSON_AddNumberToObject(j, "image_max_pixels", (double)cfg->image_max_pixels);
     {

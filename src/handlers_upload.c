@@ -361,10 +361,10 @@ enum MHD_Result h_upload_url(struct req *r)
             return http_error(r, 400, "invalid_size", "size must be a positive whole number of bytes.");
         }
         sz = (long long)size->valuedouble;
-        if (sz > r->app->cfg->max_upload_bytes) {
+        if (sz > r->app->cfg->max_direct_upload_bytes) {
             cJSON_Delete(body);
             return http_error(r, 413, "file_too_large", "The file is larger than the limit of %ld bytes.",
-                              r->app->cfg->max_upload_bytes);
+                              r->app->cfg->max_direct_upload_bytes);
         }
     }
     cJSON_Delete(body);
@@ -465,7 +465,7 @@ enum MHD_Result h_upload_complete(struct req *r)
     if (spool_open(&st->in, store->ops->spool_dir(store)))
         return http_error(r, 500, "storage_error", "The server could not create a temporary file.");
     st->fetch.fd = st->in.fd;
-    st->fetch.max_bytes = r->app->cfg->max_upload_bytes;
+    st->fetch.max_bytes = r->app->cfg->max_direct_upload_bytes;
     st->fetch.done = on_fetched;
     st->fetch.arg = st;
     http_suspend(r, fetched);

@@ -233,6 +233,8 @@
     }
     if (!c || typeof c !== 'object') c = {};
     Object.assign(cfg, c);
+    // S3 mode: the page PUTs straight to the bucket, where the direct-upload limit applies
+    if (cfg.direct_upload && Number(c.max_direct_upload_bytes) > 0) cfg.max_upload_bytes = Number(c.max_direct_upload_bytes);
     if (!(Number(cfg.max_upload_bytes) > 0)) cfg.max_upload_bytes = 32 * 1024 * 1024;
     const known = Array.isArray(c.accepted_types) ? c.accepted_types.filter((t) => TYPES[t]) : [];
     if (known.length) cfg.accepted_types = known;

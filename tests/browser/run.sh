@@ -110,7 +110,8 @@ s3_state="$tmp/s3"
 s3_port="$(free_port)"
 S3_PORT="$s3_port" S3_STATE="$s3_state" S3_BUCKET=page-bucket bash "$root/tests/s3/s3-test-server.sh" start >&2
 start_api s3 PORT=0 USE_S3=1 S3_BUCKET=page-bucket AWS_REGION=us-east-1 S3_ENDPOINT="http://127.0.0.1:$s3_port" \
-  S3_FORCE_PATH_STYLE=1 AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER MAX_UPLOAD_BYTES=4194304
+  S3_FORCE_PATH_STYLE=1 AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER MAX_UPLOAD_BYTES=4194304 \
+  MAX_DIRECT_UPLOAD_BYTES=4194304
 # (the Lambda templates' limit; the oversized-file test then hands Chromium 4 MiB, not 32, which timed out in CI
 # on a loaded machine)
 s3_api_port="$api_port"

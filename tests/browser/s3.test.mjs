@@ -202,7 +202,7 @@ test('S3 mode: /upload-complete answering 503 server_busy is retried once after 
 });
 
 test('S3 mode: an oversized file is refused before any request', { timeout: 60_000 }, async () => {
-  const max = (await getJson(BASE + '/config')).body.max_upload_bytes;
+  const max = (await getJson(BASE + '/config')).body.max_direct_upload_bytes; // the page PUTs to the bucket
   assert.ok(Number.isInteger(max) && max > 0);
   const { page, unexpected } = await openPage();
   const seen = recordRequests(page);

@@ -341,3 +341,46 @@ def test_task_store_in_s3(s3, sim, server_factory):
     day = time.strftime("%Y%m%d", time.gmtime())
     assert sorted(k for k in keys if k.startswith("store/c/")) == sorted(
         [f"store/c/{day}/{task}_{rec['credits']:g}", f"store/c/{day}/{task2}_{rec2['credits']:g}"]), keys
+
+
+def test_cli_uploads_straight_to_the_bucket(s3, sim, server_factory, tmp_path):
+    """S3 mode: the CLI takes the direct upload the server offers (/upload-url, PUT to the bucket,
+    /upload-complete), so a photo over MAX_UPLOAD_BYTES (API Gateway's limit on Lambda) still works; nothing goes
+    through POST /upload."""
+    from test_cli import run_cli
+    port = free_port()
+    srv = server_factory(s3_env(s3, KIE_API_KEY=KIE_KEY, KIE_BASE_URL=f"http://127.0.0.1:{sim.port}",
+                                PUBLIC_BASE_URL=f"http://127.0.0.1:{port}", ALLOW_PRIVATE_INPUT_URLS="1",
+                                MAX_UPLOAD_BYTES="20000", MAX_DIRECT_UPLOAD_BYTES="400000"), port=port)
+    cfg = request(srv.port, "GET", "/config").json()
+    assert cfg["direct_upload"] is True and cfg["max_upload_bytes"] == 20000 and cfg["max_direct_upload_bytes"] == 400000
+    big = tmp_path / "big.png"
+    big.write_bytes(pil_noise_png(160, 120))
+    assert 20000 < big.stat().st_size < 400000, big.stat().st_size
+    out = tmp_path / "studio.png"
+    rc, stdout, stderr = run_cli([str(big), "--prompt", "studio product shot", "-o", str(out),
+                                  "--server", f"http://127.0.0.1:{srv.port}"], cwd=tmp_path)
+    assert rc == 0, stderr
+    assert "straight to its S3 bucket" in stderr and out.read_bytes()[:4] == b"\x89PNG"
+    log = srv.log()
+    assert " POST /upload-url 200 " in log and " POST /upload-complete 200 " in log
+    assert " POST /upload " not in log
+    # over the direct limit: refused before any upload
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(pil_noise_png(420, 320))
+    assert huge.stat().st_size > 400000
+    rc, _, stderr = run_cli([str(huge), "--prompt", "studio product shot", "-o", str(tmp_path / "x.png"),
+                             "--server", f"http://127.0.0.1:{srv.port}"], cwd=tmp_path)
+    assert rc != 0 and "accepts photos up to" in stderr and "(MAX_DIRECT_UPLOAD_BYTES)" in stderr, stderr
+
+
+def pil_noise_png(w, h):
+    """An incompressible PNG (random pixels), made here."""
+    import struct
+    import zlib
+    raw = b"".join(b"\x00" + os.urandom(w * 3) for _ in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b""))
