@@ -95,9 +95,13 @@ static void on_downloaded(struct upstream_call *c, void *arg)
     } else if (c->result == ERR_TIMEOUT) {
         keep_outcome_fail(&j->out, 504, "upstream_timeout", "Downloading KIE's result timed out.");
     } else if (c->result || c->http_status != 200) {
+        /* one answer for every failure (refused by the fetch policy, closed
+         * port, no such host, HTTP error): the difference would map our
+         * network for whoever named the URL. The log has the reason. */
+        log_warn("results: downloading task %s's result failed: %s (HTTP %ld)", j->task_id,
+                 c->result ? c->error : "answer not 200", c->http_status);
         keep_outcome_fail(&j->out, 502, "result_unavailable",
-                          "KIE's result could not be downloaded (%s%ld); it may have expired.",
-                          c->result ? "error, HTTP " : "HTTP ", c->http_status);
+                          "KIE's result could not be downloaded; it may have expired.");
     }
     upstream_call_free(c);
     if (j->out.status)
@@ -175,6 +179,8 @@ void results_keep(struct app *app, const char *task_id, const char *result_url,
     }
     c->download_fd = j->fd;
     c->follow_redirects = 1;
+    c->peer_url = 1; /* KIE named it: http(s), public addresses only (fetchpolicy.h) */
+    c->allow_private_fetch = app->cfg->allow_private_fetch;
     c->done = on_downloaded;
     c->arg = j;
     if (upstream_submit(app->up, c)) {
