@@ -17,6 +17,7 @@ struct kieupload;
 struct taskstore;
 struct credits_cache;
 struct tasklog_queue;
+struct replay;
 struct MHD_Daemon;
 
 struct app {
@@ -36,6 +37,7 @@ struct app {
     char callback_secret[65];      /* token in KIE's callBackUrl */
     unsigned char results_key[32]; /* signs stable_url (resultsig.h) */
     struct ratelimit *rl_results;
+    struct replay *callback_replays; /* signed callbacks seen lately (replay.h) */
     unsigned port;                 /* the bound port */
     time_t started;
     atomic_long active_requests;   /* between first callback and completion */

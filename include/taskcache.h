@@ -13,8 +13,11 @@ struct taskcache;
 struct taskcache *taskcache_new(size_t capacity);
 void taskcache_free(struct taskcache *tc);
 
-/* Remember the final answer (JSON text, copied) of a finished task. */
-void taskcache_put_final(struct taskcache *tc, const char *task_id, const char *json_text);
+/* Remember the final answer (JSON text, copied) of a finished task. The
+ * first one wins: a later answer (another callback, another poll) never
+ * replaces it, so a finished task's resultUrls never change. 1 when stored,
+ * 0 when an earlier final answer was kept (or out of memory). */
+int taskcache_put_final(struct taskcache *tc, const char *task_id, const char *json_text);
 /* A malloc'd copy of the final answer, or NULL. Caller frees. */
 char *taskcache_get_final(struct taskcache *tc, const char *task_id);
 

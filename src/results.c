@@ -234,14 +234,20 @@ void results_note_answer(struct app *app, cJSON *answer)
     if (strcmp(state->valuestring, "success") == 0 || strcmp(state->valuestring, "fail") == 0) {
         char *text = cJSON_PrintUnformatted(answer);
         if (text) {
-            taskcache_put_final(app->tasks, id->valuestring, text);
+            if (!taskcache_put_final(app->tasks, id->valuestring, text))
+                log_debug("results: task %s: keeping the first final answer", id->valuestring);
             cJSON_free(text);
         }
     }
     if (strcmp(state->valuestring, "success") == 0) {
-        const char *url = results_first_url(data);
+        /* copy what the first final answer named (taskcache keeps it) */
+        char *cached = taskcache_get_final(app->tasks, id->valuestring);
+        cJSON *first = cached ? cJSON_Parse(cached) : NULL;
+        const char *url = results_first_url(first ? cJSON_GetObjectItemCaseSensitive(first, "data") : data);
         if (url && taskcache_claim_copy(app->tasks, id->valuestring, 0))
             results_keep(app, id->valuestring, url, NULL, NULL);
+        cJSON_Delete(first);
+        free(cached);
     }
     if (taskcache_get_stable(app->tasks, id->valuestring, stable, sizeof stable)) {
         char url[1024];

@@ -87,21 +87,23 @@ static struct entry *lookup(struct taskcache *tc, const char *id, int create)
     return oldest;
 }
 
-void taskcache_put_final(struct taskcache *tc, const char *task_id, const char *json_text)
+int taskcache_put_final(struct taskcache *tc, const char *task_id, const char *json_text)
 {
     struct entry *e;
     char *copy = strdup(json_text);
+    int stored = 0;
     if (!copy)
-        return;
+        return 0;
     pthread_mutex_lock(&tc->lock);
     e = lookup(tc, task_id, 1);
-    if (e) {
-        free(e->final_json);
+    if (e && !e->final_json) { /* the first final answer wins */
         e->final_json = copy;
         copy = NULL;
+        stored = 1;
     }
     pthread_mutex_unlock(&tc->lock);
     free(copy);
+    return stored;
 }
 
 char *taskcache_get_final(struct taskcache *tc, const char *task_id)
