@@ -66,7 +66,7 @@ start_ours() {  # start_ours NAME KIE_URL [VAR=VALUE...]: our server, access log
     t0=$(date +%s%N)
     # cwd = an empty dir, so no .env is read; env -i so the caller's environment changes nothing
     (cd "$WORK/$name" && exec env -i PATH="$PATH" HOST=127.0.0.1 PORT="$port" UPLOAD_DIR="$UPLOADS/$name" \
-        KIE_API_KEY=bench-key KIE_BASE_URL="$kie" ALLOW_PRIVATE_INPUT_URLS=1 RATE_LIMIT_GENERATE=0 \
+        KIE_API_KEY=bench-key KIE_BASE_URL="$kie" ALLOW_PRIVATE_INPUT_URLS=1 ALLOW_PRIVATE_FETCH=1 RATE_LIMIT_GENERATE=0 \
         RATE_LIMIT_UPLOAD=0 MIN_FREE_DISK_MB=0 LOG_LEVEL=warn MAX_UPLOAD_BYTES=200000000 UPLOAD_TTL_HOURS=0 \
         IMAGE_QUEUE=100000 "$@" \
         "$BIN") >"$WORK/$name.log" 2>&1 &

@@ -18,6 +18,7 @@ struct taskstore;
 struct credits_cache;
 struct tasklog_queue;
 struct metrics;
+struct replay;
 struct MHD_Daemon;
 
 struct app {
@@ -38,6 +39,7 @@ struct app {
     char callback_secret[65];      /* token in KIE's callBackUrl */
     unsigned char results_key[32]; /* signs stable_url (resultsig.h) */
     struct ratelimit *rl_results;
+    struct replay *callback_replays; /* signed callbacks seen lately (replay.h) */
     unsigned port;                 /* the bound port */
     time_t started;
     atomic_long active_requests;   /* between first callback and completion */

@@ -35,6 +35,7 @@ struct config {
     long upload_timeout;
     long shutdown_grace_seconds;
     int allow_private_input_urls;
+    int allow_private_fetch;      /* ALLOW_PRIVATE_FETCH: fetchpolicy.h's allow_private */
     char *log_format; /* "text" or "json" */
     char *log_level;
     char *web_dir;    /* serve the page from here instead of the embedded copy */

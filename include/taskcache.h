@@ -19,8 +19,11 @@ void taskcache_free(struct taskcache *tc);
 #define TASKCACHE_MAX_ENTRY_BYTES (64 * 1024)
 #define TASKCACHE_MAX_BYTES (16 * 1024 * 1024)
 
-/* Remember the final answer (JSON text, copied) of a finished task. */
-void taskcache_put_final(struct taskcache *tc, const char *task_id, const char *json_text);
+/* Remember the final answer (JSON text, copied) of a finished task. The
+ * first one wins: a later answer (another callback, another poll) never
+ * replaces it, so a finished task's resultUrls never change. 1 when stored,
+ * 0 when an earlier final answer was kept (too large, or out of memory). */
+int taskcache_put_final(struct taskcache *tc, const char *task_id, const char *json_text);
 /* Bytes held by final answers (for tests and /healthz). */
 size_t taskcache_bytes(struct taskcache *tc);
 /* A malloc'd copy of the final answer, or NULL. Caller frees. */

@@ -10,6 +10,7 @@
 #define PPA_UPSTREAM_H
 
 #include "buf.h"
+#include "fetchpolicy.h"
 
 #include <curl/curl.h>
 #include <sys/types.h>
@@ -29,11 +30,17 @@ struct upstream_call {
     size_t max_response;         /* bytes of answer kept; more fails the call */
     int follow_redirects;        /* follow up to 3 http(s) redirects */
     int target;                  /* enum metrics_target (metrics.h), for /metrics */
+    int peer_url;                /* a peer named this URL (KIE's result URL): fetchpolicy.h
+                                    applies (it follows redirects itself). Our configured
+                                    endpoints (KIE_BASE_URL, S3_ENDPOINT, ...) leave it 0. */
+    int allow_private_fetch;     /* with peer_url: ALLOW_PRIVATE_FETCH */
     int download_fd;             /* when >= 0 the answer body is written here (not owned),
                                     still capped at max_response; -1 = keep it in `response` */
     size_t downloaded;
     /* --- result: valid in `done` --- */
     int result;                  /* 0, ERR_TIMEOUT, ERR_UPSTREAM, ERR_TOO_LARGE */
+    int refused;                 /* peer_url: the fetch policy stopped it (reason in `error`,
+                                    for the log only; answer a generic error) */
     long http_status;            /* 0 when no HTTP answer */
     char error[CURL_ERROR_SIZE]; /* curl's message when result != 0 */
     struct buf response;
@@ -44,6 +51,7 @@ struct upstream_call {
     struct upstream_call *next;
     CURL *easy;
     size_t body_sent;            /* PUT from body: bytes handed to curl */
+    struct fetch_guard guard;    /* peer_url */
 };
 
 /* Allocate a call for `method` `url` (copied). NULL on out of memory. */

@@ -72,6 +72,9 @@ static const struct cfg_entry entries[] = {
      "closed (0 = no limit)"},
     {"ALLOW_PRIVATE_INPUT_URLS", CFG_BOOL, OFF(allow_private_input_urls), "0", 0, 0, 0,
      "1 lets /generate send KIE localhost/private URLs (tests, simulator)"},
+    {"ALLOW_PRIVATE_FETCH", CFG_BOOL, OFF(allow_private_fetch), "0", 0, 0, 0,
+     "1 lets the server download KIE's result URLs from loopback/private/link-local addresses (tests, "
+     "simulator); 0 refuses them, redirects and DNS answers included"},
     {"LOG_FORMAT", CFG_STR, OFF(log_format), "text", 0, 0, 0, "text, or json for one JSON object per line"},
     {"LOG_LEVEL", CFG_STR, OFF(log_level), "info", 0, 0, 0, "debug, info, warn or error"},
     {"WEB_DIR", CFG_STR, OFF(web_dir), NULL, 0, 0, 0,

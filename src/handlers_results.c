@@ -8,6 +8,7 @@
 #include "kie.h"
 #include "log.h"
 #include "metrics.h"
+#include "replay.h"
 #include "results.h"
 #include "storage.h"
 #include "taskcache.h"
@@ -27,10 +28,9 @@
 
 /* Checked when KIE_WEBHOOK_HMAC_KEY is set (KIE's webhook verification):
  * X-Webhook-Signature = Base64(HMAC-SHA256(key, taskId + "." + timestamp)),
- * with X-Webhook-Timestamp (Unix seconds) at most WEBHOOK_MAX_SKEW away. */
-#define WEBHOOK_MAX_SKEW 300
-
-static int webhook_signature_ok(struct req *r, const char *task_id)
+ * with X-Webhook-Timestamp (Unix seconds) at most WEBHOOK_MAX_SKEW away.
+ * On success *ts is the timestamp. */
+static int webhook_signature_ok(struct req *r, const char *task_id, long *ts_out)
 {
     const char *key = r->app->cfg->kie_webhook_hmac_key;
     const char *ts = http_header(r, "X-Webhook-Timestamp");
@@ -51,7 +51,83 @@ static int webhook_signature_ok(struct req *r, const char *task_id)
         !HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)msg, (size_t)n, mac, &mac_len))
         return 0;
     n = EVP_EncodeBlock(want, mac, (int)mac_len);
+    *ts_out = t;
     return n > 0 && strlen(sig) == (size_t)n && CRYPTO_memcmp(want, sig, (size_t)n) == 0;
+}
+
+/* A verified callback is only a hint that the task may be done: its body is
+ * not trusted (KIE's signature covers taskId.timestamp, not the body), so
+ * the server asks recordInfo itself, with our key, and uses that answer. */
+struct callback_job {
+    struct app *app;
+    char task_id[129];
+};
+
+static void on_callback_record(struct upstream_call *c, void *arg)
+{
+    struct callback_job *j = arg;
+    struct kie_outcome o;
+    enum kie_transport t = c->result == 0 ? KIE_OK : c->result == ERR_TIMEOUT ? KIE_TIMEOUT : KIE_UNREACHABLE;
+    cJSON *data;
+    cJSON *id;
+    cJSON *state;
+
+    if (c->result == ERR_TOO_LARGE)
+        t = KIE_UNREACHABLE;
+    kie_map(t, c->error, j->app->cfg->kie_timeout_seconds, c->http_status, c->response.data, c->response.len, 1,
+            "recordInfo", &o);
+    data = cJSON_GetObjectItemCaseSensitive(o.json, "data");
+    id = cJSON_GetObjectItemCaseSensitive(data, "taskId");
+    state = cJSON_GetObjectItemCaseSensitive(data, "state");
+    if (o.status != 200) {
+        log_warn("KIE callback for task %s: recordInfo failed: HTTP %ld, %s", j->task_id, c->http_status,
+                 c->result ? c->error : o.code);
+    } else if (!cJSON_IsString(id) || strcmp(id->valuestring, j->task_id) != 0) {
+        log_warn("KIE callback for task %s: recordInfo answered for another task", j->task_id);
+    } else {
+        results_note_answer(j->app, o.json);
+        log_info("KIE callback for task %s: recordInfo says %s", j->task_id,
+                 cJSON_IsString(state) ? state->valuestring : "(no state)");
+    }
+    kie_outcome_free(&o);
+    upstream_call_free(c);
+    free(j);
+}
+
+/* Start recordInfo for task_id, detached: nobody waits for it. */
+static void callback_ask_kie(struct app *app, const char *request_id, const char *task_id)
+{
+    const struct config *cfg = app->cfg;
+    struct callback_job *j;
+    struct upstream_call *c;
+    char endpoint[1024];
+    char auth[1100];
+
+    if (!cfg->kie_api_key) {
+        log_warn("request %s: KIE callback for %s ignored: no KIE_API_KEY to ask recordInfo", request_id, task_id);
+        return;
+    }
+    j = calloc(1, sizeof *j);
+    if (!j)
+        return;
+    j->app = app;
+    snprintf(j->task_id, sizeof j->task_id, "%s", task_id);
+    snprintf(endpoint, sizeof endpoint, "%s/api/v1/jobs/recordInfo?taskId=%s", cfg->kie_base_url, task_id);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->kie_api_key);
+    c = upstream_call_new("GET", endpoint, cfg->kie_timeout_seconds * 1000, MAX_UPSTREAM_RESPONSE);
+    if (!c || upstream_call_header(c, auth)) {
+        upstream_call_free(c);
+        free(j);
+        log_warn("request %s: KIE callback for %s: out of memory", request_id, task_id);
+        return;
+    }
+    c->done = on_callback_record;
+    c->arg = j;
+    if (upstream_submit(app->up, c)) {
+        upstream_call_free(c);
+        free(j);
+        log_warn("request %s: KIE callback for %s ignored: shutting down", request_id, task_id);
+    }
 }
 
 enum MHD_Result h_callback(struct req *r)
@@ -59,6 +135,9 @@ enum MHD_Result h_callback(struct req *r)
     const char *token = http_query(r, "token");
     unsigned char want[SHA256_DIGEST_LENGTH];
     unsigned char got[SHA256_DIGEST_LENGTH];
+    char task_id[129];
+    char seen[200];
+    long ts = 0;
     cJSON *body;
     cJSON *data;
     cJSON *id;
@@ -70,6 +149,7 @@ enum MHD_Result h_callback(struct req *r)
         log_warn("request %s: KIE callback with a wrong token from %s", r->id, r->client_ip);
         return http_error(r, 403, "forbidden", "Wrong or missing callback token.");
     }
+    /* only data.taskId is read from the body: which task to ask KIE about */
     body = cJSON_ParseWithLength(buf_str(&r->body), r->body.len);
     data = cJSON_GetObjectItemCaseSensitive(body, "data");
     id = cJSON_GetObjectItemCaseSensitive(data, "taskId");
@@ -79,24 +159,31 @@ enum MHD_Result h_callback(struct req *r)
         cJSON_Delete(body);
         return http_error(r, 400, "invalid_callback", "Expected KIE's callback JSON with data.taskId.");
     }
-    if (!webhook_signature_ok(r, id->valuestring)) {
-        log_warn("request %s: KIE callback for %s with a bad or missing webhook signature", r->id, id->valuestring);
-        cJSON_Delete(body);
+    snprintf(task_id, sizeof task_id, "%s", id->valuestring);
+    cJSON_Delete(body);
+    if (!webhook_signature_ok(r, task_id, &ts)) {
+        log_warn("request %s: KIE callback for %s with a bad or missing webhook signature", r->id, task_id);
         return http_error(r, 403, "bad_signature",
                           "The callback's X-Webhook-Signature does not match KIE_WEBHOOK_HMAC_KEY.");
     }
-    if (!cJSON_GetObjectItemCaseSensitive(data, "taskId"))
-        cJSON_AddStringToObject(data, "taskId", id->valuestring);
-    (void)kie_add_result_urls(data);
-    /* keep it in recordInfo's shape, so /status answers the same either way */
-    answer = cJSON_CreateObject();
-    cJSON_AddNumberToObject(answer, "code", 200);
-    cJSON_AddStringToObject(answer, "message", "success");
-    cJSON_AddItemToObject(answer, "data", cJSON_DetachItemFromObjectCaseSensitive(body, "data"));
-    results_note_answer(r->app, answer);
-    log_info("request %s: KIE callback for task %s", r->id, id->valuestring);
-    cJSON_Delete(answer);
-    cJSON_Delete(body);
+    if (r->app->cfg->kie_webhook_hmac_key) {
+        /* the signature covers taskId.timestamp only: the same pair twice is a replay */
+        enum replay_verdict v;
+        snprintf(seen, sizeof seen, "%s.%ld", task_id, ts);
+        v = replay_check(r->app->callback_replays, seen, (time_t)ts, time(NULL));
+        if (v == REPLAY_SEEN) {
+            log_warn("request %s: KIE callback for %s replayed (timestamp %ld seen before)", r->id, task_id, ts);
+            return http_error(r, 409, "replayed_callback", "This signed callback was received before.");
+        }
+        if (v == REPLAY_FULL) {
+            log_warn("request %s: KIE callback for %s refused: too many signed callbacks in %d s", r->id, task_id,
+                     WEBHOOK_MAX_SKEW);
+            return http_error_retry(r, 503, "callback_busy", 10,
+                                    "Too many callbacks lately; retry in a moment.");
+        }
+    }
+    log_info("request %s: callback hint for task %s: asking KIE's recordInfo", r->id, task_id);
+    callback_ask_kie(r->app, r->id, task_id);
     answer = cJSON_CreateObject();
     cJSON_AddStringToObject(answer, "status", "received");
     return http_json(r, 200, answer);

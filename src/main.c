@@ -17,6 +17,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
+#include "replay.h"
 #include "resultsig.h"
 #include "storage.h"
 #include "sweeper.h"
@@ -46,6 +47,7 @@
 #define EMF_INTERVAL 60 /* seconds between CloudWatch EMF lines */
 #define TASK_CACHE_SIZE 4096
 #define PUSHED_CACHE_SIZE 1024
+#define CALLBACK_REPLAY_SIZE 8192 /* signed callbacks remembered (5 minutes each) */
 #define TUNNEL_RETRY_SECONDS 2
 
 static const char *env_lookup(const char *name)
@@ -365,7 +367,9 @@ static int cmd_serve(void)
     app.pushed = kieupload_new(PUSHED_CACHE_SIZE);
     app.credits = credits_cache_new();
     app.updates = tasklog_queue_new();
-    if (!app.tasks || !app.pushed || !app.credits || !app.updates || make_callback_secret(&app) || make_results_key(&app)) {
+    app.callback_replays = replay_new(CALLBACK_REPLAY_SIZE, WEBHOOK_MAX_SKEW);
+    if (!app.tasks || !app.pushed || !app.credits || !app.updates || !app.callback_replays ||
+        make_callback_secret(&app) || make_results_key(&app)) {
         log_error("out of memory or no randomness");
         goto out;
     }
@@ -447,6 +451,7 @@ out:
     ratelimit_free(app.rl_results);
     metrics_free(app.metrics);
     taskcache_free(app.tasks);
+    replay_free(app.callback_replays);
     kieupload_free(app.pushed);
     curl_global_cleanup();
     if (vips_started)

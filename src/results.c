@@ -96,9 +96,13 @@ static void on_downloaded(struct upstream_call *c, void *arg)
     } else if (c->result == ERR_TIMEOUT) {
         keep_outcome_fail(&j->out, 504, "upstream_timeout", "Downloading KIE's result timed out.");
     } else if (c->result || c->http_status != 200) {
+        /* one answer for every failure (refused by the fetch policy, closed
+         * port, no such host, HTTP error): the difference would map our
+         * network for whoever named the URL. The log has the reason. */
+        log_warn("results: downloading task %s's result failed: %s (HTTP %ld)", j->task_id,
+                 c->result ? c->error : "answer not 200", c->http_status);
         keep_outcome_fail(&j->out, 502, "result_unavailable",
-                          "KIE's result could not be downloaded (%s%ld); it may have expired.",
-                          c->result ? "error, HTTP " : "HTTP ", c->http_status);
+                          "KIE's result could not be downloaded; it may have expired.");
     }
     upstream_call_free(c);
     if (j->out.status)
@@ -177,6 +181,8 @@ void results_keep(struct app *app, const char *task_id, const char *result_url,
     c->download_fd = j->fd;
     c->target = TARGET_RESULT;
     c->follow_redirects = 1;
+    c->peer_url = 1; /* KIE named it: http(s), public addresses only (fetchpolicy.h) */
+    c->allow_private_fetch = app->cfg->allow_private_fetch;
     c->done = on_downloaded;
     c->arg = j;
     if (upstream_submit(app->up, c)) {
@@ -230,14 +236,20 @@ void results_note_answer(struct app *app, cJSON *answer)
     if (strcmp(state->valuestring, "success") == 0 || strcmp(state->valuestring, "fail") == 0) {
         char *text = cJSON_PrintUnformatted(answer);
         if (text) {
-            taskcache_put_final(app->tasks, id->valuestring, text);
+            if (!taskcache_put_final(app->tasks, id->valuestring, text))
+                log_debug("results: task %s: keeping the first final answer", id->valuestring);
             cJSON_free(text);
         }
     }
     if (strcmp(state->valuestring, "success") == 0) {
-        const char *url = results_first_url(data);
+        /* copy what the first final answer named (taskcache keeps it) */
+        char *cached = taskcache_get_final(app->tasks, id->valuestring);
+        cJSON *first = cached ? cJSON_Parse(cached) : NULL;
+        const char *url = results_first_url(first ? cJSON_GetObjectItemCaseSensitive(first, "data") : data);
         if (url && taskcache_claim_copy(app->tasks, id->valuestring, 0))
             results_keep(app, id->valuestring, url, NULL, NULL);
+        cJSON_Delete(first);
+        free(cached);
     }
     if (taskcache_get_stable(app->tasks, id->valuestring, stable, sizeof stable)) {
         char url[1024];

@@ -97,27 +97,27 @@ static struct entry *lookup(struct taskcache *tc, const char *id, int create)
     return oldest;
 }
 
-void taskcache_put_final(struct taskcache *tc, const char *task_id, const char *json_text)
+int taskcache_put_final(struct taskcache *tc, const char *task_id, const char *json_text)
 {
     struct entry *e;
     size_t len = strlen(json_text) + 1;
     char *copy;
+    int stored = 0;
 
     if (len > TASKCACHE_MAX_ENTRY_BYTES)
-        return; /* not cached: /status asks KIE each time, as for any task not in memory */
+        return 0; /* not cached: /status asks KIE each time, as for any task not in memory */
     copy = strdup(json_text);
     if (!copy)
-        return;
+        return 0;
     pthread_mutex_lock(&tc->lock);
     e = lookup(tc, task_id, 1);
-    if (e) {
-        drop_final(tc, e);
+    if (e && !e->final_json) { /* the first final answer wins */
         /* within the byte budget: forget the answers touched least recently */
         while (tc->bytes + len > TASKCACHE_MAX_BYTES) {
             struct entry *old = NULL;
-            for (size_t i = 0; i < tc->cap; i++)
-                if (tc->e[i].final_json && &tc->e[i] != e && (!old || tc->e[i].touched < old->touched))
-                    old = &tc->e[i];
+            for (size_t k = 0; k < tc->cap; k++)
+                if (tc->e[k].final_json && &tc->e[k] != e && (!old || tc->e[k].touched < old->touched))
+                    old = &tc->e[k];
             if (!old)
                 break;
             drop_final(tc, old);
@@ -125,9 +125,11 @@ void taskcache_put_final(struct taskcache *tc, const char *task_id, const char *
         e->final_json = copy;
         tc->bytes += len;
         copy = NULL;
+        stored = 1;
     }
     pthread_mutex_unlock(&tc->lock);
     free(copy);
+    return stored;
 }
 
 char *taskcache_get_final(struct taskcache *tc, const char *task_id)

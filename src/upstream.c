@@ -123,13 +123,22 @@ static size_t on_read(char *dst, size_t size, size_t nmemb, void *userp)
     return n < 0 ? CURL_READFUNC_ABORT : (size_t)n;
 }
 
-/* Configure c->easy from the call. 0 or ERR_NOMEM. */
+/* Configure c->easy from the call. 0, or ERR_NOMEM / ERR_INVALID (a peer
+ * URL the fetch policy refuses) with c->error set. */
 static int call_prepare(struct upstream_call *c)
 {
-    CURL *e = curl_easy_init();
+    CURL *e;
 
-    if (!e)
+    if (c->peer_url && fetchpolicy_check_url(c->url, c->allow_private_fetch, c->guard.why, sizeof c->guard.why)) {
+        c->refused = 1;
+        snprintf(c->error, sizeof c->error, "fetch policy: %.200s", c->guard.why);
+        return ERR_INVALID;
+    }
+    e = curl_easy_init();
+    if (!e) {
+        snprintf(c->error, sizeof c->error, "out of memory");
         return ERR_NOMEM;
+    }
     c->easy = e;
     curl_easy_setopt(e, CURLOPT_URL, c->url);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -167,6 +176,10 @@ static int call_prepare(struct upstream_call *c)
     } else if (strcmp(c->method, "GET") != 0) {
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, c->method);
     }
+    if (c->peer_url) {
+        c->guard.allow_private = c->allow_private_fetch;
+        fetchpolicy_apply(e, &c->guard);
+    }
     return 0;
 }
 
@@ -177,6 +190,10 @@ static void call_finish(struct upstream_call *c, CURLcode code)
         c->result = ERR_TOO_LARGE;
     if (code == CURLE_OK) {
         c->result = 0;
+    } else if (c->peer_url && c->guard.refused) {
+        c->result = ERR_UPSTREAM;
+        c->refused = 1;
+        snprintf(c->error, sizeof c->error, "fetch policy: %.200s", c->guard.why);
     } else if (c->result == ERR_TOO_LARGE) {
         snprintf(c->error, sizeof c->error, "answer larger than %zu bytes", c->max_response);
     } else if (code == CURLE_OPERATION_TIMEDOUT) {
@@ -191,10 +208,10 @@ static void call_finish(struct upstream_call *c, CURLcode code)
 void upstream_perform_sync(struct upstream_call *c)
 {
     CURLcode code;
+    int rc = call_prepare(c);
 
-    if (call_prepare(c)) {
-        c->result = ERR_NOMEM;
-        snprintf(c->error, sizeof c->error, "out of memory");
+    if (rc) {
+        c->result = rc == ERR_NOMEM ? ERR_NOMEM : ERR_UPSTREAM;
         return;
     }
     code = curl_easy_perform(c->easy);
@@ -241,9 +258,16 @@ static void *io_thread(void *arg)
             struct upstream_call *c = batch;
             batch = c->next;
             c->next = NULL;
-            if (stopping || call_prepare(c) || curl_multi_add_handle(u->multi, c->easy) != CURLM_OK) {
+            if (stopping) {
                 c->result = ERR_UPSTREAM;
-                snprintf(c->error, sizeof c->error, "%s", stopping ? "server shutting down" : "out of memory");
+                snprintf(c->error, sizeof c->error, "server shutting down");
+                complete(u, c);
+                continue;
+            }
+            if (call_prepare(c) || curl_multi_add_handle(u->multi, c->easy) != CURLM_OK) {
+                c->result = ERR_UPSTREAM;
+                if (!c->error[0])
+                    snprintf(c->error, sizeof c->error, "out of memory");
                 complete(u, c);
                 continue;
             }

@@ -27,7 +27,7 @@ for _ in $(seq 50); do # until the simulator answers (5 s at most)
     sleep 0.1
 done
 HOST=127.0.0.1 PORT=$PORT KIE_BASE_URL=http://127.0.0.1:$SIM_PORT KIE_API_KEY=sim-key \
-  KIE_UPLOAD_BASE_URL=http://127.0.0.1:$SIM_PORT PUBLIC_BASE_URL=http://127.0.0.1:$PORT ALLOW_PRIVATE_INPUT_URLS=1 \
+  KIE_UPLOAD_BASE_URL=http://127.0.0.1:$SIM_PORT PUBLIC_BASE_URL=http://127.0.0.1:$PORT ALLOW_PRIVATE_INPUT_URLS=1 ALLOW_PRIVATE_FETCH=1 \
   RATE_LIMIT_GENERATE=0 "$BIN/product-photo-api" serve &
 server=$!
 for _ in $(seq 100); do # print the URL only once the server listens

@@ -78,7 +78,7 @@ sim_port="$(wait_port "$tmp/sim.out" 'kie-sim listening on port [0-9]+' "${pids[
 sim="http://127.0.0.1:$sim_port"
 
 # KIE's file upload is the simulator's too: no test reaches KIE's real hosts
-common=(HOST=127.0.0.1 KIE_BASE_URL="$sim" KIE_UPLOAD_BASE_URL="$sim" KIE_API_KEY=test-key ALLOW_PRIVATE_INPUT_URLS=1)
+common=(HOST=127.0.0.1 KIE_BASE_URL="$sim" KIE_UPLOAD_BASE_URL="$sim" KIE_API_KEY=test-key ALLOW_PRIVATE_INPUT_URLS=1 ALLOW_PRIVATE_FETCH=1)
 # Servers run from $tmp so that a developer's ./.env (PUBLIC_BASE_URL, API_TOKEN...) cannot leak in;
 # variables the tests depend on are removed from the inherited environment.
 clean=(-u PUBLIC_BASE_URL -u API_TOKEN -u USE_S3 -u MAX_UPLOAD_BYTES -u RATE_LIMIT_UPLOAD -u RATE_LIMIT_GENERATE

@@ -284,7 +284,7 @@ for _ in $(seq 50); do grep -q "listening on port" "$T/sim.log" 2>/dev/null && b
 check "KIE simulator listening on 127.0.0.1:$SIM_PORT in the container's network" grep -q "listening on port $SIM_PORT" "$T/sim.log"
 
 DOCKER_ENV=("${CFG_ENV[@]}" "HOSTNAME=ppa-test" "HOME=$APP_HOME"
-    ALLOW_PRIVATE_INPUT_URLS=1 "KIE_BASE_URL=http://127.0.0.1:$SIM_PORT" "KIE_API_KEY=$SIM_KEY"
+    ALLOW_PRIVATE_INPUT_URLS=1 ALLOW_PRIVATE_FETCH=1 "KIE_BASE_URL=http://127.0.0.1:$SIM_PORT" "KIE_API_KEY=$SIM_KEY"
     PUBLIC_BASE_URL=http://127.0.0.1:8000)
 launch docker "$M" "$APP_UID" "$APP_GID" rw "$VOL:/app/uploads" "${DOCKER_ENV[@]}" -- "${CFG_ENTRY[@]}"
 if wait_ready docker; then

@@ -179,6 +179,8 @@ def start_server(env=None, port=0, cwd=None, expect_fail=False):
         "MIN_FREE_DISK_MB": "0",
         # never KIE's real upload host: a closed loopback port unless a test points it at the simulator
         "KIE_UPLOAD_BASE_URL": "http://127.0.0.1:1",
+        # the simulator's result URLs are on 127.0.0.1 (tests of the fetch policy set it to "0")
+        "ALLOW_PRIVATE_FETCH": "1",
     }
     for passed in ("ASAN_OPTIONS", "VIPS_NOVECTOR"):  # sanitizer settings; VIPS_NOVECTOR under valgrind
         if passed in os.environ:

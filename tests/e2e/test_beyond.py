@@ -55,13 +55,22 @@ def test_callback_rejects_wrong_token(server):
 
 def test_callback_with_right_token_and_task_id_spelling(sim, server_factory):
     srv = server_factory({"KIE_API_KEY": KIE_KEY, "KIE_BASE_URL": f"http://127.0.0.1:{sim.port}",
+                          "KIE_UPLOAD_BASE_URL": f"http://127.0.0.1:{sim.port}",
                           "CALLBACK_SECRET": "cb-secret-123", "ALLOW_PRIVATE_INPUT_URLS": "1"})
+    sim_config(sim, outcome="fail", fail_msg="boom")
+    task = generate(srv)
+    wait_for(lambda: any(t["taskId"] == task and t["state"] == "fail"
+                         for t in request(sim.port, "GET", "/sim/tasks").json()["tasks"]), timeout=20)
+    # the callback is a hint (its body says nothing we use): the server asks KIE's recordInfo
     body = {"code": 501, "msg": "Playground task failed.",
-            "data": {"task_id": "task_cb_2", "state": "fail", "failCode": "500", "failMsg": "boom", "resultJson": None}}
+            "data": {"task_id": task, "state": "success", "failMsg": "forged", "resultJson": None}}
     r = request(srv.port, "POST", "/kie/callback?token=cb-secret-123", body)
     assert r.status == 200, r
-    s = request(srv.port, "GET", "/status?task_id=task_cb_2")
+    wait_for(lambda: f"KIE callback for task {task}: recordInfo says fail" in srv.log(), timeout=10)
+    request(sim.port, "DELETE", "/sim/requests")
+    s = request(srv.port, "GET", f"/status?task_id={task}")
     assert s.status == 200 and s.json()["data"]["state"] == "fail" and s.json()["data"]["failMsg"] == "boom"
+    assert records(sim) == [], "answered from the cache the callback filled"
     assert request(srv.port, "POST", "/kie/callback?token=cb-secret-123", b"{nope",
                    {"Content-Type": "application/json"}).status == 400
     assert "cb-secret-123" not in srv.log()

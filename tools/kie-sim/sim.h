@@ -64,6 +64,7 @@ struct sim_config {
     long credit_mode_times;
     long rate_limit;              /* 1: createTask limited per key (sim_ratelimit.h) */
     long rate_limit_max, rate_limit_window_ms;
+    char result_url[512];         /* "": each task's own /results/<id>.png */
 };
 
 /* The endpoints with a failure-mode knob (sim_take_mode). */

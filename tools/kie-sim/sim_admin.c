@@ -87,6 +87,8 @@ static const struct sim_knob sim_knobs[] = {
     SIM_KNOB_L(rate_limit, 0, 1, "1: KIE's rate limit, rate_limit_max createTask per window per key, then HTTP 429"),
     SIM_KNOB_L(rate_limit_max, 1, SIM_RATE_CAP, "createTask let through per window and key (KIE: 20)"),
     SIM_KNOB_L(rate_limit_window_ms, 1, 3600000, "the rate limit's sliding window (KIE: 10 s)"),
+    SIM_KNOB_S(result_url, "if set, finished tasks name this URL in resultUrls instead of their own "
+                           "/results/<id>.png (tests of the server's fetch policy)"),
 };
 #define SIM_N_KNOBS (sizeof sim_knobs / sizeof sim_knobs[0])
 

@@ -95,12 +95,15 @@ cJSON *sim_task_data(const struct sim_app *app, const struct sim_task *t, bool f
     cJSON_AddStringToObject(d, "state", sim_state_names[t->state]);
     cJSON_AddStringToObject(d, "param", t->param);
     if (t->state == SIM_ST_SUCCESS) {
-        char url[256];
         cJSON *rj = cJSON_CreateObject();
         cJSON *arr = cJSON_AddArrayToObject(rj, "resultUrls");
+        char url[600];
         char *s;
 
-        snprintf(url, sizeof url, "http://%s:%u/results/%s.png", app->host, app->port, t->id);
+        if (app->cfg.result_url[0])
+            snprintf(url, sizeof url, "%s", app->cfg.result_url);
+        else
+            snprintf(url, sizeof url, "http://%s:%u/results/%s.png", app->host, app->port, t->id);
         cJSON_AddItemToArray(arr, cJSON_CreateString(url));
         s = cJSON_PrintUnformatted(rj);
         cJSON_AddStringToObject(d, "resultJson", s);
