@@ -121,6 +121,7 @@ static void callback_ask_kie(struct app *app, const char *request_id, const char
         log_warn("request %s: KIE callback for %s: out of memory", request_id, task_id);
         return;
     }
+    c->target = TARGET_KIE;
     c->done = on_callback_record;
     c->arg = j;
     if (upstream_submit(app->up, c)) {
