@@ -35,6 +35,11 @@ const char *results_first_url(struct cJSON *data);
  * it, and add data.stable_url when our copy exists. Thread-safe. */
 void results_note_answer(struct app *app, struct cJSON *answer);
 
+/* How long downloading a result may take: 120 s, or on Lambda
+ * KIE_TIMEOUT_SECONDS (every upstream deadline stays below API Gateway's). */
+struct config;
+long results_timeout_ms(const struct config *cfg);
+
 /* Our stable URL of task_id's kept result, signed (resultsig.h) for
  * RESULTS_URL_TTL_HOURS: "<public base>/results/<id>?exp=..&sig=..". */
 void results_stable_url(struct app *app, const char *task_id, char *out, size_t cap);

@@ -9,6 +9,7 @@
 #include "imagepool.h"
 #include "kieupload.h"
 #include "metrics.h"
+#include "results.h"
 #include "storage.h"
 #include "upstream.h"
 #include "validate.h"
@@ -211,6 +212,17 @@ enum MHD_Result h_config(struct req *r)
     if (!cfg->kie_api_key)
         cJSON_AddItemToArray(warnings, cJSON_CreateString("KIE_API_KEY is not set: uploads work, but "
                                                           "generating images does not."));
+    {
+        /* every upstream call ends within these (on Lambda below API Gateway's 30 s integration timeout) */
+        cJSON *t = cJSON_AddObjectToObject(j, "upstream_timeout_seconds");
+        cJSON_AddNumberToObject(t, "kie", (double)cfg->kie_timeout_seconds);
+        cJSON_AddNumberToObject(t, "result_download", (double)(results_timeout_ms(cfg) / 1000));
+        cJSON_AddBoolToObject(j, "on_lambda", cfg->on_lambda);
+        if (cfg->on_lambda && cfg->kie_timeout_seconds >= 30)
+            cJSON_AddItemToArray(warnings, cJSON_CreateString(
+                                               "KIE_TIMEOUT_SECONDS is 30 or more on Lambda: API Gateway's 30 s "
+                                               "integration timeout answers 503 before this server's 504; set 25."));
+    }
     cJSON_AddItemToObject(j, "warnings", warnings);
     return http_json(r, 200, j);
 }

@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RESULT_TIMEOUT_MS 120000
+#define RESULT_TIMEOUT_MS 120000 /* on Lambda: KIE_TIMEOUT_SECONDS, below API Gateway's 30 s (results_timeout_ms) */
 
 struct keep_job {
     struct app *app;
@@ -172,7 +172,7 @@ void results_keep(struct app *app, const char *task_id, const char *result_url,
         job_finish(j);
         return;
     }
-    c = upstream_call_new("GET", result_url, RESULT_TIMEOUT_MS, (size_t)app->cfg->max_result_bytes);
+    c = upstream_call_new("GET", result_url, results_timeout_ms(app->cfg), (size_t)app->cfg->max_result_bytes);
     if (!c) {
         keep_outcome_fail(&j->out, 500, "internal_error", "Out of memory.");
         job_finish(j);
@@ -270,4 +270,9 @@ void results_stable_url(struct app *app, const char *task_id, char *out, size_t 
     if (resultsig_query(app->results_key, task_id, exp, query, sizeof query))
         query[0] = '\0';
     snprintf(out, cap, "%s/results/%s?%s", base, task_id, query);
+}
+
+long results_timeout_ms(const struct config *cfg)
+{
+    return cfg->on_lambda ? cfg->kie_timeout_seconds * 1000 : RESULT_TIMEOUT_MS;
 }
