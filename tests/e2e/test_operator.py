@@ -124,3 +124,17 @@ def test_sigterm_drains_within_the_grace_then_exits(sim, server_factory):
     sim_config(sim, latency_ms=0)
     assert srv2.proc.returncode == 0 and took < 3.5 * SLOW, took
     assert "still running after 1000 ms" in srv2.log()
+
+
+def test_config_names_the_upstream_deadlines(server_factory, tmp_path):
+    c = request(server_factory({}).port, "GET", "/config").json()
+    assert c["upstream_timeout_seconds"] == {"kie": 30, "result_download": 120} and c["on_lambda"] is False
+    # on Lambda every upstream deadline stays below API Gateway's 30 s, and 30 s or more is warned about
+    lam = server_factory({"AWS_LAMBDA_FUNCTION_NAME": "ppa", "UPLOAD_DIR": str(tmp_path / "up"),
+                          "KIE_TIMEOUT_SECONDS": "25"})
+    c = request(lam.port, "GET", "/config").json()
+    assert c["on_lambda"] is True and c["upstream_timeout_seconds"] == {"kie": 25, "result_download": 25}
+    assert not any("KIE_TIMEOUT_SECONDS" in w for w in c["warnings"])
+    slow = server_factory({"AWS_LAMBDA_FUNCTION_NAME": "ppa", "UPLOAD_DIR": str(tmp_path / "up2")})
+    c = request(slow.port, "GET", "/config").json()
+    assert any("KIE_TIMEOUT_SECONDS is 30 or more on Lambda" in w for w in c["warnings"]), c["warnings"]
