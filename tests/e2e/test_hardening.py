@@ -199,8 +199,9 @@ def test_waiting_clients_do_not_cost_threads(sim, server_factory):
     sim_config(sim, latency_ms=0)
     assert len(results) == 64
     assert all(r.status == 404 for r in results), [r for r in results if r.status != 404][:3]
-    # main + pool + the upstream I/O thread (+ libcurl's resolver threads, at most a couple)
-    assert peak[0] <= pool + 4, f"{peak[0]} threads for a pool of {pool}"
+    # main + pool + the upstream I/O thread + the task store's checkpointer (+ libcurl's resolver threads, at most a
+    # couple): flat, whatever the number of waiting clients
+    assert peak[0] <= pool + 5, f"{peak[0]} threads for a pool of {pool}"
 
 
 def count_open(socks):
