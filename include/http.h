@@ -57,6 +57,7 @@ struct req {
     int is_head;
     int close;              /* answer with Connection: close (malformed framing, early error) */
     unsigned long long body_bytes; /* multipart body bytes seen */
+    int has_length;         /* a valid Content-Length came (the body is bounded by it) */
     struct buf body;        /* ROUTE_JSON_BODY / ROUTE_RAW_BODY */
     struct upload *upload;  /* ROUTE_MULTIPART */
     /* async: a handler suspends, work finishes on another thread, then

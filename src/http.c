@@ -589,6 +589,7 @@ static enum MHD_Result first_call(struct req *r, int *answered)
         if (config_parse_long(cl, 0, 0x7fffffffffffffffL, &v) == 0) {
             length = (unsigned long long)v;
             has_length = 1;
+            r->has_length = 1;
         }
     }
     r->route = route_find(r->method, r->path, r->param, sizeof r->param, &path_known, allow, sizeof allow);
@@ -725,10 +726,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             *upload_data_size = 0;
             if (upload_failed(r->upload))
                 upload_error(r->upload, &status, &code, &msg);
-            if (r->body_bytes > framing_max || (upload_failed(r->upload) && status == 413)) {
-                /* over the limit without a Content-Length saying so (chunked):
-                 * stop reading now rather than drain the rest; with a
-                 * Content-Length the 413 was answered from the headers */
+            if (!r->has_length && (r->body_bytes > framing_max || (upload_failed(r->upload) && status == 413))) {
+                /* over the limit without a Content-Length (chunked): stop
+                 * reading now rather than drain what may never end. With a
+                 * Content-Length the body is bounded (a larger one was refused
+                 * from the headers), so it is drained and answered 413 */
                 log_warn("request %s: body from %s over MAX_UPLOAD_BYTES (%ld) while streaming: closing", r->id,
                          r->client_ip, r->app->cfg->max_upload_bytes);
                 r->status = 413;
