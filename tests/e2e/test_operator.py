@@ -47,8 +47,10 @@ def test_metrics_counters_move(sim, server_factory):
     request(srv.port, "GET", "/no-such-route")
 
     def finished():
+        # a request is counted when libmicrohttpd reports it complete, just after its answer went out
         m = scrape(srv.port)
-        return m if m.get("ppa_tasks_succeeded_total") == 1 else None
+        return m if (m.get("ppa_tasks_succeeded_total") == 1 and
+                     m.get('ppa_http_requests_total{method="",route="unmatched",status="404"}') == 1) else None
     m = wait_for(finished)
     assert m["ppa_uploads_total"] == 1 and m["ppa_upload_bytes_total"] == len(png_bytes(32, 24))
     assert m["ppa_tasks_created_total"] == 1 and m["ppa_idempotent_replays_total"] == 1
