@@ -110,6 +110,10 @@ int http_rate_limit(struct req *r, struct ratelimit *rl, enum MHD_Result *answer
  * then `cont` runs to answer. Call only from a handler. */
 void http_suspend(struct req *r, enum MHD_Result (*cont)(struct req *r));
 void http_resume(struct req *r);
+/* Suspend r until `c` (done/arg set by the caller, whose done resumes r) has
+ * run on the upstream I/O thread, then `cont` answers. When the call cannot
+ * be queued (shutting down), c fails with ERR_UPSTREAM at once. */
+enum MHD_Result http_submit(struct req *r, struct upstream_call *c, enum MHD_Result (*cont)(struct req *r));
 
 /* 1 when token is NULL or the request carries Authorization: Bearer <token>
  * (constant-time comparison). */

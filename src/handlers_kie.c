@@ -121,13 +121,7 @@ static enum MHD_Result kie_call(struct req *r, struct upstream_call *c, const ch
         return http_error(r, 500, "internal_error", "Out of memory.");
     c->done = on_kie_done;
     c->arg = st;
-    http_suspend(r, kie_reply);
-    if (upstream_submit(r->app->up, c)) {
-        c->result = ERR_UPSTREAM;
-        snprintf(c->error, sizeof c->error, "server shutting down");
-        http_resume(r);
-    }
-    return MHD_YES;
+    return http_submit(r, c, kie_reply);
 }
 
 static enum MHD_Result need_key(struct req *r)
@@ -511,13 +505,7 @@ static enum MHD_Result create_task(struct req *r)
         return http_error(r, 500, "internal_error", "Out of memory.");
     c->done = on_created;
     c->arg = st;
-    http_suspend(r, gen_created);
-    if (upstream_submit(r->app->up, c)) {
-        c->result = ERR_UPSTREAM;
-        snprintf(c->error, sizeof c->error, "server shutting down");
-        http_resume(r);
-    }
-    return MHD_YES;
+    return http_submit(r, c, gen_created);
 }
 
 static enum MHD_Result push_next(struct req *r);
@@ -610,13 +598,7 @@ static enum MHD_Result push_next(struct req *r)
         st->pushing = i;
         st->call->done = on_push_done;
         st->call->arg = st;
-        http_suspend(r, push_done);
-        if (upstream_submit(r->app->up, st->call)) {
-            st->call->result = ERR_UPSTREAM;
-            snprintf(st->call->error, sizeof st->call->error, "server shutting down");
-            http_resume(r);
-        }
-        return MHD_YES;
+        return http_submit(r, st->call, push_done);
     }
     return create_task(r);
 }

@@ -399,11 +399,5 @@ enum MHD_Result h_credits(struct req *r)
     st->call->target = TARGET_KIE;
     st->call->done = on_credit_done;
     st->call->arg = st;
-    http_suspend(r, credits_fetched);
-    if (upstream_submit(r->app->up, st->call)) {
-        st->call->result = ERR_UPSTREAM;
-        snprintf(st->call->error, sizeof st->call->error, "server shutting down");
-        http_resume(r);
-    }
-    return MHD_YES;
+    return http_submit(r, st->call, credits_fetched);
 }

@@ -19,6 +19,7 @@
 #include "ratelimit.h"
 #include "resultsig.h"
 #include "upload.h"
+#include "upstream.h"
 #include "storage.h"
 
 #include <arpa/inet.h>
@@ -316,6 +317,17 @@ void http_resume(struct req *r)
     atomic_store(&r->async_done, 1);
     atomic_fetch_sub(&r->app->suspended, 1);
     MHD_resume_connection(r->conn); /* never touch r after this line */
+}
+
+enum MHD_Result http_submit(struct req *r, struct upstream_call *c, enum MHD_Result (*cont)(struct req *r))
+{
+    http_suspend(r, cont);
+    if (upstream_submit(r->app->up, c)) {
+        c->result = ERR_UPSTREAM;
+        snprintf(c->error, sizeof c->error, "server shutting down");
+        http_resume(r);
+    }
+    return MHD_YES;
 }
 
 /* ---- routing -------------------------------------------------------------- */
