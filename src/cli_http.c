@@ -93,6 +93,37 @@ static size_t cli_header(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
+/* The options every exchange shares, then the transfer: 0 when an HTTP
+ * answer came back (r->status set), -1 on a transport error. */
+static int cli_perform(CURL *h, const char *url, struct curl_slist *hdrs, long timeout_s, struct cli_progress *pg,
+                       struct cli_reply *r)
+{
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "product-photo-api-cli/1.0");
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CLI_CONNECT_TIMEOUT_S);
+    if (timeout_s > 0)
+        curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
+    /* a stalled upload: less than 1 byte/s for 60 s */
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->err);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, cli_write_buf);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &r->body);
+    if (pg) {
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, cli_xferinfo);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, pg);
+        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    }
+    r->code = curl_easy_perform(h);
+    if (r->code != CURLE_OK)
+        return -1;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+    return 0;
+}
+
 int cli_call(const struct cli_conn *c, const char *url, const char *json, const char *header, const char *photo,
              const char *photo_type, long timeout_s, struct cli_progress *pg, struct cli_reply *r)
 {
@@ -144,32 +175,9 @@ int cli_call(const struct cli_conn *c, const char *url, const char *json, const 
             goto out;
         curl_easy_setopt(h, CURLOPT_MIMEPOST, mime);
     }
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "product-photo-api-cli/1.0");
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CLI_CONNECT_TIMEOUT_S);
-    if (timeout_s > 0)
-        curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
-    /* a stalled upload: less than 1 byte/s for 60 s */
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->err);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, cli_write_buf);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &r->body);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, cli_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
-    if (pg) {
-        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, cli_xferinfo);
-        curl_easy_setopt(h, CURLOPT_XFERINFODATA, pg);
-        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    }
-    r->code = curl_easy_perform(h);
-    if (r->code == CURLE_OK) {
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
-        rc = 0;
-    }
+    rc = cli_perform(h, url, hdrs, timeout_s, pg, r);
 out:
     if (r->code != CURLE_OK && !r->err[0])
         snprintf(r->err, sizeof r->err, "%s", curl_easy_strerror(r->code));
@@ -213,30 +221,10 @@ int cli_put_file(const char *url, const char *content_type, const char *path, st
     if (!tmp)
         goto out;
     hdrs = tmp;
-    curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(h, CURLOPT_READDATA, f);
     curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)st.st_size);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "product-photo-api-cli/1.0");
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CLI_CONNECT_TIMEOUT_S);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->err);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, cli_write_buf);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &r->body);
-    if (pg) {
-        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, cli_xferinfo);
-        curl_easy_setopt(h, CURLOPT_XFERINFODATA, pg);
-        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    }
-    r->code = curl_easy_perform(h);
-    if (r->code == CURLE_OK) {
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
-        rc = 0;
-    }
+    rc = cli_perform(h, url, hdrs, 0, pg, r);
 out:
     if (r->code != CURLE_OK && !r->err[0])
         snprintf(r->err, sizeof r->err, "%s", curl_easy_strerror(r->code));
