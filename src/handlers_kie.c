@@ -18,6 +18,7 @@
 #include "taskstore.h"
 #include "upstream.h"
 #include "validate.h"
+#include "timefmt.h"
 
 #include <openssl/sha.h>
 #include <stdatomic.h>
@@ -649,10 +650,8 @@ static enum MHD_Result gen_counted(struct req *r)
     }
     if (st->op.count + atomic_load(&r->app->admitting) >= limit) {
         char when[32];
-        struct tm tm;
         cJSON *extra = cJSON_CreateObject();
-        gmtime_r(&reset, &tm);
-        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        iso8601_utc(reset, when, sizeof when);
         if (extra)
             cJSON_AddStringToObject(extra, "resets_at", when);
         release_key(st);

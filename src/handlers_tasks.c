@@ -13,6 +13,7 @@
 #include "taskstore.h"
 #include "upstream.h"
 #include "validate.h"
+#include "timefmt.h"
 
 #include <errno.h>
 #include <math.h>
@@ -48,13 +49,6 @@ enum MHD_Result handler_store_step(struct req *r, struct taskstore_op *op,
     if (fn(ts, op) != TASKSTORE_PENDING)
         http_resume(r);
     return MHD_YES;
-}
-
-static void iso(time_t t, char *out, size_t cap)
-{
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 static enum MHD_Result store_off(struct req *r)
@@ -270,7 +264,7 @@ static enum MHD_Result credits_reply(struct req *r)
     else
         cJSON_AddStringToObject(j, "balance_error", st->balance_error);
     if (known) {
-        iso(checked, when, sizeof when);
+        iso8601_utc(checked, when, sizeof when);
         cJSON_AddStringToObject(j, "checked_at", when);
     } else {
         cJSON_AddNullToObject(j, "checked_at");
@@ -297,7 +291,7 @@ static enum MHD_Result credits_reply(struct req *r)
         cJSON_AddNullToObject(j, "generations_today");
     }
     cJSON_AddNumberToObject(j, "daily_limit", (double)limit);
-    iso(tasklog_day_start(now) + 86400, when, sizeof when);
+    iso8601_utc(tasklog_day_start(now) + 86400, when, sizeof when);
     cJSON_AddStringToObject(j, "daily_limit_resets_at", when);
     return http_json(r, 200, j);
 }

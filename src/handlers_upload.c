@@ -22,6 +22,7 @@
 #include "storage.h"
 #include "upload.h"
 #include "validate.h"
+#include "timefmt.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -98,13 +99,6 @@ static struct upload_state *state_new(struct req *r)
     r->state = st;
     r->state_free = upload_state_free;
     return st;
-}
-
-static void iso8601(time_t t, char *out, size_t cap)
-{
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 static void new_uuid(char out[37])
@@ -184,7 +178,7 @@ static enum MHD_Result upload_reply(struct req *r)
         cJSON_AddStringToObject(j, "public_url", url);
         if (expires) {
             char when[32];
-            iso8601(expires, when, sizeof when);
+            iso8601_utc(expires, when, sizeof when);
             cJSON_AddStringToObject(j, "expires_at", when);
         }
     } else {

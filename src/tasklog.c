@@ -8,19 +8,13 @@
 #include "taskcache.h"
 #include "taskstore.h"
 #include "validate.h"
+#include "timefmt.h"
 
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void iso(time_t t, char *out, size_t cap)
-{
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
 
 time_t tasklog_day_start(time_t now)
 {
@@ -44,7 +38,7 @@ char *tasklog_new_record(const struct generate_request *g, const char *const *se
 
     if (!j)
         goto out;
-    iso(now, when, sizeof when);
+    iso8601_utc(now, when, sizeof when);
     cJSON_AddStringToObject(j, "id", task_id);
     cJSON_AddStringToObject(j, "created_at", when);
     cJSON_AddStringToObject(j, "updated_at", when);
@@ -244,7 +238,7 @@ static int update_apply(struct update *u)
     }
     cJSON_ArrayForEach(p, u->patch)
         set_member(rec, p->string, cJSON_Duplicate(p, 1));
-    iso(u->op.now, when, sizeof when);
+    iso8601_utc(u->op.now, when, sizeof when);
     set_member(rec, "updated_at", cJSON_CreateString(when));
     credits = cJSON_GetObjectItemCaseSensitive(rec, "credits");
     created = cJSON_GetObjectItemCaseSensitive(rec, "created_at");
