@@ -100,9 +100,20 @@ enum MHD_Result h_page(struct req *r)
     return serve_asset(r, "index.html");
 }
 
+/* The page's scripts and style sheets in web/: a name that is no
+ * dot file and ends in .js or .css; index.html only at /. */
+static int is_static_name(const char *name)
+{
+    size_t n = strlen(name);
+
+    if (name[0] == '.' || n < 4)
+        return 0;
+    return strcmp(name + n - 3, ".js") == 0 || strcmp(name + n - 4, ".css") == 0;
+}
+
 enum MHD_Result h_static(struct req *r)
 {
-    if (strcmp(r->param, "app.js") != 0 && strcmp(r->param, "app.css") != 0)
+    if (!is_static_name(r->param))
         return http_error(r, 404, "not_found", "There is no such file.");
     return serve_asset(r, r->param);
 }

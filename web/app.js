@@ -1,45 +1,25 @@
-/* Product Photo Studio: upload -> generate -> poll -> result. Plain JS, no build step, CSP-safe
- * (no inline code, no eval, no style attributes; styles are set through the CSSOM only). */
+/* Product Photo Studio: the page for one photo (upload -> generate -> poll -> result), its task history,
+ * the balance and the wiring. Helpers, the API client and the upload are core.js and send.js
+ * (window.PPA). Plain JS, no build step, CSP-safe. */
 'use strict';
 (function () {
-  const $ = (id) => document.getElementById(id);
+  const {
+    $, h, fmtBytes, fmtElapsed, fmtAge, fmtWhen, safeUrl, token, setToken, authHeaders, typeList, ApiError, parseJson,
+    errorFrom, apiFull, api, describe, showError, clearError, sniffType, sizeNote, newIdempotencyKey, postGenerate,
+    normState, resultUrls, uploader, uploadFile, TYPES, FINAL, STATE_LABEL, PROMPT_MIN, PROMPT_MAX, cfg, CANCELLED,
+  } = window.PPA;
   const STORE_KEY = 'ppa.tasks.v1';       /* the list as last shown: the fallback when GET /tasks is unavailable */
   const CLEARED_KEY = 'ppa.tasks.cleared'; /* "Clear list" with a server list: hide tasks created up to then */
-  const TOKEN_KEY = 'ppa.token';
   const MAX_TASKS = 20;
   const POLL_FIRST_MS = 2000;
   const POLL_MAX_MS = 10000;
   const POLL_FACTOR = 1.5;
   const POLL_LIMIT_MS = 15 * 60 * 1000;
-  const PROMPT_MIN = 3;
-  const PROMPT_MAX = 5000;
-  /* what the server takes (GET /config accepted_types replaces the list); names and extensions for the picker */
-  const TYPES = {
-    'image/jpeg': ['JPEG', '.jpg,.jpeg'], 'image/png': ['PNG', '.png'], 'image/webp': ['WEBP', '.webp'],
-    'image/heic': ['HEIC', '.heic'], 'image/heif': ['HEIF', '.heif'], 'image/avif': ['AVIF', '.avif'],
-    'image/tiff': ['TIFF', '.tif,.tiff'],
-  };
-  const HEIF_BRANDS = ['heic', 'heix', 'hevc', 'hevx', 'heim', 'heis', 'hevm', 'hevs', 'mif1', 'msf1'];
-  const BUSY_RETRY_MAX_S = 30;   /* a busy server's Retry-After up to this is waited for once, automatically */
-  const GEN_NET_RETRIES = 2;     /* POST /generate sent again (same Idempotency-Key) after a network error */
-  const GEN_BUSY_MAX_S = 60;     /* 409 request_in_progress waited out for this long in total */
   const CREDITS_CACHE_S = 31;    /* the server keeps KIE's balance 30 s: ask again after that when it was older */
-  const CANCELLED = new Error('replaced by a newer upload');
-  const FINAL = new Set(['success', 'fail', 'timeout']);
-  /* the same words on the badge, the progress steps and the recent list */
-  const STATE_LABEL = {
-    waiting: 'Waiting', queuing: 'Queuing', generating: 'Generating',
-    success: 'Done', fail: 'Failed', timeout: 'Timed out', unknown: 'Checking',
-  };
-
-  const cfg = {
-    max_upload_bytes: 32 * 1024 * 1024, auth_required: false, public_url_ok: true,
-    accepted_types: ['image/jpeg', 'image/png', 'image/webp', 'image/heic', 'image/avif', 'image/tiff'],
-  };
   const defaultPrompt = $('prompt').value;
   let tasks = loadTasks();
   let upload = null;        /* server answer of the last successful upload */
-  let uploadXhr = null;     /* in-flight upload */
+  let uploadCtl = null;     /* in-flight upload (PPA.uploader) */
   let uploadSeq = 0;        /* numbers uploads so that answers for a replaced one are ignored */
   let pickSeq = 0;          /* same for the asynchronous checks of a picked file */
   let cfgLoaded = false;
@@ -56,159 +36,6 @@
   let credits = null;        /* the last GET /credits answer */
   let creditsTimer = null;
   let genInfo = '';          /* a note about the last Generate click (e.g. a replayed answer) */
-
-  /* ---------- small helpers ---------- */
-  function h(tag, props, ...kids) {
-    const el = document.createElement(tag);
-    for (const [k, v] of Object.entries(props || {})) {
-      if (v === undefined || v === null || v === false) continue;
-      if (k === 'class') el.className = v;
-      else if (k === 'text') el.textContent = v;
-      else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
-      else el.setAttribute(k, v === true ? '' : String(v));
-    }
-    for (const kid of kids) if (kid !== null && kid !== undefined && kid !== false) el.append(kid);
-    return el;
-  }
-  function fmtBytes(n) {
-    if (!Number.isFinite(n)) return '?';
-    if (n >= 1024 * 1024) return (n / 1048576).toFixed(n % 1048576 === 0 ? 0 : 1) + ' MiB';
-    if (n >= 1024) return Math.round(n / 1024) + ' KiB';
-    return n + ' bytes';
-  }
-  function fmtElapsed(ms) {
-    const s = Math.max(0, Math.floor(ms / 1000));
-    const m = Math.floor(s / 60);
-    return m + ':' + String(s % 60).padStart(2, '0');
-  }
-  /* "at 7:00 PM EST" today, "on Wed, 7:00 PM EST" on another day: local time, with its zone */
-  function fmtLocal(d) {
-    const time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', timeZoneName: 'short' });
-    return d.toDateString() === new Date().toDateString() ? 'at ' + time
-      : 'on ' + d.toLocaleDateString([], { weekday: 'short', month: 'short', day: 'numeric' }) + ', ' + time;
-  }
-  function fmtAge(ts) {
-    const s = Math.max(0, Math.round((Date.now() - ts) / 1000));
-    if (s < 60) return 'just now';
-    if (s < 3600) return Math.floor(s / 60) + ' min ago';
-    if (s < 86400) return Math.floor(s / 3600) + ' h ago';
-    return Math.floor(s / 86400) + ' d ago';
-  }
-  function fmtWhen(ts) {
-    const d = new Date(ts);
-    const sameDay = d.toDateString() === new Date().toDateString();
-    return sameDay ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
-      : d.toLocaleString([], { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
-  }
-  /* Only http(s)/blob and same-origin relative URLs may reach src/href. */
-  function safeUrl(u) {
-    if (typeof u !== 'string' || !u) return '';
-    try {
-      const url = new URL(u, location.href);
-      return ['http:', 'https:', 'blob:'].includes(url.protocol) ? url.href : '';
-    } catch (e) { return ''; }
-  }
-  function token() {
-    try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (e) { return ''; }
-  }
-  function authHeaders() {
-    const t = token();
-    return t ? { Authorization: 'Bearer ' + t } : {};
-  }
-  /* 'HEIC' for image/heic; the accepted types as "JPEG, PNG, WEBP, HEIC, AVIF or TIFF" */
-  function typeName(t) { return TYPES[t] ? TYPES[t][0] : String(t || '').replace(/^image\//, '').toUpperCase(); }
-  function typeList() {
-    const names = cfg.accepted_types.map(typeName);
-    return names.length > 1 ? names.slice(0, -1).join(', ') + ' or ' + names[names.length - 1] : names.join('');
-  }
-  function setToken(t) {
-    try { if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* private mode */ }
-  }
-
-  /* ---------- API ---------- */
-  class ApiError extends Error {
-    constructor(status, code, message, requestId, retryAfter, resetsAt) {
-      super(message || ('HTTP ' + status));
-      this.status = status; this.code = code || ''; this.requestId = requestId || '';
-      this.retryAfter = Number(retryAfter) > 0 ? Math.ceil(Number(retryAfter)) : 0;   /* seconds, 0 = not said */
-      this.resetsAt = typeof resetsAt === 'string' ? resetsAt : '';   /* daily_limit_reached: when it lifts */
-    }
-  }
-  function parseJson(text) { try { return text ? JSON.parse(text) : null; } catch (e) { return null; } }
-  function errorFrom(status, body, text, retryHeader, quiet401) {
-    const e = body && typeof body.error === 'object' && body.error ? body.error : null;
-    const msg = (e && e.message) || (body && (body.msg || body.message)) ||
-      (text && !body ? String(text).slice(0, 300) : '') || ('HTTP ' + status);
-    if (status === 401 && !quiet401) onUnauthorized();
-    return new ApiError(status, e && e.code, msg, e && e.request_id, (e && e.retry_after) || retryHeader, e && e.resets_at);
-  }
-  /* {body, headers} of a 2xx JSON answer; an ApiError otherwise (status 0: no answer). A background read
-   * (opts.background: the task list, the balance) does not ask for the token again on a 401. */
-  async function apiFull(path, opts) {
-    const o = Object.assign({ cache: 'no-store' }, opts || {});
-    const background = o.background === true;
-    delete o.background;
-    o.headers = Object.assign({}, o.headers || {}, authHeaders());
-    let res;
-    try { res = await fetch(path, o); } catch (e) {
-      throw new ApiError(0, 'network', 'The server could not be reached.');
-    }
-    const text = await res.text().catch(() => '');
-    const body = parseJson(text);
-    if (!res.ok) throw errorFrom(res.status, body, text, res.headers.get('Retry-After'), background);
-    return { body, headers: res.headers };
-  }
-  async function api(path, opts) { return (await apiFull(path, opts)).body; }
-  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  /* Turns an ApiError into {lead, detail, rid}: a human sentence plus the server's own words. */
-  function describe(err, what) {
-    const s = err.status;
-    let lead;
-    switch (s) {
-      case 0: lead = what === 'upload'
-        ? 'The upload failed before the server answered: the file may be too large for the server or a proxy, or the network connection dropped.'
-        : 'Network error: the server could not be reached. Check your connection and try again.'; break;
-      case 400: lead = err.code === 'input_url_not_public'
-        ? 'KIE cannot download the photo: the server has no public address for it (see the notice at the top).'
-        : 'The request was rejected.'; break;
-      case 401: lead = 'The API token is missing or was rejected. Enter it again above.'; break;
-      case 402: lead = err.code === 'insufficient_credits'
-        ? 'Not enough KIE credits for this image: the account\'s balance is below the price of one image.'
-        : 'KIE reports insufficient credits on the account.'; break;
-      case 404: lead = 'Not found.'; break;
-      case 413: lead = err.code === 'too_many_pixels'
-        ? 'The photo has too many pixels for the server' +
-          (cfg.image_max_pixels > 0 ? ' (limit ' + Math.round(cfg.image_max_pixels / 1e6) + ' megapixels)' : '') + '.'
-        : 'The file is too large for the server (limit ' + fmtBytes(cfg.max_upload_bytes) + ').'; break;
-      case 415: lead = 'This file cannot be used: the server accepts ' + typeList() + ' photos.'; break;
-      case 422: lead = 'The photo could not be read.'; break;
-      case 429: lead = err.code === 'daily_limit_reached' ? dailyLimitLead(err)
-        : 'Too many requests: please wait ' + (err.retryAfter ? err.retryAfter + ' s' : 'a moment') + ' and try again.'; break;
-      case 503: lead = err.code === 'server_busy'
-        ? 'The server is busy processing other photos. Try again in ' + (err.retryAfter ? err.retryAfter + ' s' : 'a little while') + '.'
-        : err.code === 'kie_not_configured' ? 'Generation is not set up on this server (no KIE_API_KEY).'
-          : 'The service is temporarily unavailable. Try again in a little while.'; break;
-      case 507: lead = 'The server has run out of storage space for uploads.'; break;
-      default: lead = s >= 500 ? 'Server error (HTTP ' + s + ').' : 'The request failed (HTTP ' + s + ').';
-    }
-    const detail = s !== 0 && err.message && err.message !== lead ? err.message : '';
-    return { lead, detail, rid: err.requestId };
-  }
-  /* "… It resets at 7:00 PM EST (your time)." from resets_at, else from Retry-After. */
-  function dailyLimitLead(err) {
-    let at = err.resetsAt ? new Date(err.resetsAt) : null;
-    if ((!at || isNaN(at)) && err.retryAfter) at = new Date(Date.now() + err.retryAfter * 1000);
-    const when = at && !isNaN(at) ? ' It resets ' + fmtLocal(at) + ' (your time).' : '';
-    return 'This server\'s daily generation limit is reached.' + when;
-  }
-  function showError(id, info) {
-    const el = $(id);
-    el.replaceChildren(h('strong', { text: info.lead }));
-    if (info.detail) el.append(' ', h('span', { class: 'detail', text: info.detail }));
-    if (info.rid) el.append(' ', h('span', { class: 'rid', text: '(request ' + info.rid + ')' }));
-    el.hidden = false;
-  }
-  function clearError(id) { const el = $(id); el.hidden = true; el.replaceChildren(); }
 
   /* ---------- config and notices ---------- */
   function notice(kind, title, ...body) {
@@ -323,25 +150,6 @@
   }
 
   /* ---------- file selection and upload ---------- */
-  /* The image type from the file's first bytes, as the server detects it ('' when it is none it accepts). */
-  async function sniffType(file) {
-    let b;
-    try { b = new Uint8Array(await file.slice(0, 16).arrayBuffer()); } catch (e) { return ''; }
-    const at = (off, sig) => b.length >= off + sig.length &&
-      Array.from(sig, (c) => (typeof c === 'number' ? c : c.charCodeAt(0))).every((v, i) => b[off + i] === v);
-    const str = (off, n) => String.fromCharCode(...b.subarray(off, off + n));
-    if (at(0, [0xff, 0xd8, 0xff])) return 'image/jpeg';
-    if (at(0, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return 'image/png';
-    if (at(0, 'RIFF') && at(8, 'WEBP')) return 'image/webp';
-    if (at(4, 'ftyp') && b.length >= 12) {        /* ISO-BMFF: the major brand decides */
-      const brand = str(8, 4);
-      if (brand === 'avif' || brand === 'avis') return 'image/avif';
-      return HEIF_BRANDS.includes(brand) ? 'image/heic' : '';
-    }
-    /* TIFF, but not Canon CR2 RAW, which shares its header */
-    if (b.length >= 10 && ((at(0, 'II*\0') && !at(8, 'CR')) || at(0, 'MM\0*'))) return 'image/tiff';
-    return '';
-  }
   function setPreview(url) {
     const img = $('preview');
     if (url) { img.src = url; img.hidden = false; $('drop-empty').hidden = true; $('drop').classList.add('has-image'); }
@@ -425,7 +233,8 @@
   }
   /* Cancels whatever upload is running and returns the number that identifies the new one. */
   function beginUpload(file, status) {
-    if (uploadXhr) { const x = uploadXhr; uploadXhr = null; x.abort(); }
+    if (uploadCtl) uploadCtl.cancel();
+    uploadCtl = uploader(setProgress, (text) => { $('upload-status').textContent = text; });
     upload = null;
     updateGenerate();
     const box = $('upload-box');
@@ -435,19 +244,11 @@
     setProgress(0, status);
     return ++uploadSeq;
   }
-  /* "4032×3024 HEIC → 1536×2048 JPEG" from an upload answer (just the stored image when nothing changed). */
-  function sizeNote(a) {
-    const one = (w, hgt, t) => [w > 0 && hgt > 0 ? w + '×' + hgt : '', typeName(t)].filter(Boolean).join(' ');
-    const stored = one(a.width, a.height, a.content_type);
-    const o = a.original && typeof a.original === 'object' ? a.original : null;
-    const orig = o ? one(o.width, o.height, o.content_type) : '';
-    return orig && orig !== stored ? orig + ' → ' + stored : stored;
-  }
   async function runUpload(file, direct, contentType) {
     const seq = beginUpload(file, direct ? 'Preparing the upload…' : 'Uploading…');
     localPreview(file, seq);
     try {
-      const answer = direct ? await uploadDirect(file, contentType, seq) : await uploadLocal(file, seq);
+      const answer = await uploadFile(file, direct, contentType, uploadCtl);
       if (seq !== uploadSeq) return;
       upload = Object.assign({}, answer, { photo: file.name });
       const note = sizeNote(answer);
@@ -464,116 +265,6 @@
       showError('upload-error', e.info || describe(e, 'upload'));
     }
   }
-  /* One XHR with upload progress. Resolves with the finished XHR whatever its status; rejects with
-   * ApiError status 0 when no answer came, or CANCELLED when a newer upload replaced it. */
-  function send(method, url, headers, body, sending) {
-    return new Promise((resolve, reject) => {
-      const xhr = new XMLHttpRequest();
-      uploadXhr = xhr;
-      xhr.open(method, url);
-      for (const [k, v] of Object.entries(headers)) if (typeof v === 'string') xhr.setRequestHeader(k, v);
-      xhr.upload.onprogress = (e) => { if (e.lengthComputable && e.total > 0) setProgress(e.loaded / e.total, sending); };
-      xhr.upload.onload = () => setProgress(1, 'Sent; the server is preparing the image…');
-      const settle = (fn) => () => { if (uploadXhr !== xhr) { reject(CANCELLED); return; } uploadXhr = null; fn(); };
-      xhr.onload = settle(() => resolve(xhr));
-      xhr.onerror = settle(() => reject(new ApiError(0, 'network', '')));
-      xhr.onabort = () => reject(CANCELLED);
-      xhr.send(body);
-    });
-  }
-  /* Runs call(); when the server is busy (503 server_busy) waits its Retry-After and tries once more. */
-  async function busyRetry(call, seq) {
-    try { return await call(); } catch (e) {
-      if (e.status !== 503 || e.code !== 'server_busy' || !(e.retryAfter <= BUSY_RETRY_MAX_S)) throw e;
-      const secs = Math.max(1, e.retryAfter);
-      $('upload-status').textContent = 'The server is busy with other photos; trying again in ' + secs + ' s…';
-      await new Promise((r) => setTimeout(r, secs * 1000));
-      if (seq !== uploadSeq) throw CANCELLED;
-      $('upload-status').textContent = 'Trying again…';
-      return call();
-    }
-  }
-  function uploadLocal(file, seq) {
-    const fd = new FormData();
-    fd.append('file', file, file.name);
-    return busyRetry(async () => {
-      const xhr = await send('POST', '/upload', authHeaders(), fd, 'Uploading…');
-      const body = parseJson(xhr.responseText);
-      if (xhr.status >= 200 && xhr.status < 300 && body && typeof body.url === 'string') return body;
-      if (xhr.status >= 200 && xhr.status < 300) throw new ApiError(xhr.status, 'bad_response', 'The server answered without a file URL.');
-      throw errorFrom(xhr.status, body, xhr.responseText, xhr.getResponseHeader('Retry-After'));
-    }, seq);
-  }
-
-  /* S3 answers errors as <Error><Code>..</Code><Message>..</Message></Error>. */
-  function storageError(status, text) {
-    let codeName = '';
-    let msg = '';
-    try {
-      const doc = new DOMParser().parseFromString(text || '', 'application/xml');
-      if (!doc.getElementsByTagName('parsererror').length) {
-        const pick = (tag) => { const el = doc.getElementsByTagName(tag)[0]; return el ? el.textContent.trim() : ''; };
-        codeName = pick('Code');
-        msg = pick('Message');
-      }
-    } catch (e) { /* not XML */ }
-    let lead;
-    if (status === 403 || /^(AccessDenied|SignatureDoesNotMatch|ExpiredToken|InvalidAccessKeyId|RequestTimeTooSkewed)$/.test(codeName)) {
-      lead = 'The storage bucket refused the upload (HTTP ' + status + '): the signed upload link was rejected or has expired. ' +
-        'Pick the file again; if it keeps failing, the server\'s S3 credentials, clock or bucket policy need checking.';
-    } else if (status === 413 || codeName === 'EntityTooLarge') {
-      lead = 'The storage bucket refused the file as too large (HTTP ' + status + ').';
-    } else {
-      lead = 'The storage bucket refused the upload (HTTP ' + status + ').';
-    }
-    const detail = codeName ? codeName + (msg ? ': ' + msg : '') : (msg || String(text || '').trim().slice(0, 300));
-    return { lead, detail: detail ? 'S3 says: ' + detail : '', rid: '' };
-  }
-  function withInfo(info) { return Object.assign(new Error(info.lead), { info }); }
-  /* S3 mode: ask the server for a presigned PUT, send the raw bytes straight to the bucket, then ask the
-   * server to finish the upload (POST /upload-complete): it fetches the object, converts it like /upload
-   * and answers like /upload. */
-  async function uploadDirect(file, contentType, seq) {
-    const ticket = await api('/upload-url', {
-      method: 'POST', headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ content_type: contentType, size: file.size }),
-    });
-    if (seq !== uploadSeq) throw CANCELLED;
-    const target = ticket && ticket.upload_url ? safeUrl(ticket.upload_url) : '';
-    const method = String((ticket && ticket.method) || 'PUT').toUpperCase();
-    const headers = ticket && ticket.headers && typeof ticket.headers === 'object' ? ticket.headers : {};
-    const uploadId = ticket && typeof ticket.upload_id === 'string' ? ticket.upload_id : '';
-    if (!target || !uploadId || method !== 'PUT') {
-      throw new ApiError(502, 'bad_response', 'The server answered /upload-url without a usable upload_url, upload_id and method PUT.');
-    }
-    let where = target;
-    try { where = new URL(target).origin; } catch (e) { /* keep the full URL */ }
-    let xhr;
-    try {
-      xhr = await send('PUT', target, headers, file, 'Uploading to S3…');   /* the raw bytes, with the signed Content-Type */
-    } catch (e) {
-      if (e !== CANCELLED) {
-        throw withInfo({
-          lead: 'The upload to the storage bucket failed before it answered.',
-          detail: 'Either the bucket\'s CORS rules do not allow a PUT with Content-Type from ' + location.origin +
-            ' (' + where + '), or the network connection dropped. Nothing was stored.',
-        });
-      }
-      throw e;
-    }
-    if (xhr.status < 200 || xhr.status >= 300) throw withInfo(storageError(xhr.status, xhr.responseText));
-    const done = ticket.complete && typeof ticket.complete === 'object' ? ticket.complete : {};
-    const path = typeof done.url === 'string' && /^\/(?!\/)/.test(done.url) ? done.url : '/upload-complete';
-    const body = done.body && typeof done.body === 'object' ? done.body : { upload_id: uploadId };
-    const answer = await busyRetry(() => api(path, {
-      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
-    }), seq);
-    if (!answer || typeof answer.url !== 'string' || !safeUrl(answer.url)) {
-      throw new ApiError(502, 'bad_response', 'The server answered /upload-complete without a file URL.');
-    }
-    return answer;
-  }
-
   /* ---------- prompt and generate ---------- */
   function promptState() {
     const v = $('prompt').value.trim();
@@ -607,50 +298,6 @@
       : offer ? 'A task is still running; its result appears below.'
         : newArmed && inFlight() ? 'The running task goes on; this starts another one, charged separately.' : genInfo;
   }
-  /* A fresh Idempotency-Key (one per click of Generate). crypto.randomUUID needs a secure context
-   * (https or localhost); a page opened over plain http on a LAN address builds the same from getRandomValues. */
-  function newIdempotencyKey() {
-    if (window.crypto && typeof window.crypto.randomUUID === 'function') return window.crypto.randomUUID();
-    const b = window.crypto.getRandomValues(new Uint8Array(16));
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    const x = Array.from(b, (v) => v.toString(16).padStart(2, '0')).join('');
-    return [x.slice(0, 8), x.slice(8, 12), x.slice(12, 16), x.slice(16, 20), x.slice(20)].join('-');
-  }
-  /* POST /generate for one click: the same body and Idempotency-Key on every attempt, so a retry after a lost
-   * answer gets the server's first answer again (Idempotent-Replayed) instead of a second, paid task. A server
-   * without a task store (TASK_STORE=off: 503 task_store_off) cannot honour the key: the click is sent once
-   * more without it, and then never again on its own. */
-  async function postGenerate(body, key) {
-    const headers = { 'Content-Type': 'application/json', 'Idempotency-Key': key };
-    let busyWaited = 0;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const r = await apiFull('/generate', { method: 'POST', headers, body });
-        return { body: r.body, replayed: /^true$/i.test(r.headers.get('Idempotent-Replayed') || '') };
-      } catch (e) {
-        if (e.status === 503 && e.code === 'task_store_off' && headers['Idempotency-Key']) {
-          delete headers['Idempotency-Key'];
-          continue;
-        }
-        if (e.status === 0 && attempt < GEN_NET_RETRIES && headers['Idempotency-Key']) {
-          genInfo = 'The connection dropped; sending the same request again (it is not charged twice)…';
-          updateGenerate();
-          await sleep(1000 * (attempt + 1));
-          continue;
-        }
-        if (e.status === 409 && e.code === 'request_in_progress' && busyWaited < GEN_BUSY_MAX_S) {
-          const secs = Math.min(10, Math.max(1, e.retryAfter || 1));
-          busyWaited += secs;
-          genInfo = 'The server is still creating this task; waiting for its answer…';
-          updateGenerate();
-          await sleep(secs * 1000);
-          continue;
-        }
-        throw e;
-      }
-    }
-  }
   async function generate(ev) {
     ev.preventDefault();
     if (generating || cfg.kie_configured === false) return;
@@ -670,7 +317,7 @@
       resolution: $('resolution').value,
     };
     try {
-      const answer = await postGenerate(JSON.stringify(req), newIdempotencyKey());
+      const answer = await postGenerate(JSON.stringify(req), newIdempotencyKey(), (note) => { genInfo = note; updateGenerate(); });
       const body = answer.body;
       genInfo = answer.replayed
         ? 'The server had already received this request: it answered with the same task (charged once).' : '';
@@ -858,21 +505,6 @@
   }
 
   /* ---------- polling ---------- */
-  function normState(s) {
-    const v = String(s || '').toLowerCase();
-    if (v === 'failed' || v === 'failure' || v === 'error') return 'fail';
-    return ['waiting', 'queuing', 'generating', 'success', 'fail'].includes(v) ? v : 'unknown';
-  }
-  function resultUrls(d) {
-    let list = Array.isArray(d.resultUrls) ? d.resultUrls : null;
-    if (!list && d.resultJson) {
-      try {
-        const r = typeof d.resultJson === 'string' ? JSON.parse(d.resultJson) : d.resultJson;
-        if (r && Array.isArray(r.resultUrls)) list = r.resultUrls;
-      } catch (e) { /* ignore */ }
-    }
-    return (list || []).map(safeUrl).filter(Boolean);
-  }
   function startPolling(id, delay) {
     if (pollers.has(id)) return;
     pollers.set(id, setTimeout(() => pollOnce(id, delay, false), delay));
@@ -1171,6 +803,7 @@
   }
 
   async function init() {
+    window.PPA.hooks.onUnauthorized = onUnauthorized;
     wire();
     updatePromptMeta();
     renderRecent();
