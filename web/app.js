@@ -1,6 +1,6 @@
 /* Product Photo Studio: the page for one photo (upload -> generate -> poll -> result), its task history,
  * the balance and the wiring. Helpers, the API client and the upload are core.js and send.js
- * (window.PPA). Plain JS, no build step, CSP-safe. */
+ * (window.PPA); the queue of many photos is batch.js. Plain JS, no build step, CSP-safe. */
 'use strict';
 (function () {
   const {
@@ -193,6 +193,17 @@
     $('upload-pct').textContent = pct + '%';
     if (text !== undefined) $('upload-status').textContent = text;
   }
+  /* One photo is the single flow below; several (or any once the queue has rows) go to the queue (batch.js). */
+  function pickFiles(files) {
+    if (!files.length) return;
+    if (files.length > 1 || window.PPA.batch.size() > 0) {
+      clearError('upload-error');
+      window.PPA.batch.add(files).then(updateGenerate);
+      $('batch').scrollIntoView({ behavior: 'smooth', block: 'start' });
+      return;
+    }
+    pickFile(files[0]);
+  }
   async function pickFile(file) {
     clearError('upload-error');
     clearError('gen-error');
@@ -293,7 +304,7 @@
     const offer = !generating && upload && inFlight() && !newArmed;
     btn.disabled = noKie || generating || !upload || !promptState().ok || authMissing;
     btn.textContent = noKie ? 'Generation is switched off' : generating ? 'Starting…'
-      : !upload ? 'Upload a photo to start' : offer ? 'New generation' : 'Generate studio shot';
+      : !upload ? (window.PPA.batch.size() ? 'One photo alone: pick just one' : 'Upload a photo to start') : offer ? 'New generation' : 'Generate studio shot';
     $('gen-note').textContent = noKie ? 'The server has no KIE API key (see the notice at the top).'
       : offer ? 'A task is still running; its result appears below.'
         : newArmed && inFlight() ? 'The running task goes on; this starts another one, charged separately.' : genInfo;
@@ -434,6 +445,15 @@
     resumePolling();
   }
   function getTask(id) { return tasks.find((t) => t.id === id) || null; }
+  /* A task the queue ran (final already): listed in Recent tasks like one started here. */
+  function rememberTask(t) {
+    const known = getTask(t.id);
+    tasks = [Object.assign({}, known || {}, t)].concat(tasks.filter((x) => x.id !== t.id)).slice(0, MAX_TASKS);
+    startedHere.add(t.id);
+    saveTasks();
+    renderRecent();
+    creditsAfterTask();
+  }
   function updateTask(id, patch) {
     const t = getTask(id);
     if (!t) return null;
@@ -485,9 +505,10 @@
   async function loadCredits() {
     if (cfg.auth_required && !token()) return null;
     let r;
-    try { r = await apiFull('/credits', { background: true }); } catch (e) { credits = null; renderCredits(); return null; }
-    credits = r.body && typeof r.body === 'object' ? r.body : null;
+    try { r = await apiFull('/credits', { background: true }); } catch (e) { r = null; }
+    credits = r && r.body && typeof r.body === 'object' ? r.body : null;
     renderCredits();
+    document.dispatchEvent(new Event('ppa:credits'));   /* the queue's estimate */
     return r;
   }
   /* After a task finishes: ask again at once, and once more when the server's 30 s cache of KIE's balance
@@ -742,7 +763,7 @@
     const drop = $('drop');
     const input = $('file');
     drop.addEventListener('click', () => input.click());
-    input.addEventListener('change', () => { const f = input.files && input.files[0]; input.value = ''; pickFile(f); });
+    input.addEventListener('change', () => { const fs = Array.from(input.files || []); input.value = ''; pickFiles(fs); });
     ['dragenter', 'dragover'].forEach((type) => drop.addEventListener(type, (e) => {
       e.preventDefault();
       if (e.dataTransfer) e.dataTransfer.dropEffect = 'copy';
@@ -752,8 +773,7 @@
     drop.addEventListener('drop', (e) => {
       e.preventDefault();
       drop.classList.remove('dragging');
-      const f = e.dataTransfer && e.dataTransfer.files && e.dataTransfer.files[0];
-      if (f) pickFile(f);
+      pickFiles(Array.from((e.dataTransfer && e.dataTransfer.files) || []));
     });
     /* a file dropped next to the zone must not navigate away from the page */
     window.addEventListener('dragover', (e) => e.preventDefault());
@@ -761,7 +781,7 @@
     document.addEventListener('paste', (e) => {
       const items = e.clipboardData ? Array.from(e.clipboardData.files || []) : [];
       const f = items.find((x) => /^image\//.test(x.type));
-      if (f) { e.preventDefault(); pickFile(f); }
+      if (f) { e.preventDefault(); pickFiles([f]); }
     });
     $('prompt').addEventListener('input', updatePromptMeta);
     $('prompt-reset').addEventListener('click', () => {
@@ -804,6 +824,7 @@
 
   async function init() {
     window.PPA.hooks.onUnauthorized = onUnauthorized;
+    window.PPA.app = { credits: () => credits, rememberTask, showTask, askToken, loadCredits };
     wire();
     updatePromptMeta();
     renderRecent();

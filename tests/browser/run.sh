@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Browser end-to-end tests: starts kie-sim, a local S3 server (s3rver, tests/s3/s3-test-server.sh) and ten
+# Browser end-to-end tests: starts kie-sim, a local S3 server (s3rver, tests/s3/s3-test-server.sh) and eleven
 # product-photo-api instances (flow, no PUBLIC_BASE_URL, API_TOKEN, S3 mode, no KIE_API_KEY, history for the task
-# list, nostore with TASK_STORE=off, and three for the balance and the spending limits: credits, broke, daily with
-# DAILY_GENERATION_LIMIT=1) on 127.0.0.1, runs the node:test
+# list, nostore with TASK_STORE=off, three for the balance and the spending limits: credits, broke, daily with
+# DAILY_GENERATION_LIMIT=1, and batch for the queue) on 127.0.0.1, runs the node:test
 # suites in headless Debian Chromium (playwright-core, no browser download), stops everything.
 # Usage: bash tests/browser/run.sh [FILE.test.mjs...]   (default: all; env: BUILD_DIR=build, CHROMIUM_PATH=/usr/bin/chromium,
 #        WEB_DIR=web to serve the page from disk instead of the embedded copy)
@@ -131,6 +131,10 @@ start_api broke PORT=0
 broke_port="$api_port"
 start_api daily PORT=0 DAILY_GENERATION_LIMIT=1
 daily_port="$api_port"
+# 10) the queue of many photos (batch.test.mjs): its own task store, balance cache and rate-limit buckets; 30
+#     generations a minute (a bucket of 30, one more every 2 s), so its 429 test can empty it and watch it refill
+start_api batch PORT=0 RATE_LIMIT_GENERATE=30
+batch_port="$api_port"
 
 mkdir -p "$build"
 export E2E_SIM_BASE="$sim"
@@ -141,11 +145,13 @@ export E2E_NOKEY_BASE="http://127.0.0.1:$nokey_port"
 export E2E_HISTORY_BASE="http://127.0.0.1:$history_port" E2E_NOSTORE_BASE="http://127.0.0.1:$nostore_port"
 export E2E_CREDITS_BASE="http://127.0.0.1:$credits_port" E2E_BROKE_BASE="http://127.0.0.1:$broke_port"
 export E2E_DAILY_BASE="http://127.0.0.1:$daily_port"
+export E2E_BATCH_BASE="http://127.0.0.1:$batch_port"
 export E2E_S3_BASE="http://127.0.0.1:$s3_api_port" E2E_S3_ORIGIN="http://127.0.0.1:$s3_port" E2E_S3_BUCKET=page-bucket
 export E2E_OUT_DIR="$build"
 echo "# kie-sim $E2E_SIM_BASE, servers: flow $E2E_FLOW_BASE, no-public $E2E_NOPUBLIC_BASE, auth $E2E_AUTH_BASE," \
   "s3 $E2E_S3_BASE (bucket $E2E_S3_ORIGIN/page-bucket), no-key $E2E_NOKEY_BASE, history $E2E_HISTORY_BASE," \
-  "no-store $E2E_NOSTORE_BASE, credits $E2E_CREDITS_BASE, broke $E2E_BROKE_BASE, daily $E2E_DAILY_BASE"
+  "no-store $E2E_NOSTORE_BASE, credits $E2E_CREDITS_BASE, broke $E2E_BROKE_BASE, daily $E2E_DAILY_BASE," \
+  "batch $E2E_BATCH_BASE"
 
 rc=0
 (cd "$here" && if [ "$#" -gt 0 ]; then set -- "$@"; else set -- ./*.test.mjs; fi
@@ -155,7 +161,7 @@ if [ "$rc" -ne 0 ]; then
   cp "$tmp"/*.out "$tmp"/*.out.err "$build/browser-logs/" 2>/dev/null || true
   echo "run.sh: server logs kept in $build/browser-logs/" >&2
   cp "$s3_state/log" "$build/browser-logs/s3rver.log" 2>/dev/null || true
-  for f in sim flow nopublic auth s3 nokey history nostore credits broke daily; do
+  for f in sim flow nopublic auth s3 nokey history nostore credits broke daily batch; do
     echo "---- $f stderr (last 40 lines) ----" >&2
     tail -n 40 "$tmp/$f.out.err" >&2 || true
   done
