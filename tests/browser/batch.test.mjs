@@ -307,3 +307,43 @@ test('with an API token: the queue sends it, and Download all asks for the ZIP w
   assert.deepEqual(unexpected(), []);
   await page.close();
 });
+
+test('S3 mode: each row uploads like one photo (presigned PUT, /upload-complete); too large or not an image is not sent', { timeout: 120_000 }, async () => {
+  const S3BASE = env('E2E_S3_BASE');
+  const S3 = env('E2E_S3_ORIGIN');
+  await simConfig(SIM, { reset: true, step_ms: 100 });
+  const cfg = (await getJson(S3BASE + '/config')).body;
+  assert.equal(cfg.direct_upload, true);
+  const max = cfg.max_direct_upload_bytes;
+  const { page, unexpected } = await newPage(browser);
+  const seen = [];
+  page.on('request', (r) => seen.push({ method: r.method(), url: r.url() }));
+  await page.goto(S3BASE + '/');
+  await page.waitForSelector('#server-state.ok');
+  const files = photos(2, 'chair');
+  const big = Buffer.alloc(max + 1, 0);
+  files[0].buffer.copy(big);
+  files.push({ name: 'huge.jpg', mimeType: 'image/jpeg', buffer: big });
+  files.push({ name: 'notes.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('not a photo at all, just text\n') });
+  await page.setInputFiles('#file', files);
+  await page.waitForFunction(() => document.querySelectorAll('#queue li').length === 4 &&
+    document.querySelectorAll('#queue li[data-state=rejected]').length === 2);
+  const huge = page.locator('#queue li').nth(2);
+  assert.match(await huge.locator('.q-error').innerText(), /Too large: .* the limit is/);
+  assert.match(await page.locator('#queue li').nth(3).locator('.q-error').innerText(), /Not a JPEG, PNG/);
+  assert.equal(await huge.locator('button', { hasText: 'Retry' }).isHidden(), true, 'nothing to retry');
+  const price = (await getJson(S3BASE + '/credits')).body.price['1K'];
+  await page.waitForSelector('#queue-estimate[data-estimate]:not([data-estimate=""])');
+  assert.equal(await page.getAttribute('#queue-estimate', 'data-estimate'), String(2 * price), 'only the photos that can be sent');
+  await page.click('#generate-all');
+  await page.waitForFunction(() => [...document.querySelectorAll('#queue li')].filter((li) => li.dataset.state === 'done').length === 2);
+  assert.deepEqual(await rowStates(page), ['done', 'done', 'rejected', 'rejected']);
+  const count = (pred) => seen.filter(pred).length;
+  assert.equal(count((q) => q.method === 'POST' && q.url === S3BASE + '/upload-url'), 2, 'two presigned PUTs asked');
+  assert.equal(count((q) => q.method === 'PUT' && q.url.startsWith(S3 + '/')), 2, 'two PUTs straight to the bucket');
+  assert.equal(count((q) => q.method === 'POST' && q.url === S3BASE + '/upload-complete'), 2);
+  assert.equal(count((q) => q.url === S3BASE + '/upload'), 0, 'no POST /upload through the server');
+  assert.match(await page.textContent('#queue-total'), /^4 photos: 2 done · 2 failed · 0 queued · /);
+  assert.deepEqual(unexpected(), []);
+  await page.close();
+});
