@@ -503,5 +503,11 @@ log "photo normalisation (bench/normalize.sh)"
 PPA_BIN=$BIN BENCH_UPLOAD_ROOT=$UPLOAD_ROOT BENCH_NORM_OUT=$WORK/normalize.md bash "$HERE/normalize.sh" >/dev/null ||
     die "bench/normalize.sh failed (the report without it is in $OUT)"
 { echo; cat "$WORK/normalize.md"; } >>"$OUT"
+
+# --- GET /results.zip against zip -0 (bench/zip.sh, its own server), appended to the report
+log "results.zip (bench/zip.sh)"
+PPA_BIN=$BIN BENCH_UPLOAD_ROOT=$UPLOAD_ROOT BENCH_ZIP_OUT=$WORK/zip.md bash "$HERE/zip.sh" >/dev/null ||
+    die "bench/zip.sh failed (the report without it is in $OUT)"
+{ echo; cat "$WORK/zip.md"; } >>"$OUT"
 cat "$OUT"
 log "report written to $OUT"
