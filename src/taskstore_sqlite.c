@@ -459,6 +459,7 @@ struct taskstore *taskstore_sqlite_open(const char *path, char *err, size_t cap)
         snprintf(err, cap, "cannot start the task store's checkpoint thread");
         goto fail;
     }
+    (void)pthread_setname_np(q->ckpt_thread, "ppa-checkpoint");
     q->ckpt_running = 1;
     return ts;
 fail:
