@@ -184,7 +184,7 @@ BUILD_DEPS := build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev 
   libssl-dev zlib1g-dev libvips-dev libsqlite3-dev
 TEST_DEPS := curl ca-certificates python3 python3-pytest python3-pytest-xdist valgrind clang libclang-rt-14-dev awscli fonts-liberation \
   chromium nginx-light wrk python3-fastapi python3-uvicorn python3-multipart python3-httpx \
-  libvips-tools libheif-examples libimage-exiftool-perl python3-pil imagemagick time bc
+  libvips-tools libheif-examples libimage-exiftool-perl python3-pil imagemagick time bc zip
 # make image / make test-image: buildah (chroot isolation, no daemon), debootstrap (base images), ip, YAML for compose
 IMAGE_DEPS := buildah debootstrap iproute2 python3-yaml
 

@@ -503,5 +503,17 @@ log "photo normalisation (bench/normalize.sh)"
 PPA_BIN=$BIN BENCH_UPLOAD_ROOT=$UPLOAD_ROOT BENCH_NORM_OUT=$WORK/normalize.md bash "$HERE/normalize.sh" >/dev/null ||
     die "bench/normalize.sh failed (the report without it is in $OUT)"
 { echo; cat "$WORK/normalize.md"; } >>"$OUT"
+
+# --- GET /results.zip against zip -0 (bench/zip.sh, its own server), appended to the report
+log "results.zip (bench/zip.sh)"
+PPA_BIN=$BIN BENCH_UPLOAD_ROOT=$UPLOAD_ROOT BENCH_ZIP_OUT=$WORK/zip.md bash "$HERE/zip.sh" >/dev/null ||
+    die "bench/zip.sh failed (the report without it is in $OUT)"
+{ echo; cat "$WORK/zip.md"; } >>"$OUT"
+
+# --- POST /upload's receive-and-spool CPU against nginx writing the body to a file (bench/spool.sh)
+log "upload spooling (bench/spool.sh)"
+PPA_BIN=$BIN BENCH_UPLOAD_ROOT=$UPLOAD_ROOT BENCH_SPOOL_OUT=$WORK/spool.md bash "$HERE/spool.sh" >/dev/null ||
+    die "bench/spool.sh failed (the report without it is in $OUT)"
+{ echo; cat "$WORK/spool.md"; } >>"$OUT"
 cat "$OUT"
 log "report written to $OUT"

@@ -15,6 +15,7 @@ struct generate_request {
     const char *aspect_ratio; /* default "auto" */
     const char *resolution;   /* default "1K" */
     int keep_result;
+    const char *photo_name;   /* the photo's original file name, or NULL: names downloads (results.zip) */
     cJSON *root;              /* owns the strings above */
 };
 

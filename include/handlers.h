@@ -22,6 +22,7 @@ enum MHD_Result h_files(struct req *r);
 enum MHD_Result h_generate(struct req *r);
 enum MHD_Result h_status(struct req *r);
 enum MHD_Result h_results(struct req *r);
+enum MHD_Result h_results_zip(struct req *r);
 enum MHD_Result h_callback(struct req *r);
 enum MHD_Result h_tasks(struct req *r);
 enum MHD_Result h_task(struct req *r);

@@ -87,6 +87,12 @@ extern const char *const RESOLUTIONS[];
 #define PROMPT_MAX_CHARS 5000
 #define MAX_INPUT_URLS 8
 
+/* A photo's original file name as a client gives it (POST /generate
+ * photo_name): 1..PHOTO_NAME_MAX bytes of valid UTF-8, no control
+ * characters (C0, DEL), no '/' or '\\'. */
+#define PHOTO_NAME_MAX 255
+int photo_name_valid(const char *s);
+
 /* Parse a Range header against a file of `size` bytes. Only one range of
  * "bytes=A-B", "bytes=A-" or "bytes=-N" is honoured. Returns 0 with the slice
  * in *start and *len, 1 when unsatisfiable (answer 416), -1 to ignore the header

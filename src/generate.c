@@ -27,7 +27,7 @@ static int fail(struct generate_request *g, char *code, size_t code_cap, const c
 #define FAIL(c, ...) fail(out, code, code_cap, c, msg, msg_cap, __VA_ARGS__)
 
 static const char *const KNOWN_FIELDS[] = {"input_url", "input_urls", "prompt", "aspect_ratio", "resolution",
-                                           "keep_result"};
+                                           "keep_result", "photo_name"};
 #define N_KNOWN_FIELDS (sizeof KNOWN_FIELDS / sizeof KNOWN_FIELDS[0])
 
 /* Edit distance of a and b, lowercased and without '_' or '-' (so
@@ -126,7 +126,7 @@ int generate_parse(const char *body, size_t len, struct generate_request *out, c
                 return FAIL("unknown_field", "Unknown field \"%.64s\": did you mean \"%s\"?", v->string, near);
             return FAIL("unknown_field",
                         "Unknown field \"%.64s\": the fields are input_url (or input_urls), prompt, aspect_ratio, "
-                        "resolution and keep_result.",
+                        "resolution, keep_result and photo_name.",
                         v->string);
         }
     }
@@ -173,6 +173,15 @@ int generate_parse(const char *body, size_t len, struct generate_request *out, c
         if (!cJSON_IsBool(v))
             return FAIL("invalid_keep_result", "keep_result must be true or false.");
         out->keep_result = cJSON_IsTrue(v);
+    }
+    v = cJSON_GetObjectItemCaseSensitive(out->root, "photo_name");
+    if (v && !cJSON_IsNull(v)) {
+        if (!cJSON_IsString(v) || !photo_name_valid(v->valuestring))
+            return FAIL("invalid_photo_name",
+                        "photo_name must be the photo's file name: 1 to %d bytes of UTF-8 without control "
+                        "characters, '/' or '\\'.",
+                        PHOTO_NAME_MAX);
+        out->photo_name = v->valuestring;
     }
     return 0;
 }

@@ -6,6 +6,7 @@
 #include "handlers.h"
 #include "http.h"
 #include "kie.h"
+#include "kiecall.h"
 #include "log.h"
 #include "metrics.h"
 #include "replay.h"
@@ -100,28 +101,20 @@ static void callback_ask_kie(struct app *app, const char *request_id, const char
     const struct config *cfg = app->cfg;
     struct callback_job *j;
     struct upstream_call *c;
-    char endpoint[1024];
-    char auth[1100];
 
     if (!cfg->kie_api_key) {
         log_warn("request %s: KIE callback for %s ignored: no KIE_API_KEY to ask recordInfo", request_id, task_id);
         return;
     }
     j = calloc(1, sizeof *j);
-    if (!j)
-        return;
-    j->app = app;
-    snprintf(j->task_id, sizeof j->task_id, "%s", task_id);
-    snprintf(endpoint, sizeof endpoint, "%s/api/v1/jobs/recordInfo?taskId=%s", cfg->kie_base_url, task_id);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->kie_api_key);
-    c = upstream_call_new("GET", endpoint, cfg->kie_timeout_seconds * 1000, MAX_UPSTREAM_RESPONSE);
-    if (!c || upstream_call_header(c, auth)) {
-        upstream_call_free(c);
+    c = j ? kie_record_call(cfg, task_id) : NULL;
+    if (!c) {
         free(j);
         log_warn("request %s: KIE callback for %s: out of memory", request_id, task_id);
         return;
     }
-    c->target = TARGET_KIE;
+    j->app = app;
+    snprintf(j->task_id, sizeof j->task_id, "%s", task_id);
     c->done = on_callback_record;
     c->arg = j;
     if (upstream_submit(app->up, c)) {
@@ -406,8 +399,6 @@ static enum MHD_Result ask_kie(struct req *r)
 {
     const struct config *cfg = r->app->cfg;
     struct result_state *st = r->state;
-    char endpoint[1024];
-    char auth[1100];
 
     http_suspend(r, result_reply);
     if (!cfg->kie_api_key) {
@@ -415,15 +406,12 @@ static enum MHD_Result ask_kie(struct req *r)
         http_resume(r);
         return MHD_YES;
     }
-    snprintf(endpoint, sizeof endpoint, "%s/api/v1/jobs/recordInfo?taskId=%s", cfg->kie_base_url, r->param);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->kie_api_key);
-    st->call = upstream_call_new("GET", endpoint, cfg->kie_timeout_seconds * 1000, MAX_UPSTREAM_RESPONSE);
-    if (!st->call || upstream_call_header(st->call, auth)) {
+    st->call = kie_record_call(cfg, r->param);
+    if (!st->call) {
         keep_outcome_fail(&st->out, 500, "internal_error", "Out of memory.");
         http_resume(r);
         return MHD_YES;
     }
-    st->call->target = TARGET_KIE;
     st->call->done = on_record;
     st->call->arg = st;
     if (upstream_submit(r->app->up, st->call)) {

@@ -86,6 +86,7 @@ struct imagepool *imagepool_new(int workers, int queue_cap, void (*thread_done)(
     for (int i = 0; i < workers; i++) {
         if (pthread_create(&p->threads[i], NULL, worker, p) != 0)
             break;
+        (void)pthread_setname_np(p->threads[i], "ppa-image"); /* top -H, /proc/PID/task/TID/comm, the bench */
         p->nthreads++;
     }
     if (p->nthreads != workers) {

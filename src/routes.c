@@ -25,6 +25,8 @@ const struct route ROUTES[] = {
     {"GET", "/credits", h_credits, ROUTE_AUTH, "KIE's credit balance and what this server's tasks spent"},
     {"GET", "/results/{task_id}", h_results, ROUTE_AUTH | ROUTE_SIGNED,
      "our stable copy of a finished task's result image (the token, or the stable_url's signature)"},
+    {"GET", "/results.zip", h_results_zip, ROUTE_AUTH,
+     "one ZIP of the kept results of up to 500 tasks, named after the photos (MISSING.txt lists the rest)"},
     {"POST", "/kie/callback", h_callback, ROUTE_JSON_BODY, "KIE's task-finished callback (token in the URL)"},
     {NULL, NULL, NULL, 0, NULL},
 };

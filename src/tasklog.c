@@ -70,6 +70,10 @@ char *tasklog_new_record(const struct generate_request *g, const char *const *se
         cJSON_AddNullToObject(j, "idempotency_key");
     cJSON_AddStringToObject(j, "request_hash", request_hash);
     cJSON_AddBoolToObject(j, "keep_result", g->keep_result);
+    if (g->photo_name)
+        cJSON_AddStringToObject(j, "photo_name", g->photo_name);
+    else
+        cJSON_AddNullToObject(j, "photo_name");
     text = cJSON_PrintUnformatted(j);
 out:
     cJSON_Delete(j);

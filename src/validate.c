@@ -349,6 +349,18 @@ int url_host_is_private(const char *host)
     return 0;
 }
 
+int photo_name_valid(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n < 1 || n > PHOTO_NAME_MAX || utf8_length(s) < 0)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f || *p == '/' || *p == '\\')
+            return 0;
+    return 1;
+}
+
 long utf8_length(const char *s)
 {
     long n = 0;

@@ -28,6 +28,7 @@ locals {
     "GET /tasks/{task_id}",
     "GET /credits",
     "GET /results/{task_id}",
+    "GET /results.zip",
     "POST /kie/callback",
   ]
 }

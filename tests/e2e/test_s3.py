@@ -384,3 +384,9 @@ def pil_noise_png(w, h):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b""))
+
+
+def test_results_zip_says_how_to_download_in_s3_mode(s3, s3_server):
+    r = request(s3_server.port, "GET", "/results.zip?tasks=a,b")
+    assert r.status == 501 and error_of(r)["code"] == "not_available", r
+    assert "stable_url" in error_of(r)["message"]
