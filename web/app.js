@@ -6,7 +6,7 @@
   const {
     $, h, fmtBytes, fmtElapsed, fmtAge, fmtWhen, safeUrl, token, setToken, authHeaders, typeList, ApiError, parseJson,
     errorFrom, apiFull, api, describe, showError, clearError, sniffType, sizeNote, newIdempotencyKey, postGenerate,
-    normState, resultUrls, uploader, uploadFile, TYPES, FINAL, STATE_LABEL, PROMPT_MIN, PROMPT_MAX, cfg, CANCELLED,
+    photoName, normState, resultUrls, uploader, uploadFile, TYPES, FINAL, STATE_LABEL, PROMPT_MIN, PROMPT_MAX, cfg, CANCELLED,
   } = window.PPA;
   const STORE_KEY = 'ppa.tasks.v1';       /* the list as last shown: the fallback when GET /tasks is unavailable */
   const CLEARED_KEY = 'ppa.tasks.cleared'; /* "Clear list" with a server list: hide tasks created up to then */
@@ -327,6 +327,7 @@
       aspect_ratio: $('aspect').value,
       resolution: $('resolution').value,
     };
+    if (photoName(upload.photo)) req.photo_name = photoName(upload.photo);   /* the task record keeps it (/results.zip) */
     try {
       const answer = await postGenerate(JSON.stringify(req), newIdempotencyKey(), (note) => { genInfo = note; updateGenerate(); });
       const body = answer.body;
@@ -383,7 +384,8 @@
     const created = time(r.created_at) || Date.now();
     const updated = time(r.updated_at) || created;
     const t = {
-      id: r.id, input: safeUrl(r.thumbnail_url) ? r.thumbnail_url : (inputs[0] || ''), photo: '',
+      id: r.id, input: safeUrl(r.thumbnail_url) ? r.thumbnail_url : (inputs[0] || ''),
+      photo: typeof r.photo_name === 'string' ? r.photo_name : '',
       prompt: typeof r.prompt === 'string' ? r.prompt : '', aspect: r.aspect_ratio || '', resolution: r.resolution || '',
       state: state === 'unknown' ? 'waiting' : state, created, updated,
       results: state === 'success' ? (stable ? [stable].concat(urls.slice(1)) : urls) : [], stable,
@@ -409,7 +411,7 @@
         state: known.state, results: known.results, failMsg: known.failMsg, failCode: known.failCode,
         finished: known.finished, took: known.took,
       } : {});
-      merged.photo = known.photo || '';
+      merged.photo = known.photo || srv.photo || '';
       merged.here = known.here !== false;
       merged.input = known.input || srv.input;
       merged.stable = srv.stable || known.stable || '';

@@ -8,7 +8,7 @@
 (function (PPA) {
   const {
     $, h, fmtBytes, fmtElapsed, safeUrl, token, authHeaders, typeList, ApiError, parseJson, errorFrom, api,
-    describe, showError, clearError, sniffType, newIdempotencyKey, postGenerate, normState, resultUrls, sleep,
+    describe, showError, clearError, sniffType, newIdempotencyKey, postGenerate, photoName, normState, resultUrls, sleep,
     cfg, FINAL, PROMPT_MIN, PROMPT_MAX,
   } = PPA;
   const MAX_IN_FLIGHT = 4;
@@ -161,9 +161,11 @@
   async function createTask(row) {
     const s = settingsOf(row);
     row.used = s;
-    const body = JSON.stringify({
+    const req = {
       input_url: row.upload.public_url || row.upload.url, prompt: s.prompt, aspect_ratio: s.aspect, resolution: s.resolution,
-    });
+    };
+    if (photoName(row.name)) req.photo_name = photoName(row.name);   /* names its result in Download all's ZIP */
+    const body = JSON.stringify(req);
     /* one key per request: the same body keeps it (a retry is never a second task), another body or a task
      * KIE failed gets a fresh one */
     if (!row.key || row.body !== body || row.newKey) row.key = newIdempotencyKey();
@@ -277,7 +279,9 @@
       a.remove();
       setTimeout(() => URL.revokeObjectURL(url), 60000);
     } catch (e) {
-      showError('queue-error', Object.assign(describe(e, 'download'), { lead: 'The ZIP of the results could not be downloaded.' }));
+      const lead = e.status === 501 ? 'This server cannot make a ZIP of the results (S3 storage): download each one with View, then Download result.'
+        : 'The ZIP of the results could not be downloaded.';
+      showError('queue-error', Object.assign(describe(e, 'download'), { lead }));
     } finally {
       render();
     }

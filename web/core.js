@@ -256,6 +256,14 @@ window.PPA = (function () {
     }
   }
 
+  /* The photo's file name for POST /generate photo_name (it names the result in /results.zip): 1-255 bytes of
+   * UTF-8 without control characters, '/' or '\\'; '' when the name is not one the server takes. */
+  function photoName(name) {
+    const n = String(name || '');
+    if (!n || /[\u0000-\u001f\u007f/\\]/.test(n) || new TextEncoder().encode(n).length > 255) return '';
+    return n;
+  }
+
   /* ---------- task states ---------- */
   function normState(s) {
     const v = String(s || '').toLowerCase();
@@ -276,7 +284,7 @@ window.PPA = (function () {
   return {
     $, h, fmtBytes, fmtElapsed, fmtAge, fmtWhen, safeUrl, token, setToken, authHeaders, typeName, typeList,
     ApiError, parseJson, errorFrom, apiFull, api, sleep, describe, showError, clearError, sniffType, sizeNote,
-    newIdempotencyKey, postGenerate, normState, resultUrls,
+    newIdempotencyKey, postGenerate, photoName, normState, resultUrls,
     TYPES, FINAL, STATE_LABEL, PROMPT_MIN, PROMPT_MAX, cfg, hooks,
   };
 }());

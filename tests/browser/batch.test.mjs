@@ -1,7 +1,8 @@
 // The queue: many photos at once (issue 14, the page). Six photos made with Pillow here, at most 4 in flight,
 // every row done, the running total, one row KIE's createTask fails (the simulator's create_mode for exactly one
 // request) retried from its button with the same Idempotency-Key, the estimate before "Generate all", 429 waited
-// out (Retry-After) with each row's key kept, and "Download all" (GET /results.zip, with the token when one is set).
+// out (Retry-After) with each row's key kept, "Download all" (GET /results.zip, with the token when one is set,
+// checked by unzipping it), and S3 mode (each row's presigned PUT; no ZIP there).
 // Servers (run.sh): batch (its own store and rate-limit buckets, RATE_LIMIT_GENERATE=30), auth, and kie-sim.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -48,26 +49,12 @@ z = zipfile.ZipFile(sys.argv[1])
 print(json.dumps({"bad": z.testzip(), "entries": [{"name": i.filename, "size": i.file_size, "method": i.compress_type} for i in z.infolist()]}))`, file]);
   return JSON.parse(out);
 }
-/** A stand-in ZIP for the interception (before GET /results.zip exists on this server). */
-function fakeZip(names) {
-  const dir = mkdtempSync(path.join(tmpdir(), 'ppa-zip-'));
-  try {
-    execFileSync(PYTHON, ['-c', `
-import sys, zipfile
-with zipfile.ZipFile(sys.argv[1], "w") as z:
-    for n in sys.argv[2:]:
-        z.writestr(n, b"stand-in")`, path.join(dir, 'z.zip'), ...names]);
-    return readFileSync(path.join(dir, 'z.zip'));
-  } finally { rmSync(dir, { recursive: true, force: true }); }
-}
-/** True when the server has GET /results.zip (400 invalid_tasks for an empty list), false when it is 404. */
-async function hasResultsZip(base, token) {
+/** GET /results.zip exists: an empty tasks= list is 400 invalid_tasks. */
+async function assertResultsZip(base, token) {
   const r = await fetch(base + '/results.zip?tasks=', { headers: token ? { Authorization: 'Bearer ' + token } : {} });
   const body = await r.json().catch(() => null);
-  if (r.status === 404 && body?.error?.code === 'not_found') return false;
   assert.equal(r.status, 400, 'an empty tasks= list: 400');
   assert.equal(body?.error?.code, 'invalid_tasks');
-  return true;
 }
 /** Every POST /generate and its answer: [{key, body, status, retryAfter, taskId, at, answeredAt}]. */
 function recordGenerates(page) {
@@ -106,19 +93,12 @@ async function waitAllFinal(page, n, timeout = 90_000) {
 }
 const creates = async () => (await simRequests(SIM)).filter((q) => q.path.startsWith('/api/v1/jobs/createTask'));
 
-/** Clicks "Download all" and returns {request: {url, auth}, file, name}; intercepts the request with a stand-in
- *  ZIP when the server has no /results.zip yet. */
-async function downloadAll(page, base, real, names) {
+/** Clicks "Download all" and returns {request: {url, auth}, file, name}: the ZIP as saved. */
+async function downloadAll(page) {
   const asked = [];
   page.on('request', (r) => {
     if (new URL(r.url()).pathname === '/results.zip') asked.push({ url: r.url(), auth: r.headers().authorization || '' });
   });
-  if (!real) {
-    await page.route((u) => u.pathname === '/results.zip', (route) => route.fulfill({
-      status: 200, body: fakeZip(names),
-      headers: { 'Content-Type': 'application/zip', 'Content-Disposition': 'attachment; filename="studio-results.zip"' },
-    }));
-  }
   const download = page.waitForEvent('download');
   await page.click('#download-all:enabled');
   const d = await download;
@@ -132,8 +112,7 @@ test('a queue of six photos: estimate, at most 4 in flight, a failed row retried
   // the first createTask of the batch fails at KIE (HTTP 200, code 500): exactly one row, whichever goes first
   await simConfig(SIM, { reset: true, step_ms: 400, create_mode: 'code500', create_mode_times: 1 });
   await simClearRequests(SIM);
-  const real = await hasResultsZip(BASE);
-  console.log('# GET /results.zip: ' + (real ? 'the server\'s' : 'not on this server yet: intercepted'));
+  await assertResultsZip(BASE);
   const price = (await getJson(BASE + '/credits')).body.price['1K'];
   assert.ok(price > 0, 'GET /credits names a price per 1K image');
 
@@ -211,19 +190,21 @@ test('a queue of six photos: estimate, at most 4 in flight, a failed row retried
   // Download all: one GET /results.zip?tasks=<the six ids, in the queue's order>
   const rowTasks = await page.locator('#queue li').evaluateAll((lis) => lis.map((li) => li.dataset.task));
   assert.deepEqual([...rowTasks].sort(), [...taskIds].sort());
-  const dl = await downloadAll(page, BASE, real, files.map((f) => f.name.replace(/\.jpg$/, '-studio.png')));
+  const dl = await downloadAll(page);
   const u = new URL(dl.request.url);
   assert.equal(u.search, '?tasks=' + rowTasks.join(','));
   assert.equal(dl.request.auth, '', 'no token on this server');
   assert.equal(dl.name, 'studio-results.zip');
   const zip = zipEntries(dl.file);
   assert.equal(zip.bad, null, 'every CRC matches');
+  // one entry per photo, named after it (the page sent photo_name), stored (the images are compressed already),
+  // no MISSING.txt (every task asked for is done)
   const names = zip.entries.map((e) => e.name);
   assert.equal(names.length, 6, 'six entries: ' + names);
-  if (real) {
-    // named after the original photos, stored (the images are compressed already), no MISSING.txt
-    for (const f of files) assert.ok(names.some((n) => n.startsWith(f.name.replace(/\.jpg$/, ''))), f.name + ' in ' + names);
-    assert.ok(zip.entries.every((e) => e.method === 0 && e.size > 0));
+  assert.deepEqual(names.map((n) => n.replace(/\.[^.]+$/, '')).sort(), files.map((f) => f.name.replace(/\.jpg$/, '')).sort());
+  assert.ok(zip.entries.every((e) => e.method === 0 && e.size > 0), JSON.stringify(zip.entries));
+  for (const g of generates.filter((x) => x.status === 200)) {
+    assert.ok(files.some((f) => JSON.parse(g.body).photo_name === f.name), 'photo_name sent: ' + g.body);
   }
   rmSync(path.dirname(dl.file), { recursive: true, force: true });
   assert.deepEqual(unexpected([/status of 500/]), [], 'only the failed createTask');
@@ -285,7 +266,7 @@ test('429: each row waits Retry-After and sends the same request with its own ke
 
 test('with an API token: the queue sends it, and Download all asks for the ZIP with it', { timeout: 120_000 }, async () => {
   await simConfig(SIM, { reset: true, step_ms: 100 });
-  const real = await hasResultsZip(AUTH, TOKEN);
+  await assertResultsZip(AUTH, TOKEN);
   const { page, unexpected } = await newPage(browser);
   const generates = recordGenerates(page);
   await page.goto(AUTH + '/');
@@ -299,10 +280,10 @@ test('with an API token: the queue sends it, and Download all asks for the ZIP w
   assert.deepEqual(await rowStates(page), ['done', 'done']);
   assert.equal(generates.length, 2);
   const rowTasks = await page.locator('#queue li').evaluateAll((lis) => lis.map((li) => li.dataset.task));
-  const dl = await downloadAll(page, AUTH, real, files.map((f) => f.name));
+  const dl = await downloadAll(page);
   assert.equal(dl.request.auth, 'Bearer ' + TOKEN);
   assert.equal(new URL(dl.request.url).search, '?tasks=' + rowTasks.join(','));
-  assert.equal(zipEntries(dl.file).entries.length, 2);
+  assert.deepEqual(zipEntries(dl.file).entries.map((e) => e.name).sort(), ['lamp-1.png', 'lamp-2.png']);
   rmSync(path.dirname(dl.file), { recursive: true, force: true });
   assert.deepEqual(unexpected(), []);
   await page.close();
@@ -344,6 +325,10 @@ test('S3 mode: each row uploads like one photo (presigned PUT, /upload-complete)
   assert.equal(count((q) => q.method === 'POST' && q.url === S3BASE + '/upload-complete'), 2);
   assert.equal(count((q) => q.url === S3BASE + '/upload'), 0, 'no POST /upload through the server');
   assert.match(await page.textContent('#queue-total'), /^4 photos: 2 done · 2 failed · 0 queued · /);
-  assert.deepEqual(unexpected(), []);
+  // no ZIP in S3 mode (501): the page says what to do instead
+  await page.click('#download-all:enabled');
+  await page.waitForSelector('#queue-error:not([hidden])');
+  assert.match(await page.textContent('#queue-error'), /cannot make a ZIP .*S3 storage.*View/);
+  assert.deepEqual(unexpected([/status of 501/]), []);
   await page.close();
 });

@@ -86,8 +86,10 @@ test('recent tasks come from the server: a fresh browser profile lists them, and
     assert.equal(await page.textContent('#task-state'), 'Done');
     assert.equal(await page.textContent('#task-prompt'), prompt);
     assert.match(await page.textContent('#task-info'), new RegExp(taskId));
+    // named after the photo in that browser too: the page sent photo_name, the record keeps it
+    assert.equal(rec.photo_name, 'teapot.png');
     assert.equal(await page.locator('#result-actions a', { hasText: 'Download result' }).getAttribute('href'),
-      `/results/${taskId}?download=1&name=`);
+      `/results/${taskId}?download=1&name=teapot.png`);
     // the server's list was kept as this browser's copy (the fallback below)
     const stored = await page.evaluate(() => JSON.parse(localStorage.getItem('ppa.tasks.v1') || '[]'));
     assert.ok(stored.some((t) => t.id === taskId), 'the list is cached in localStorage');
