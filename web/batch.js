@@ -136,9 +136,10 @@
     } catch (e) {
       if (e && e.info) fail(row, e.info, e.where);
       else fail(row, describe(e, 'generate'));
+      if (e && e.where === 'refused') row.state = 'rejected';
     }
     update(row);
-    if (row.state === 'done' || row.state === 'failed') finished(row);
+    if (row.task && (row.state === 'done' || row.state === 'failed')) finished(row);
     render();
     pump();
   }
@@ -154,7 +155,9 @@
         return;
       } catch (e) {
         if (e.status === 429 && e.code !== 'daily_limit_reached') { await wait429(row, e, n); continue; }
-        throw Object.assign(new Error('upload'), { info: e.info || describe(e, 'upload') });
+        /* too large, too many pixels, not an image, unreadable: sending it again cannot help */
+        const refused = [413, 415, 422].includes(e.status);
+        throw Object.assign(new Error('upload'), { info: e.info || describe(e, 'upload'), where: refused ? 'refused' : 'upload' });
       }
     }
   }
