@@ -50,7 +50,7 @@ LIB_OBJS := $(LIB_SRCS:src/%.c=$(OBJ)/%.o) $(OBJ)/web_assets.o
 SIM_SRCS := $(wildcard tools/kie-sim/*.c)
 SIM_OBJS := $(SIM_SRCS:tools/kie-sim/%.c=$(OBJ)/sim/%.o)
 UNIT_TESTS := $(patsubst tests/unit/test_%.c,$(BIN)/test_%,$(wildcard tests/unit/test_*.c))
-WEB_FILES := web/index.html web/core.js web/send.js web/batch.js web/app.js web/app.css docs/openapi.json
+WEB_FILES := web/index.html web/core.js web/send.js web/setup.js web/credits.js web/batch.js web/app.js web/app.css docs/openapi.json
 
 PYTHON := /usr/bin/python3
 

@@ -1,12 +1,15 @@
-/* Product Photo Studio: the page for one photo (upload -> generate -> poll -> result), its task history,
- * the balance and the wiring. Helpers, the API client and the upload are core.js and send.js
- * (window.PPA); the queue of many photos is batch.js. Plain JS, no build step, CSP-safe. */
+/* Product Photo Studio: the page for one photo (upload -> generate -> poll -> result), its task history and
+ * the wiring. Helpers and the API client are core.js, the upload send.js, /config and the notices setup.js, the
+ * balance credits.js, the queue of many photos batch.js (all on window.PPA). Plain JS, no build step, CSP-safe. */
 'use strict';
 (function () {
+  const { balance } = window.PPA;
+  const loadCredits = balance.load;
+  const creditsAfterTask = balance.afterTask;
   const {
     $, h, fmtBytes, fmtElapsed, fmtAge, fmtWhen, safeUrl, token, setToken, authHeaders, typeList, ApiError, parseJson,
-    errorFrom, apiFull, api, describe, showError, clearError, sniffType, sizeNote, newIdempotencyKey, postGenerate,
-    photoName, normState, resultUrls, uploader, uploadFile, TYPES, FINAL, STATE_LABEL, PROMPT_MIN, PROMPT_MAX, cfg, CANCELLED,
+    errorFrom, api, describe, showError, clearError, sniffType, sizeNote, newIdempotencyKey, postGenerate,
+    photoName, normState, resultUrls, uploader, uploadFile, FINAL, STATE_LABEL, PROMPT_MIN, PROMPT_MAX, cfg, CANCELLED,
   } = window.PPA;
   const STORE_KEY = 'ppa.tasks.v1';       /* the list as last shown: the fallback when GET /tasks is unavailable */
   const CLEARED_KEY = 'ppa.tasks.cleared'; /* "Clear list" with a server list: hide tasks created up to then */
@@ -15,7 +18,6 @@
   const POLL_MAX_MS = 10000;
   const POLL_FACTOR = 1.5;
   const POLL_LIMIT_MS = 15 * 60 * 1000;
-  const CREDITS_CACHE_S = 31;    /* the server keeps KIE's balance 30 s: ask again after that when it was older */
   const defaultPrompt = $('prompt').value;
   let tasks = loadTasks();
   let upload = null;        /* server answer of the last successful upload */
@@ -33,95 +35,7 @@
   const pollers = new Map(); /* task id -> timeout handle */
   const startedHere = new Set(); /* tasks this page load created (the server's list may not show them yet) */
   let historySource = 'pending'; /* 'server' once GET /tasks answered, 'local' when it could not */
-  let credits = null;        /* the last GET /credits answer */
-  let creditsTimer = null;
   let genInfo = '';          /* a note about the last Generate click (e.g. a replayed answer) */
-
-  /* ---------- config and notices ---------- */
-  function notice(kind, title, ...body) {
-    const box = h('div', { class: 'notice ' + kind, role: kind === 'info' ? 'note' : 'alert' },
-      h('strong', { class: 'notice-title', text: title }), ...body);
-    $('notices').append(box);
-    return box;
-  }
-  function code(text) { return h('code', { text }); }
-
-  async function loadConfig() {
-    const pill = $('server-state');
-    let c;
-    try {
-      c = await api('/config');
-    } catch (e) {
-      pill.textContent = 'Server unreachable';
-      pill.className = 'pill bad';
-      const d = describe(e, 'config');
-      notice('error', 'Could not load the server configuration.', h('p', { text: d.lead + (d.detail ? ' ' + d.detail : '') }));
-      return;
-    }
-    if (!c || typeof c !== 'object') c = {};
-    Object.assign(cfg, c);
-    // S3 mode: the page PUTs straight to the bucket, where the direct-upload limit applies
-    if (cfg.direct_upload && Number(c.max_direct_upload_bytes) > 0) cfg.max_upload_bytes = Number(c.max_direct_upload_bytes);
-    if (!(Number(cfg.max_upload_bytes) > 0)) cfg.max_upload_bytes = 32 * 1024 * 1024;
-    const known = Array.isArray(c.accepted_types) ? c.accepted_types.filter((t) => TYPES[t]) : [];
-    if (known.length) cfg.accepted_types = known;
-    showAccepted();
-    if (typeof c.default_prompt === 'string' && c.default_prompt.trim().length >= PROMPT_MIN &&
-        $('prompt').value === defaultPrompt) {
-      $('prompt').value = c.default_prompt;
-      $('prompt').dataset.default = c.default_prompt;
-    }
-    const via = { public_url: 'KIE fetches photos from this server', s3: 'KIE fetches photos from S3',
-      kie_upload: "photos reach KIE through KIE's file upload" }[c.kie_input];
-    pill.textContent = 'Ready · ' + (c.storage === 's3' ? 'S3 storage' : 'local storage') + (via ? ' · ' + via : '');
-    pill.className = 'pill ok';
-    if (c.kie_simulated === true && c.kie_configured !== false) {
-      notice('info', 'Results are simulated.',
-        h('p', {}, 'This server talks to the KIE simulator (', code('make sim'), '): the result is your photo on a ' +
-          'plain studio background, marked SIMULATED, and costs nothing. With a real KIE key, ', code('make run'),
-          ' makes real studio shots.'));
-    }
-
-    if (c.public_url_ok === false) {
-      const where = c.public_base_url ? 'PUBLIC_BASE_URL is ' : 'PUBLIC_BASE_URL is not set';
-      notice('warn', 'KIE cannot download files from this server yet.',
-        h('p', {},
-          'Uploaded photos are stored on this machine, and KIE fetches the input image from the internet. ' +
-          'It cannot download from localhost, 127.0.0.1 or private addresses (' + where,
-          c.public_base_url ? code(c.public_base_url) : '', '), so generation would fail.'),
-        h('p', { text: 'Fix it in one of these ways, then reload this page:' }),
-        h('ol', {},
-          h('li', {}, 'Set ', code('KIE_UPLOAD=auto'), " (the default): the server then sends each photo through " +
-            "KIE's file upload, no tunnel needed."),
-          h('li', {}, 'Or start the tunnel with ', code('docker compose --profile tunnel up'),
-            ' and set ', code('PUBLIC_BASE_URL'), ' to the https tunnel URL it prints (e.g. ',
-            code('https://…trycloudflare.com'), '), then restart the server.'),
-          h('li', {}, 'Or set ', code('PUBLIC_BASE_URL'), ' to any public HTTPS address that forwards to this server.'),
-          h('li', {}, 'Or use S3 storage (', code('USE_S3=1'), ' with ', code('S3_BUCKET'),
-            '), so uploads get presigned S3 URLs that KIE can fetch.')));
-    }
-    if (c.kie_configured === false) {
-      notice('error', 'Generation is switched off: the server has no KIE API key.',
-        h('p', {}, 'Set ', code('KIE_API_KEY'), ' in the server\'s environment or ', code('.env'),
-          ' and restart it, then reload this page. Uploading works meanwhile.'));
-    }
-    if (Array.isArray(c.warnings)) {
-      /* the notices above already say these in full */
-      const said = (w) => (c.kie_configured === false && /KIE_API_KEY/.test(w)) ||
-        (c.public_url_ok === false && /PUBLIC_BASE_URL/.test(w));
-      for (const w of c.warnings) if (typeof w === 'string' && w && !said(w)) notice('info', 'Server note', h('p', { text: w }));
-    }
-    if (cfg.auth_required && !token()) askToken('This server requires an API token.');
-  }
-
-  /* The picker's accept= list (MIME types and extensions: browsers often give HEIC files no type) and the hint. */
-  function showAccepted() {
-    const types = cfg.accepted_types.slice();
-    if (types.includes('image/heic') && !types.includes('image/heif')) types.push('image/heif');
-    $('file').accept = types.concat(types.map((t) => TYPES[t][1])).join(',');
-    $('file-types').textContent = typeList();
-    $('max-size').textContent = fmtBytes(cfg.max_upload_bytes);
-  }
 
   /* ---------- auth ---------- */
   function askToken(msg) {
@@ -268,7 +182,7 @@
       updateGenerate();
       showStoredPreview(answer.url, seq);
       if (historySource !== 'server') loadHistory();
-      if (!credits) loadCredits();
+      if (!window.PPA.balance.get()) loadCredits();
     } catch (e) {
       if (seq !== uploadSeq || e === CANCELLED) return;
       uploadFailed();
@@ -467,64 +381,6 @@
     renderRecent();
     updateGenerate();
     return t;
-  }
-
-  /* ---------- KIE balance (GET /credits) ---------- */
-  /* "312 credits ≈ 62 images at 1K" beside Generate, for the chosen resolution. Nothing when the balance is
-   * unknown (no key, KIE unreachable, an older server): then only a tooltip on the row says why. */
-  function renderCredits() {
-    const el = $('credits');
-    const row = $('gen-row');
-    const c = credits;
-    if (!c || !Number.isFinite(c.balance)) {
-      el.hidden = true;
-      el.textContent = '';
-      el.removeAttribute('title');
-      if (c && typeof c.balance_error === 'string' && c.balance_error) row.title = 'KIE balance unknown: ' + c.balance_error;
-      else row.removeAttribute('title');
-      return;
-    }
-    row.removeAttribute('title');
-    const res = $('resolution').value;
-    const price = c.price && Number(c.price[res]) > 0 ? Number(c.price[res]) : 0;
-    let left = c.images_left && Number.isFinite(c.images_left[res]) ? c.images_left[res] : null;
-    if (left === null && price) left = Math.floor(c.balance / price);
-    const n = (v, one, many) => v.toLocaleString() + ' ' + (v === 1 ? one : many);
-    el.textContent = n(c.balance, 'credit', 'credits') + (left !== null ? ' ≈ ' + n(left, 'image', 'images') + ' at ' + res : '');
-    el.classList.toggle('low', left !== null && left < 1);
-    const src = c.price_source && c.price_source[res] === 'tasks' ? 'the average of this server\'s tasks' : 'KIE\'s price list';
-    const checked = Date.parse(c.checked_at);
-    const lines = ['KIE balance' + (Number.isFinite(checked) ? ', checked ' + fmtWhen(checked) : '')];
-    if (price) lines.push(price + ' credits per ' + res + ' image (' + src + ')');
-    if (Number.isFinite(c.spent_today)) {
-      lines.push('Spent today: ' + n(c.spent_today, 'credit', 'credits') +
-        (Number.isFinite(c.generations_today) ? ' on ' + n(c.generations_today, 'generation', 'generations') : '') +
-        (Number(c.daily_limit) > 0 ? ' (limit ' + c.daily_limit + ' a day)' : ''));
-    }
-    el.title = lines.join('\n');
-    el.hidden = false;
-  }
-  async function loadCredits() {
-    if (cfg.auth_required && !token()) return null;
-    let r;
-    try { r = await apiFull('/credits', { background: true }); } catch (e) { r = null; }
-    credits = r && r.body && typeof r.body === 'object' ? r.body : null;
-    renderCredits();
-    document.dispatchEvent(new Event('ppa:credits'));   /* the queue's estimate */
-    return r;
-  }
-  /* After a task finishes: ask again at once, and once more when the server's 30 s cache of KIE's balance
-   * (checked_at, on the server's clock: compared with its Date header) may still hold the value from before. */
-  async function creditsAfterTask() {
-    clearTimeout(creditsTimer);
-    const r = await loadCredits();
-    if (!r || !credits || !Number.isFinite(credits.balance)) return;
-    const checked = Date.parse(credits.checked_at);
-    const now = Date.parse(r.headers.get('Date') || '') || Date.now();
-    const age = (now - checked) / 1000;
-    if (Number.isFinite(age) && age > 2) {
-      creditsTimer = setTimeout(loadCredits, Math.max(1, CREDITS_CACHE_S - Math.min(age, CREDITS_CACHE_S)) * 1000);
-    }
   }
 
   /* ---------- polling ---------- */
@@ -818,7 +674,6 @@
       renderRecent();
       updateGenerate();
     });
-    $('resolution').addEventListener('change', renderCredits);
     setSplit(50);
     setInterval(() => { if (currentId) renderElapsed(); }, 1000);
     setInterval(renderRecent, 30000);   /* the ages */
@@ -826,13 +681,13 @@
 
   async function init() {
     window.PPA.hooks.onUnauthorized = onUnauthorized;
-    window.PPA.app = { credits: () => credits, rememberTask, showTask, askToken, loadCredits };
+    window.PPA.app = { credits: window.PPA.balance.get, rememberTask, showTask, askToken, loadCredits };
     wire();
     updatePromptMeta();
     renderRecent();
     const last = tasks.find(mine);
     if (last) showTask(last.id, false);
-    try { await loadConfig(); } finally { cfgLoaded = true; configLoaded(); }
+    try { await window.PPA.loadConfig(askToken); } finally { cfgLoaded = true; configLoaded(); }
     updateGenerate();
     loadCredits();
     await loadHistory();

@@ -155,7 +155,7 @@ def test_page_security_headers(server):
     assert "default-src 'self'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert r.header("X-Content-Type-Options") == "nosniff"
     assert b"<html" in r.body.lower()
-    for path in ["/static/core.js", "/static/send.js", "/static/batch.js", "/static/app.js", "/static/app.css"]:
+    for path in ["/static/core.js", "/static/send.js", "/static/setup.js", "/static/credits.js", "/static/batch.js", "/static/app.js", "/static/app.css"]:
         assert request(server.port, "GET", path).status == 200
     for path in ["/static/.js", "/static/nope.js", "/static/openapi.json"]:
         assert request(server.port, "GET", path).status == 404
