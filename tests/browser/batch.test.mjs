@@ -182,6 +182,8 @@ test('a queue of six photos: estimate, at most 4 in flight, a failed row retried
   assert.match(total, /^6 photos: 6 done · 0 failed · 0 queued · /);
   assert.match(total, new RegExp(`${6 * price} credits spent$`));
   assert.equal(await page.locator('#queue .q-result').evaluateAll((imgs) => imgs.filter((i) => !i.hidden).length), 6);
+  await page.waitForFunction(() => [...document.querySelectorAll('#queue .q-result')].every((i) => i.complete && i.naturalWidth > 0));
+  await page.locator('#batch').screenshot({ path: path.join(process.env.E2E_OUT_DIR, 'browser-queue-done.png') });
   // the queue's tasks are in Recent tasks too, and a row's View shows its result
   for (const id of taskIds) await page.locator(`#recent li[data-task="${id}"]`).waitFor();
   await page.locator('#queue li').first().locator('button', { hasText: 'View' }).click();

@@ -6,7 +6,8 @@
 # suites in headless Debian Chromium (playwright-core, no browser download), stops everything.
 # Usage: bash tests/browser/run.sh [FILE.test.mjs...]   (default: all; env: BUILD_DIR=build, CHROMIUM_PATH=/usr/bin/chromium,
 #        WEB_DIR=web to serve the page from disk instead of the embedded copy)
-# Output: TAP on stdout; screenshots build/browser-*.png (result, result-phone, s3, heic, compare, side, recent-phone).
+# Output: TAP on stdout; screenshots build/browser-*.png (result, result-phone, s3, heic, compare, side, recent-phone,
+#         queue, queue-done).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
