@@ -9,18 +9,31 @@
 #include <string.h>
 #include <unistd.h>
 
-struct upstream {
+/* One I/O thread and its curl multi handle. */
+struct upstream_worker {
+    struct upstream *u;
     CURLM *multi;
     pthread_t thread;
     pthread_mutex_t lock;
     struct upstream_call *queue_head; /* submitted, not yet in multi (under lock) */
     struct upstream_call *queue_tail;
     int stopping;                     /* under lock */
-    struct upstream_call *active;     /* in the multi handle (I/O thread only) */
-    atomic_long inflight;
+    struct upstream_call *active;     /* in the multi handle (this worker's thread only) */
+    atomic_long inflight;             /* queued or running on this worker */
+    long max_connections;             /* this worker's share of the cap */
+};
+
+struct upstream {
+    size_t n;                         /* workers */
+    struct upstream_worker *w;
+    atomic_uint next;                 /* where the next least-loaded scan starts */
     void (*observe)(const struct upstream_call *c, void *arg); /* set before calls start */
     void *observe_arg;
 };
+
+/* The worker whose I/O thread this is (NULL on every other thread): a call
+ * submitted from a done callback stays on the thread that ran it. */
+static _Thread_local struct upstream_worker *current_worker;
 
 void upstream_set_observer(struct upstream *u, void (*fn)(const struct upstream_call *c, void *arg), void *arg)
 {
@@ -218,17 +231,26 @@ void upstream_perform_sync(struct upstream_call *c)
     call_finish(c, code);
 }
 
-static void complete(struct upstream *u, struct upstream_call *c)
+static void complete(struct upstream_worker *w, struct upstream_call *c)
 {
-    atomic_fetch_sub(&u->inflight, 1);
+    struct upstream *u = w->u;
+
+    atomic_fetch_sub(&w->inflight, 1);
     if (u->observe)
         u->observe(c, u->observe_arg);
     c->done(c, c->arg);
 }
 
-static void active_unlink(struct upstream *u, struct upstream_call *c)
+static void fail_stopping(struct upstream_worker *w, struct upstream_call *c)
 {
-    for (struct upstream_call **pp = &u->active; *pp; pp = &(*pp)->next) {
+    c->result = ERR_UPSTREAM;
+    snprintf(c->error, sizeof c->error, "server shutting down");
+    complete(w, c);
+}
+
+static void active_unlink(struct upstream_worker *w, struct upstream_call *c)
+{
+    for (struct upstream_call **pp = &w->active; *pp; pp = &(*pp)->next) {
         if (*pp == c) {
             *pp = c->next;
             c->next = NULL;
@@ -239,141 +261,233 @@ static void active_unlink(struct upstream *u, struct upstream_call *c)
 
 static void *io_thread(void *arg)
 {
-    struct upstream *u = arg;
+    struct upstream_worker *w = arg;
     int stopping = 0;
 
+    current_worker = w;
     while (!stopping) {
         struct upstream_call *batch;
         CURLMsg *msg;
         int running = 0;
         int left = 0;
 
-        pthread_mutex_lock(&u->lock);
-        batch = u->queue_head;
-        u->queue_head = u->queue_tail = NULL;
-        stopping = u->stopping;
-        pthread_mutex_unlock(&u->lock);
+        pthread_mutex_lock(&w->lock);
+        batch = w->queue_head;
+        w->queue_head = w->queue_tail = NULL;
+        stopping = w->stopping;
+        pthread_mutex_unlock(&w->lock);
 
         while (batch) {
             struct upstream_call *c = batch;
             batch = c->next;
             c->next = NULL;
             if (stopping) {
-                c->result = ERR_UPSTREAM;
-                snprintf(c->error, sizeof c->error, "server shutting down");
-                complete(u, c);
+                fail_stopping(w, c);
                 continue;
             }
-            if (call_prepare(c) || curl_multi_add_handle(u->multi, c->easy) != CURLM_OK) {
+            if (call_prepare(c) || curl_multi_add_handle(w->multi, c->easy) != CURLM_OK) {
                 c->result = ERR_UPSTREAM;
                 if (!c->error[0])
                     snprintf(c->error, sizeof c->error, "out of memory");
-                complete(u, c);
+                complete(w, c);
                 continue;
             }
-            c->next = u->active;
-            u->active = c;
+            c->next = w->active;
+            w->active = c;
         }
         if (stopping)
             break;
-        curl_multi_perform(u->multi, &running);
-        while ((msg = curl_multi_info_read(u->multi, &left))) {
+        curl_multi_perform(w->multi, &running);
+        while ((msg = curl_multi_info_read(w->multi, &left))) {
             struct upstream_call *c = NULL;
             if (msg->msg != CURLMSG_DONE)
                 continue;
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
-            curl_multi_remove_handle(u->multi, msg->easy_handle);
-            active_unlink(u, c);
+            curl_multi_remove_handle(w->multi, msg->easy_handle);
+            active_unlink(w, c);
             call_finish(c, msg->data.result);
             curl_easy_cleanup(c->easy);
             c->easy = NULL;
-            complete(u, c);
+            complete(w, c);
         }
-        curl_multi_poll(u->multi, NULL, 0, 1000, NULL);
+        curl_multi_poll(w->multi, NULL, 0, 1000, NULL);
     }
 
     /* shutting down: fail whatever is still running */
-    while (u->active) {
-        struct upstream_call *c = u->active;
-        u->active = c->next;
+    while (w->active) {
+        struct upstream_call *c = w->active;
+        w->active = c->next;
         c->next = NULL;
-        curl_multi_remove_handle(u->multi, c->easy);
+        curl_multi_remove_handle(w->multi, c->easy);
         curl_easy_cleanup(c->easy);
         c->easy = NULL;
-        c->result = ERR_UPSTREAM;
-        snprintf(c->error, sizeof c->error, "server shutting down");
-        complete(u, c);
+        fail_stopping(w, c);
     }
+    current_worker = NULL;
     return NULL;
 }
 
-struct upstream *upstream_start(long max_connections)
+static int worker_init(struct upstream *u, struct upstream_worker *w, long max_connections)
+{
+    w->u = u;
+    w->max_connections = max_connections;
+    w->multi = curl_multi_init();
+    if (!w->multi)
+        return ERR_NOMEM;
+    curl_multi_setopt(w->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_connections);
+    curl_multi_setopt(w->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_connections);
+    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, max_connections);
+    pthread_mutex_init(&w->lock, NULL);
+    atomic_init(&w->inflight, 0);
+    if (pthread_create(&w->thread, NULL, io_thread, w)) {
+        pthread_mutex_destroy(&w->lock);
+        curl_multi_cleanup(w->multi);
+        w->multi = NULL;
+        return ERR_NOMEM;
+    }
+    return 0;
+}
+
+/* Stop accepting calls on w and wake its thread. */
+static void worker_signal_stop(struct upstream_worker *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->stopping = 1;
+    pthread_mutex_unlock(&w->lock);
+    curl_multi_wakeup(w->multi);
+}
+
+/* Join a signalled worker; fail what was queued after its last look; free it. */
+static void worker_finish(struct upstream_worker *w)
+{
+    pthread_join(w->thread, NULL);
+    while (w->queue_head) {
+        struct upstream_call *c = w->queue_head;
+        w->queue_head = c->next;
+        c->next = NULL;
+        fail_stopping(w, c);
+    }
+    w->queue_tail = NULL;
+    curl_multi_cleanup(w->multi);
+    pthread_mutex_destroy(&w->lock);
+}
+
+long upstream_default_threads(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores > 0 ? cores : 1;
+}
+
+struct upstream *upstream_start(long max_connections, long threads)
 {
     struct upstream *u = calloc(1, sizeof *u);
+    size_t n;
 
     if (!u)
         return NULL;
-    u->multi = curl_multi_init();
-    if (!u->multi) {
+    if (max_connections < 1)
+        max_connections = 1;
+    if (threads < 1)
+        threads = upstream_default_threads();
+    /* every thread gets at least one connection of the cap */
+    if (threads > max_connections)
+        threads = max_connections;
+    n = (size_t)threads;
+    u->w = calloc(n, sizeof *u->w);
+    if (!u->w) {
         free(u);
         return NULL;
     }
-    curl_multi_setopt(u->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_connections);
-    curl_multi_setopt(u->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_connections);
-    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, max_connections);
-    pthread_mutex_init(&u->lock, NULL);
-    atomic_init(&u->inflight, 0);
-    if (pthread_create(&u->thread, NULL, io_thread, u)) {
-        curl_multi_cleanup(u->multi);
-        pthread_mutex_destroy(&u->lock);
-        free(u);
+    atomic_init(&u->next, 0);
+    for (u->n = 0; u->n < n; u->n++) {
+        /* the cap split as evenly as it goes: the shares sum to max_connections */
+        long share = max_connections / threads + ((long)u->n < max_connections % threads ? 1 : 0);
+        if (worker_init(u, &u->w[u->n], share))
+            break;
+    }
+    if (u->n < n) {
+        log_error("upstream: could not start I/O thread %zu of %zu", u->n + 1, n);
+        upstream_stop(u);
         return NULL;
     }
     return u;
 }
 
+size_t upstream_threads(const struct upstream *u)
+{
+    return u->n;
+}
+
+/* The worker for a call submitted from this thread: its own on an I/O thread,
+ * else the one with the fewest calls queued or running (ties rotate). */
+static struct upstream_worker *pick_worker(struct upstream *u)
+{
+    struct upstream_worker *best;
+    long best_load;
+    size_t start;
+
+    if (current_worker && current_worker->u == u)
+        return current_worker;
+    if (u->n == 1)
+        return &u->w[0];
+    start = atomic_fetch_add_explicit(&u->next, 1, memory_order_relaxed) % u->n;
+    best = &u->w[start];
+    best_load = atomic_load_explicit(&best->inflight, memory_order_relaxed);
+    for (size_t i = 1; i < u->n && best_load > 0; i++) {
+        struct upstream_worker *w = &u->w[(start + i) % u->n];
+        long load = atomic_load_explicit(&w->inflight, memory_order_relaxed);
+        if (load < best_load) {
+            best = w;
+            best_load = load;
+        }
+    }
+    return best;
+}
+
 int upstream_submit(struct upstream *u, struct upstream_call *c)
 {
-    pthread_mutex_lock(&u->lock);
-    if (u->stopping) {
-        pthread_mutex_unlock(&u->lock);
+    struct upstream_worker *w = pick_worker(u);
+    int wake;
+
+    pthread_mutex_lock(&w->lock);
+    if (w->stopping) {
+        pthread_mutex_unlock(&w->lock);
         return ERR_INVALID;
     }
     c->next = NULL;
-    if (u->queue_tail)
-        u->queue_tail->next = c;
+    /* a queue that was not empty has a wake-up on its way already (the
+     * thread empties the queue under the lock, then polls) */
+    wake = !w->queue_head;
+    if (w->queue_tail)
+        w->queue_tail->next = c;
     else
-        u->queue_head = c;
-    u->queue_tail = c;
-    atomic_fetch_add(&u->inflight, 1);
-    pthread_mutex_unlock(&u->lock);
-    curl_multi_wakeup(u->multi);
+        w->queue_head = c;
+    w->queue_tail = c;
+    atomic_fetch_add(&w->inflight, 1);
+    pthread_mutex_unlock(&w->lock);
+    if (wake)
+        curl_multi_wakeup(w->multi);
     return 0;
 }
 
 long upstream_inflight(struct upstream *u)
 {
-    return atomic_load(&u->inflight);
+    long sum = 0;
+    for (size_t i = 0; i < u->n; i++)
+        sum += atomic_load(&u->w[i].inflight);
+    return sum;
 }
 
 void upstream_stop(struct upstream *u)
 {
     if (!u)
         return;
-    pthread_mutex_lock(&u->lock);
-    u->stopping = 1;
-    pthread_mutex_unlock(&u->lock);
-    curl_multi_wakeup(u->multi);
-    pthread_join(u->thread, NULL);
-    /* calls submitted after the thread's last look at the queue */
-    while (u->queue_head) {
-        struct upstream_call *c = u->queue_head;
-        u->queue_head = c->next;
-        c->result = ERR_UPSTREAM;
-        snprintf(c->error, sizeof c->error, "server shutting down");
-        complete(u, c);
-    }
-    curl_multi_cleanup(u->multi);
-    pthread_mutex_destroy(&u->lock);
+    /* every worker refuses new calls before any is joined, so a done
+     * callback of one never queues onto another that is already gone */
+    for (size_t i = 0; i < u->n; i++)
+        worker_signal_stop(&u->w[i]);
+    for (size_t i = 0; i < u->n; i++)
+        worker_finish(&u->w[i]);
+    free(u->w);
     free(u);
 }
