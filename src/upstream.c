@@ -6,7 +6,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* One I/O thread and its curl multi handle. */
@@ -26,7 +28,6 @@ struct upstream_worker {
 struct upstream {
     size_t n;                         /* workers */
     struct upstream_worker *w;
-    atomic_uint next;                 /* where the next least-loaded scan starts */
     void (*observe)(const struct upstream_call *c, void *arg); /* set before calls start */
     void *observe_arg;
 };
@@ -398,7 +399,6 @@ struct upstream *upstream_start(long max_connections, long threads)
         free(u);
         return NULL;
     }
-    atomic_init(&u->next, 0);
     for (u->n = 0; u->n < n; u->n++) {
         /* the cap split as evenly as it goes: the shares sum to max_connections */
         long share = max_connections / threads + ((long)u->n < max_connections % threads ? 1 : 0);
@@ -418,8 +418,23 @@ size_t upstream_threads(const struct upstream *u)
     return u->n;
 }
 
+/* A per-thread xorshift32 step: where a least-loaded scan starts. */
+static uint32_t pick_random(void)
+{
+    static _Thread_local uint32_t x;
+
+    if (!x)
+        x = (uint32_t)(uintptr_t)&x ^ (uint32_t)time(NULL) ^ 0x9e3779b9u;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return x;
+}
+
 /* The worker for a call submitted from this thread: its own on an I/O thread,
- * else the one with the fewest calls queued or running (ties rotate). */
+ * else the one with the fewest calls queued or running. Ties go to a random
+ * one, not in turn: in turn, a burst whose slow calls come at a fixed stride
+ * (every 4th of 4 threads) would put them all on one thread's connections. */
 static struct upstream_worker *pick_worker(struct upstream *u)
 {
     struct upstream_worker *best;
@@ -430,7 +445,7 @@ static struct upstream_worker *pick_worker(struct upstream *u)
         return current_worker;
     if (u->n == 1)
         return &u->w[0];
-    start = atomic_fetch_add_explicit(&u->next, 1, memory_order_relaxed) % u->n;
+    start = pick_random() % u->n;
     best = &u->w[start];
     best_load = atomic_load_explicit(&best->inflight, memory_order_relaxed);
     for (size_t i = 1; i < u->n && best_load > 0; i++) {
