@@ -2,7 +2,8 @@
  * HTTP worker thread.
  *
  * N I/O threads (UPSTREAM_THREADS, default one per core), each owning one
- * curl multi handle and its pool of kept-alive connections. A handler fills a
+ * curl multi handle (driven by curl_multi_socket_action over its own epoll
+ * set) and its pool of kept-alive connections. A handler fills a
  * struct upstream_call, submits it, and suspends its connection; one I/O
  * thread runs the transfer and calls `done` on that thread when the answer is
  * in (done resumes the connection).

@@ -3,12 +3,15 @@
 #include "err.h"
 #include "log.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 /* Easy handles an I/O thread keeps after their calls, reset, for the next
@@ -18,10 +21,19 @@
  * multi handle's. */
 #define UPSTREAM_IDLE_HANDLES 64
 
-/* One I/O thread and its curl multi handle. */
+#define UPSTREAM_EVENTS 64 /* epoll events taken per wait */
+
+/* One I/O thread and its curl multi handle, driven with
+ * curl_multi_socket_action over an epoll set: a wake-up costs the sockets
+ * that are ready, not a poll of every transfer's socket (curl_multi_perform
+ * and curl_multi_poll are O(transfers) per wake-up, and N threads wake N
+ * times as often). */
 struct upstream_worker {
     struct upstream *u;
     CURLM *multi;
+    int epfd;                         /* curl's sockets and wake_fd */
+    int wake_fd;                      /* eventfd: a submit or stop */
+    double deadline_ms;               /* curl's timer (CLOCK_MONOTONIC ms), < 0: none */
     pthread_t thread;
     pthread_mutex_t lock;
     struct upstream_call *queue_head; /* submitted, not yet in multi (under lock) */
@@ -283,6 +295,85 @@ static void active_unlink(struct upstream_worker *w, struct upstream_call *c)
     }
 }
 
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* CURLMOPT_SOCKETFUNCTION: keep the epoll set what curl wants to wait for. */
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    struct upstream_worker *w = userp;
+    struct epoll_event ev;
+
+    (void)e;
+    (void)socketp;
+    if (what == CURL_POLL_REMOVE) {
+        (void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, s, NULL);
+        return 0;
+    }
+    memset(&ev, 0, sizeof ev);
+    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
+    ev.data.fd = s;
+    if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, s, &ev) && errno == ENOENT)
+        (void)epoll_ctl(w->epfd, EPOLL_CTL_ADD, s, &ev);
+    return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: when curl wants CURL_SOCKET_TIMEOUT next. */
+static int on_timer(CURLM *m, long timeout_ms, void *userp)
+{
+    struct upstream_worker *w = userp;
+
+    (void)m;
+    w->deadline_ms = timeout_ms < 0 ? -1.0 : mono_ms() + (double)timeout_ms;
+    return 0;
+}
+
+static void wake(struct upstream_worker *w)
+{
+    uint64_t one = 1;
+    ssize_t n = write(w->wake_fd, &one, sizeof one);
+    (void)n; /* EAGAIN: the counter is already non-zero, a wake-up is pending */
+}
+
+/* Wait for curl's sockets, its timer or a wake-up, and let curl act on them. */
+static void wait_and_act(struct upstream_worker *w)
+{
+    struct epoll_event ev[UPSTREAM_EVENTS];
+    int running = 0;
+    int timeout = 1000;
+    int n;
+
+    if (w->deadline_ms >= 0) {
+        double left = w->deadline_ms - mono_ms();
+        timeout = left <= 0 ? 0 : left < 1000 ? (int)left + 1 : 1000;
+    }
+    n = epoll_wait(w->epfd, ev, UPSTREAM_EVENTS, timeout);
+    for (int i = 0; i < n; i++) {
+        int mask = 0;
+        if (ev[i].data.fd == w->wake_fd) {
+            uint64_t count;
+            ssize_t r = read(w->wake_fd, &count, sizeof count);
+            (void)r;
+            continue;
+        }
+        if (ev[i].events & EPOLLIN)
+            mask |= CURL_CSELECT_IN;
+        if (ev[i].events & EPOLLOUT)
+            mask |= CURL_CSELECT_OUT;
+        if (ev[i].events & (EPOLLERR | EPOLLHUP))
+            mask |= CURL_CSELECT_ERR;
+        curl_multi_socket_action(w->multi, ev[i].data.fd, mask, &running);
+    }
+    if (w->deadline_ms >= 0 && mono_ms() >= w->deadline_ms) {
+        w->deadline_ms = -1.0;
+        curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+}
+
 static void *io_thread(void *arg)
 {
     struct upstream_worker *w = arg;
@@ -292,7 +383,6 @@ static void *io_thread(void *arg)
     while (!stopping) {
         struct upstream_call *batch;
         CURLMsg *msg;
-        int running = 0;
         int left = 0;
 
         pthread_mutex_lock(&w->lock);
@@ -322,7 +412,7 @@ static void *io_thread(void *arg)
         }
         if (stopping)
             break;
-        curl_multi_perform(w->multi, &running);
+        wait_and_act(w);
         while ((msg = curl_multi_info_read(w->multi, &left))) {
             struct upstream_call *c = NULL;
             if (msg->msg != CURLMSG_DONE)
@@ -335,7 +425,6 @@ static void *io_thread(void *arg)
             c->easy = NULL;
             complete(w, c);
         }
-        curl_multi_poll(w->multi, NULL, 0, 1000, NULL);
     }
 
     /* shutting down: fail whatever is still running */
@@ -354,11 +443,25 @@ static void *io_thread(void *arg)
 
 static int worker_init(struct upstream *u, struct upstream_worker *w, long max_connections)
 {
+    struct epoll_event ev;
+
     w->u = u;
     w->max_connections = max_connections;
+    w->deadline_ms = -1.0;
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN;
+    ev.data.fd = w->wake_fd;
+    if (w->epfd < 0 || w->wake_fd < 0 || epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wake_fd, &ev))
+        goto fail;
     w->multi = curl_multi_init();
     if (!w->multi)
-        return ERR_NOMEM;
+        goto fail;
+    curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w);
+    curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w);
     curl_multi_setopt(w->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_connections);
     curl_multi_setopt(w->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_connections);
     curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, max_connections);
@@ -366,11 +469,18 @@ static int worker_init(struct upstream *u, struct upstream_worker *w, long max_c
     atomic_init(&w->inflight, 0);
     if (pthread_create(&w->thread, NULL, io_thread, w)) {
         pthread_mutex_destroy(&w->lock);
-        curl_multi_cleanup(w->multi);
-        w->multi = NULL;
-        return ERR_NOMEM;
+        goto fail;
     }
     return 0;
+fail:
+    if (w->multi)
+        curl_multi_cleanup(w->multi);
+    w->multi = NULL;
+    if (w->epfd >= 0)
+        close(w->epfd);
+    if (w->wake_fd >= 0)
+        close(w->wake_fd);
+    return ERR_NOMEM;
 }
 
 /* Stop accepting calls on w and wake its thread. */
@@ -379,7 +489,7 @@ static void worker_signal_stop(struct upstream_worker *w)
     pthread_mutex_lock(&w->lock);
     w->stopping = 1;
     pthread_mutex_unlock(&w->lock);
-    curl_multi_wakeup(w->multi);
+    wake(w);
 }
 
 /* Join a signalled worker; fail what was queued after its last look; free it. */
@@ -395,7 +505,9 @@ static void worker_finish(struct upstream_worker *w)
     w->queue_tail = NULL;
     while (w->n_idle)
         curl_easy_cleanup(w->idle[--w->n_idle]);
-    curl_multi_cleanup(w->multi);
+    curl_multi_cleanup(w->multi); /* may still tell on_socket to forget sockets */
+    close(w->epfd);
+    close(w->wake_fd);
     pthread_mutex_destroy(&w->lock);
 }
 
@@ -488,7 +600,7 @@ static struct upstream_worker *pick_worker(struct upstream *u)
 int upstream_submit(struct upstream *u, struct upstream_call *c)
 {
     struct upstream_worker *w = pick_worker(u);
-    int wake;
+    int need_wake;
 
     pthread_mutex_lock(&w->lock);
     if (w->stopping) {
@@ -498,7 +610,7 @@ int upstream_submit(struct upstream *u, struct upstream_call *c)
     c->next = NULL;
     /* a queue that was not empty has a wake-up on its way already (the
      * thread empties the queue under the lock, then polls) */
-    wake = !w->queue_head;
+    need_wake = !w->queue_head;
     if (w->queue_tail)
         w->queue_tail->next = c;
     else
@@ -506,8 +618,8 @@ int upstream_submit(struct upstream *u, struct upstream_call *c)
     w->queue_tail = c;
     atomic_fetch_add(&w->inflight, 1);
     pthread_mutex_unlock(&w->lock);
-    if (wake)
-        curl_multi_wakeup(w->multi);
+    if (need_wake)
+        wake(w);
     return 0;
 }
 
