@@ -7,8 +7,9 @@
 # Scenarios (wrk -t$THREADS -c$CONNECTIONS -d$DURATION after a $WARMUP warm-up of the same command):
 #   GET /files/<200 KB jpg>   ours, libmicrohttpd alone (bench/mhd_floor.c), nginx (sendfile), reference: the bytes
 #                             ours stored for tests/fixtures' photo200k.jpg
-#   GET /status?task_id=abc   ours, reference  (both proxy to a fast fake KIE: nginx answering fixed JSON)
-#   POST /generate            ours, reference  (same fake KIE)
+#   GET /status?task_id=abc   ours, nginx proxy_pass, reference  (all proxy to a fast fake KIE: nginx answering
+#                             fixed JSON; the nginx proxy is bench/proxy-nginx.conf: one worker, upstream keepalive)
+#   POST /generate            ours, nginx proxy_pass, reference  (same fake KIE)
 #   POST /upload 1 MB         ours, reference  (upload dirs on tmpfs, pruned while wrk runs: see README)
 # plus: start-up time to the first /healthz answer and idle RSS; peak RSS (VmHWM, reset through
 # /proc/PID/clear_refs) of our server during one 1 MB and one 100 MB upload; 500 concurrent /status
@@ -97,10 +98,11 @@ box_ticks() {  # "busy idle" ticks of the machine
 
 # ---------- starting servers ----------
 
-start_nginx() {  # start_nginx NAME CONF PORT: nginx from bench/CONF with @PORT@ replaced, prefix $WORK/NAME
+start_nginx() {  # start_nginx NAME CONF PORT [UPSTREAM_PORT]: nginx from bench/CONF with @PORT@ (and
+                 # @UPSTREAM_PORT@) replaced, prefix $WORK/NAME
     local prefix=$WORK/$1
     mkdir -p "$prefix"
-    sed "s/@PORT@/$3/" "$HERE/$2" >"$prefix/nginx.conf"
+    sed "s/@PORT@/$3/; s/@UPSTREAM_PORT@/${4:-}/" "$HERE/$2" >"$prefix/nginx.conf"
     NGINX_PREFIXES+=("$prefix")
     nginx -p "$prefix/" -e "$prefix/error.log" -c "$prefix/nginx.conf" || die "nginx $1 did not start: $(tail -3 "$prefix/error.log")"
     wait_http "http://127.0.0.1:$3/"
@@ -362,6 +364,13 @@ read -r RBIG_T _ RBIG_PEAK RBIG_LARGEST < <(one_upload "$REF_URL" "$REF_PID" "$W
 find "$UPLOADS/ref" -type f -size +50M -delete
 REF_FILE=$REF_URL$(upload_200k "$REF_URL" "$FILES_BODY")
 
+# --- nginx as a plain reverse proxy (proxy_pass, one worker, upstream keepalive) to the same fake KIE: the
+#     anchor for /status and /generate (the transport alone, none of our work on the answer)
+PROXY_PORT=$(free_port)
+start_nginx proxy-nginx proxy-nginx.conf "$PROXY_PORT" "$KIE_PORT"
+PROXY_PID=$(cat "$WORK/proxy-nginx/nginx.pid")
+PROXY_URL=http://127.0.0.1:$PROXY_PORT
+
 # --- nginx serving the same file
 STATIC_PORT=$(free_port)
 mkdir -p "$WORK/static-nginx/html/files"
@@ -387,11 +396,13 @@ wait_http "http://127.0.0.1:$FLOOR_PORT/" "$FLOOR_PID"
 for kind in files status generate upload; do
     scenario "$kind" ours "$OURS_URL" "$OURS_PID" "$OURS_FILE"
     [[ $kind != status && $kind != generate ]] || scenario "$kind" nostore "$NOSTORE_URL" "$NOSTORE_PID"
+    [[ $kind != status && $kind != generate ]] || scenario "$kind" nginxproxy "$PROXY_URL" "$PROXY_PID"
     [[ $kind != files ]] || scenario files mhd "" "$FLOOR_PID" "http://127.0.0.1:$FLOOR_PORT/"
     [[ $kind != files ]] || scenario files nginx "" "$STATIC_PID" "http://127.0.0.1:$STATIC_PORT/files/bench-200k.jpg"
     scenario "$kind" ref "$REF_URL" "$REF_PID" "$REF_FILE"
 done
 stop_nginx "$WORK/static-nginx"
+stop_nginx "$WORK/proxy-nginx"
 forget_pid "$FLOOR_PID"
 read -r BIG2_T BIG2_BEFORE BIG2_PEAK _ < <(one_upload "$OURS_URL" "$OURS_PID" "$WORK/bench-${BIG_MB}m.jpg")
 forget_pid "$OURS_PID"
@@ -433,20 +444,23 @@ forget_pid "$REF_PID"
         "except LOG_LEVEL=warn (access log off), rate limits off, PER_IP_CONNECTIONS=0 (every client is 127.0.0.1). Reference: bench/anchor/app.py under uvicorn_nodelay.py --workers 2" \
         "(--loop asyncio --http h11 --no-access-log). nginx: $(nginx -v 2>&1 | sed 's/.*: //'), sendfile, worker_processes auto."
     echo "Load average before the run: $LOAD_START (1/5/15 min); the \"other\" CPU column is what processes outside the benchmark (and unattributed kernel work) used during each run."
-    echo "Upstream for /status and /generate: nginx answering fixed JSON. Uploads stored on $(df -PT "$UPLOAD_ROOT" | awk 'NR == 2 { print $2 }') ($UPLOAD_ROOT), pruned during the run."
+    echo "Upstream for /status and /generate: nginx answering fixed JSON (one worker); the nginx proxy_pass row is bench/proxy-nginx.conf in front of it."
+    echo "Ours runs UPSTREAM_THREADS=$(cfg_default UPSTREAM_THREADS || true) (0 = one upstream I/O thread per core). Uploads stored on $(df -PT "$UPLOAD_ROOT" | awk 'NR == 2 { print $2 }') ($UPLOAD_ROOT), pruned during the run."
     echo
     echo "| scenario | server | req/s | p50 ms | p99 ms | errors | KIE calls / req | srv CPU µs / req | CPU % srv / wrk / kie / other / idle | ours / ref | ours / nginx |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"
     for s in "files:GET /files/<$((FILES_BYTES / 1024)) KB jpg>" "status:GET /status (proxied)" "generate:POST /generate (proxied)" "upload:POST /upload 1 MB multipart"; do
         k=${s%%:*} d=${s#*:}
-        for srv in ours nostore mhd nginx ref; do
+        for srv in ours nostore mhd nginx nginxproxy ref; do
             [[ -n ${RPS[$srv $k]:-} ]] || continue
             r1=; r2=
             if [[ $srv == ours ]]; then
                 r1=$(ratio "${RPS[ours $k]}" "${RPS[ref $k]}")
                 [[ -z ${RPS[nginx $k]:-} ]] || r2=$(ratio "${RPS[ours $k]}" "${RPS[nginx $k]}")
+                [[ -z ${RPS[nginxproxy $k]:-} ]] || r2=$(ratio "${RPS[ours $k]}" "${RPS[nginxproxy $k]}")
             fi
             name=$srv; [[ $srv != ref ]] || name=reference; [[ $srv != mhd ]] || name="libmicrohttpd alone"
+            [[ $srv != nginxproxy ]] || name="nginx proxy_pass (1 worker, upstream keepalive)"
             [[ $srv != nostore ]] || name="ours, TASK_STORE=off"
             printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$d" "$name" "${RPS[$srv $k]}" "${P50[$srv $k]}" \
                 "${P99[$srv $k]}" "${ERRS[$srv $k]}" "${KIE_PER_REQ[$srv $k]}" "${USPR[$srv $k]}" "${CPU[$srv $k]}" "${r1:--}" "${r2:--}"
@@ -461,6 +475,12 @@ forget_pid "$REF_PID"
     for k in status generate; do
         echo "| /$k >= 10x reference | $(ratio "${RPS[ours $k]}" "${RPS[ref $k]}") | $(verdict ge "${RPS[ours $k]}" "$(awk -v n="${RPS[ref $k]}" 'BEGIN { print 10 * n }')") |"
         echo "| /$k our p99 < reference p50 | ${P99[ours $k]} ms vs ${P50[ref $k]} ms | $(verdict lt "${P99[ours $k]}" "${P50[ref $k]}") |"
+    done
+    # issue 17: against nginx doing only the proxying, same wrk settings, same fake KIE
+    for k in status generate; do
+        echo "| /$k >= 0.7x nginx proxy req/s | $(ratio "${RPS[ours $k]}" "${RPS[nginxproxy $k]}") | $(verdict ge "${RPS[ours $k]}" "$(awk -v n="${RPS[nginxproxy $k]}" 'BEGIN { print 0.7 * n }')") |"
+        echo "| /$k CPU µs/req <= 1.5x nginx proxy's | ${USPR[ours $k]} vs ${USPR[nginxproxy $k]} µs | $(verdict ge "$(awk -v n="${USPR[nginxproxy $k]}" 'BEGIN { print 1.5 * n }')" "${USPR[ours $k]}") |"
+        echo "| /$k p99 <= 2x nginx proxy's p99 | ${P99[ours $k]} ms vs ${P99[nginxproxy $k]} ms | $(verdict ge "$(awk -v n="${P99[nginxproxy $k]}" 'BEGIN { print 2 * n }')" "${P99[ours $k]}") |"
     done
     for k in status generate; do
         echo "| /$k with the task store >= 0.9x without (TASK_STORE=off) | $(ratio "${RPS[ours $k]}" "${RPS[nostore $k]}") | $(verdict ge "${RPS[ours $k]}" "$(awk -v n="${RPS[nostore $k]}" 'BEGIN { print 0.9 * n }')") |"

@@ -45,6 +45,7 @@ struct config {
     char *kie_model;
     long kie_timeout_seconds;
     long kie_max_connections;
+    long upstream_threads; /* 0 = cores */
     char *callback_secret; /* secret */
     char *kie_webhook_hmac_key; /* secret */
     char *cloudflared_metrics_url;

@@ -45,7 +45,7 @@ struct storage_fetch {
     int http_status;        /* error status to answer, 0 on success */
     char error_code[48];
     char error_msg[512];
-    void (*done)(struct storage_fetch *f, void *arg); /* I/O thread; exactly once */
+    void (*done)(struct storage_fetch *f, void *arg); /* an I/O thread; exactly once */
     void *arg;
 };
 

@@ -7,8 +7,8 @@
  *
  * Every operation is a struct taskstore_op the caller owns until it is done.
  * A call returns 0 or ERR_* when it finished at once (op->done is NOT
- * called), or TASKSTORE_PENDING, and then op->done runs exactly once, on the
- * I/O thread. Outputs are valid when the call returned or in done; release
+ * called), or TASKSTORE_PENDING, and then op->done runs exactly once, on an
+ * upstream I/O thread (S3). Outputs are valid when the call returned or in done; release
  * them with taskstore_op_clear. A record is a JSON object (text); the store
  * keeps it as given and indexes id, created and credits.
  *

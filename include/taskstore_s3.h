@@ -17,10 +17,13 @@
  *
  * Each operation is a job: a small state machine whose steps are S3 calls.
  * The first call is submitted from the caller's thread, and after that the
- * job is only touched from the calls' done callbacks on the I/O thread, which
- * also submit the next calls; so no job needs a lock, and several calls of
- * one job may be in flight at once (the record GETs of a list, the markers
- * of a put). The store itself is read-only after open.
+ * job is only touched from the calls' done callbacks, which also submit the
+ * next calls. A call submitted from a done callback runs on the same upstream
+ * I/O thread (upstream.h), so all of a job's callbacks run on the one thread
+ * its first call went to, one at a time: no job needs a lock, and several
+ * calls of one job may be in flight at once (the record GETs of a list, the
+ * markers of a put). Never submit a job's second call from another thread.
+ * The store itself is read-only after open.
  *
  * A module's job is its own struct whose first member is a struct ts3_job
  * (ts3_job_new allocates it whole); what the module's part owns, its
@@ -51,7 +54,7 @@ struct upstream_call;
 struct ts3 {
     struct s3_config_target ct; /* owned */
     char *prefix;               /* S3_TASKS_PREFIX (owned): "" or e.g. "tasks/" */
-    struct upstream *up;        /* the I/O thread (not owned) */
+    struct upstream *up;        /* the I/O threads (not owned) */
 };
 
 /* ---- key names (taskstore_s3.c) --------------------------------------------- */
@@ -101,7 +104,7 @@ void *ts3_job_new(struct taskstore *st, struct taskstore_op *op, size_t size, vo
  * not logged). Returns rc. */
 int ts3_job_error(struct ts3_job *j, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* The job is over: the op gets its result, the job is freed, then done runs (I/O thread). */
+/* The job is over: the op gets its result, the job is freed, then done runs (the job's I/O thread). */
 void ts3_job_done(struct ts3_job *j);
 
 /* A failure before anything was submitted (j may be NULL): the job is freed,

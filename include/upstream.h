@@ -1,11 +1,25 @@
 /* upstream.h - outgoing HTTP calls (KIE, S3, cloudflared) that never block an
  * HTTP worker thread.
  *
- * One I/O thread owns one curl multi handle. A handler fills a struct
- * upstream_call, submits it, and suspends its connection; the I/O thread runs
- * the transfer, keeps connections alive for reuse, caps the number of
- * connections (extra transfers wait in curl's queue), and calls `done` from the
- * I/O thread when the answer is in. */
+ * N I/O threads (UPSTREAM_THREADS, default one per core), each owning one
+ * curl multi handle (driven by curl_multi_socket_action over its own epoll
+ * set) and its pool of kept-alive connections. A handler fills a
+ * struct upstream_call, submits it, and suspends its connection; one I/O
+ * thread runs the transfer and calls `done` on that thread when the answer is
+ * in (done resumes the connection).
+ *
+ * Which thread: a call submitted from an I/O thread (from a done callback)
+ * runs on that same thread, so the calls a chain of callbacks starts (the S3
+ * task store's jobs) never have two done callbacks running at once, exactly
+ * as with one thread. A call submitted from any other thread goes to the I/O
+ * thread with the fewest calls queued or running. Done callbacks of calls
+ * submitted from other threads may run concurrently on different I/O threads:
+ * what they share must be locked (every app-wide structure is).
+ *
+ * The connection cap stays global: each thread's multi handle gets its share
+ * of max_connections (the shares sum to it), because curl caps connections
+ * per multi handle, queues transfers over the cap itself, and cannot share a
+ * connection between handles. Calls over a thread's share wait in its queue. */
 #ifndef PPA_UPSTREAM_H
 #define PPA_UPSTREAM_H
 
@@ -45,7 +59,7 @@ struct upstream_call {
     char error[CURL_ERROR_SIZE]; /* curl's message when result != 0 */
     struct buf response;
     /* --- completion --- */
-    void (*done)(struct upstream_call *call, void *arg); /* I/O thread; exactly once */
+    void (*done)(struct upstream_call *call, void *arg); /* the call's I/O thread; exactly once */
     void *arg;
     /* --- private --- */
     struct upstream_call *next;
@@ -64,18 +78,29 @@ __attribute__((warn_unused_result)) int upstream_call_header(struct upstream_cal
 void upstream_call_body(struct upstream_call *c, char *body, size_t len);
 void upstream_call_free(struct upstream_call *c);
 
-/* Start the I/O thread. max_connections caps open connections (per host and
- * in total). NULL on failure. */
-struct upstream *upstream_start(long max_connections);
-/* Queue a call; `done` runs later on the I/O thread. 0, or ERR_INVALID when
- * shutting down (then `done` is not called). Thread-safe. */
+/* Start `threads` I/O threads (< 1: one per core; never more than
+ * max_connections, so each has at least one connection). max_connections caps
+ * open connections in total (per host too), split between the threads. NULL
+ * on failure. */
+struct upstream *upstream_start(long max_connections, long threads);
+/* The default number of I/O threads: the number of online cores. */
+long upstream_default_threads(void);
+/* How many I/O threads u runs. */
+size_t upstream_threads(const struct upstream *u);
+/* Queue a call; `done` runs later on an I/O thread (this one, when called
+ * from an I/O thread). 0, or ERR_INVALID when shutting down (then `done` is
+ * not called). Thread-safe. */
 __attribute__((warn_unused_result)) int upstream_submit(struct upstream *u, struct upstream_call *c);
-/* `fn` sees every finished call just before its `done` (I/O thread): /metrics. */
+/* `fn` sees every finished call just before its `done`, on the call's I/O
+ * thread, so possibly on several threads at once: it must be thread-safe
+ * (/metrics: atomic counters). Set it before the first call is submitted. */
 void upstream_set_observer(struct upstream *u, void (*fn)(const struct upstream_call *c, void *arg), void *arg);
-/* Number of calls queued or running (for tests and /healthz). */
+/* Number of calls queued or running, summed over the threads (for tests and /healthz). */
 long upstream_inflight(struct upstream *u);
-/* Fail every queued or running call (done gets ERR_UPSTREAM "shutting down"),
- * join the thread, free everything. */
+/* Stop every thread from taking calls, then fail every queued or running call
+ * (done gets ERR_UPSTREAM "server shutting down", exactly once each; a call
+ * a done callback submits meanwhile is refused), join the threads, free
+ * everything. */
 void upstream_stop(struct upstream *u);
 
 /* Run one call synchronously on the calling thread (CLI, start-up). */

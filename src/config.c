@@ -87,6 +87,8 @@ static const struct cfg_entry entries[] = {
      "give up on a KIE call after this many seconds (answer 504)"},
     {"KIE_MAX_CONNECTIONS", CFG_LONG, OFF(kie_max_connections), "512", 1, 4096, 0,
      "upstream connections to KIE/S3 at most (kept alive and reused); further calls queue"},
+    {"UPSTREAM_THREADS", CFG_LONG, OFF(upstream_threads), "0", 0, 256, 0,
+     "upstream I/O threads, each with its own share of KIE_MAX_CONNECTIONS (0 = number of CPU cores)"},
     {"CALLBACK_SECRET", CFG_STR, OFF(callback_secret), NULL, 0, 0, CFG_SECRET,
      "token in KIE's callBackUrl (generated at start-up when unset)"},
     {"KIE_WEBHOOK_HMAC_KEY", CFG_STR, OFF(kie_webhook_hmac_key), NULL, 0, 0, CFG_SECRET,

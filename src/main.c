@@ -317,7 +317,7 @@ static int cmd_serve(void)
         log_error("curl_global_init failed");
         goto out;
     }
-    app.up = upstream_start(cfg.kie_max_connections);
+    app.up = upstream_start(cfg.kie_max_connections, cfg.upstream_threads);
     {
         size_t n_routes = 0;
         while (ROUTES[n_routes].method)
@@ -327,9 +327,10 @@ static int cmd_serve(void)
     if (app.up && app.metrics)
         upstream_set_observer(app.up, observe_upstream, app.metrics);
     if (!app.up) {
-        log_error("cannot start the upstream I/O thread");
+        log_error("cannot start the upstream I/O threads");
         goto out;
     }
+    log_debug("upstream: %zu I/O threads sharing %ld connections", upstream_threads(app.up), cfg.kie_max_connections);
     {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         int workers = (int)(cfg.image_workers > 0 ? cfg.image_workers : cores > 0 ? cores : 1);

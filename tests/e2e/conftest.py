@@ -2,7 +2,9 @@
 free loopback port, talking real HTTP. Nothing here reaches beyond 127.0.0.1.
 
 PPA_BIN / KIE_SIM_BIN name the binaries (the Makefile sets them);
-PPA_VALGRIND, when set, is a command prefix (valgrind ...) for the server."""
+PPA_VALGRIND, when set, is a command prefix (valgrind ...) for the server.
+UPSTREAM_THREADS, when set, is passed to every server a test does not set it
+for, so the whole suite can run with 1 or 4 upstream I/O threads."""
 import http.client
 import json
 import os
@@ -182,7 +184,8 @@ def start_server(env=None, port=0, cwd=None, expect_fail=False):
         # the simulator's result URLs are on 127.0.0.1 (tests of the fetch policy set it to "0")
         "ALLOW_PRIVATE_FETCH": "1",
     }
-    for passed in ("ASAN_OPTIONS", "VIPS_NOVECTOR"):  # sanitizer settings; VIPS_NOVECTOR under valgrind
+    # sanitizer settings; VIPS_NOVECTOR under valgrind; UPSTREAM_THREADS to run the suite with 1 or N I/O threads
+    for passed in ("ASAN_OPTIONS", "VIPS_NOVECTOR", "UPSTREAM_THREADS"):
         if passed in os.environ:
             full[passed] = os.environ[passed]
     full.update(env or {})

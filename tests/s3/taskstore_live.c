@@ -804,7 +804,7 @@ int main(void)
     set_env("S3_FORCE_PATH_STYLE", "1");
     set_env("UPLOAD_DIR", "/tmp");
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    up = upstream_start(32);
+    up = upstream_start(32, 0);
     if (!up)
         return 2;
     for (int i = 0; i < 7; i++)
