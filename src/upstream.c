@@ -471,6 +471,7 @@ static int worker_init(struct upstream *u, struct upstream_worker *w, long max_c
         pthread_mutex_destroy(&w->lock);
         goto fail;
     }
+    (void)pthread_setname_np(w->thread, "ppa-upstream");
     return 0;
 fail:
     if (w->multi)
