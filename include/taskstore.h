@@ -48,6 +48,7 @@ struct taskstore_op {
     char id[129];          /* get, put */
     const char *record;    /* put: the record's JSON text (not owned) */
     time_t created;        /* put: when the task was created (unix s) */
+    long long created_ms;  /* put: the same in ms (orders tasks of one second; 0: unknown) */
     double credits;        /* put: credits the task consumed, < 0 unknown */
     int limit;             /* list: 1..TASKSTORE_LIST_MAX */
     char cursor[160];      /* list: "" = newest first page; out: the next page's cursor, "" = no more */

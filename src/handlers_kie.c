@@ -381,8 +381,11 @@ static enum MHD_Result gen_created(struct req *r)
     enum MHD_Result ret;
     const cJSON *id;
     char task_id[129] = "";
-    time_t now = time(NULL);
+    struct timespec clock_now;
+    time_t now;
 
+    clock_gettime(CLOCK_REALTIME, &clock_now);
+    now = clock_now.tv_sec;
     kie_map(t, c->error, r->app->cfg->kie_timeout_seconds, c->http_status, c->response.data, c->response.len, 0,
             "createTask", &o);
     if (o.status != 200) {
@@ -439,6 +442,7 @@ static enum MHD_Result gen_created(struct req *r)
         return MHD_NO;
     st->op.record = st->record;
     st->op.created = now;
+    st->op.created_ms = (long long)now * 1000 + clock_now.tv_nsec / 1000000;
     st->op.credits = -1;
     upstream_call_free(st->call);
     st->call = NULL;

@@ -110,15 +110,18 @@ static int submit_marker(struct put_job *pj, const char *key)
                           on_put_marker, pj);
 }
 
-/* The index's creation time in ms. op->created has whole seconds, but the
- * first put comes as the task is created: within that second the clock's
- * milliseconds keep tasks of one second newest first. (Any ms of the second
- * keeps count's "created since" exact.) */
-static long long created_ms(time_t created)
+/* The index's creation time in ms: op->created_ms when the caller knows it
+ * (it must lie in op->created's second), else op->created's second plus the
+ * clock's milliseconds when the put runs within that second. The ms keep
+ * tasks of one second newest first; any ms of the second keeps count's
+ * "created since" exact. */
+static long long created_ms(const struct taskstore_op *op)
 {
     struct timespec ts;
-    long long ms = (long long)created * 1000;
-    if (clock_gettime(CLOCK_REALTIME, &ts) == 0 && ts.tv_sec == created)
+    long long ms = (long long)op->created * 1000;
+    if (op->created_ms >= ms && op->created_ms < ms + 1000)
+        return op->created_ms;
+    if (clock_gettime(CLOCK_REALTIME, &ts) == 0 && ts.tv_sec == op->created)
         ms += ts.tv_nsec / 1000000;
     return ms;
 }
@@ -128,7 +131,7 @@ static void put_markers(struct put_job *pj)
     struct ts3_job *j = &pj->job;
     struct taskstore_op *op = j->op;
     char key[S3_KEY_MAX + 1], day[9], credits[32];
-    long long inv = TS3_INV_MAX - created_ms(op->created);
+    long long inv = TS3_INV_MAX - created_ms(op);
 
     /* this loop counts as a call in flight: the job ends with the last of them */
     j->inflight++;
