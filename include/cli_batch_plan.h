@@ -31,6 +31,7 @@ struct cli_batch {
     int workers_left;
     int interrupted;
     int save_failed;
+    int lock_fd; /* OUTDIR/.manifest.lock, flocked; -1 */
     struct cli_view view;
     pthread_mutex_t lock; /* everything above that changes while running */
 };

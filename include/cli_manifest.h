@@ -33,7 +33,10 @@ struct cli_entry {
 
 #define CLI_RECENT_MAX 1000 /* --rate's largest value */
 
+#define CLI_MANIFEST_TMP ".manifest.json.tmp-" /* + 6 random characters, in OUTDIR */
+
 struct cli_manifest {
+    char dir[CLI_PATH_MAX];  /* OUTDIR */
     char path[CLI_PATH_MAX]; /* OUTDIR/manifest.json */
     double recent[CLI_RECENT_MAX]; /* "recent_creates": wall-clock times of the last POST /generate sent */
     int n_recent;
@@ -41,9 +44,13 @@ struct cli_manifest {
     size_t n, cap;
 };
 
-/* Read `path` into m (m->path set). A missing file is an empty manifest. 0,
- * or -1 with the reason in err (unreadable, not a manifest). */
-int cli_manifest_load(const char *path, struct cli_manifest *m, char *err, size_t cap);
+/* Read dir/manifest.json into m (m->dir and m->path set). A missing file is
+ * an empty manifest. 0, or -1 with the reason in err (unreadable, not a
+ * manifest). */
+int cli_manifest_load(const char *dir, struct cli_manifest *m, char *err, size_t cap);
+/* Remove what a killed run left in dir: manifest temp files and half
+ * downloads (<name>.part-XXXXXX). Only while holding the directory's lock. */
+void cli_manifest_sweep(const char *dir);
 /* Write m to m->path atomically. 0 or -1 (err). */
 int cli_manifest_save(const struct cli_manifest *m, char *err, size_t cap);
 /* The entry for the photo at absolute path `real`, NULL if none. */

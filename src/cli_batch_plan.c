@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,6 +30,26 @@ static int cli_mkdirs(const char *path)
         if (mkdir(p, 0777) != 0 && errno != EEXIST)
             return -1;
         p[i] = i < n ? '/' : '\0';
+    }
+    return 0;
+}
+
+/* One run at a time per OUTDIR: an exclusive flock on OUTDIR/.manifest.lock,
+ * held until the run ends. 0 or -1 (printed). */
+static int cli_batch_lock(struct cli_batch *b)
+{
+    char path[CLI_PATH_MAX + 32];
+
+    snprintf(path, sizeof path, "%s/.manifest.lock", b->outdir);
+    b->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (b->lock_fd < 0) {
+        fprintf(stderr, "error: cannot create %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (flock(b->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        fprintf(stderr, "error: another run of generate is using %s (it holds %s); wait for it to end.\n",
+                b->outdir, path);
+        return -1;
     }
     return 0;
 }
@@ -207,11 +229,11 @@ static int cli_dry_run(struct cli_batch *b)
 int cli_batch_plan(struct cli_batch_opts *o, struct cli_batch *b)
 {
     char err[CLI_MSG_MAX];
-    char mpath[CLI_PATH_MAX + 16];
     struct stat st;
     int rc = CLI_EXIT_FAIL;
 
     memset(b, 0, sizeof *b);
+    b->lock_fd = -1;
     pthread_mutex_init(&b->lock, NULL);
     b->o = o;
     b->g = o->g;
@@ -238,8 +260,11 @@ int cli_batch_plan(struct cli_batch_opts *o, struct cli_batch *b)
         fprintf(stderr, "error: cannot create the output directory %s: %s\n", b->outdir, strerror(errno));
         goto fail;
     }
-    snprintf(mpath, sizeof mpath, "%s/manifest.json", b->outdir);
-    if (cli_manifest_load(mpath, &b->m, err, sizeof err)) {
+    if (!o->dry_run && cli_batch_lock(b))
+        goto fail;
+    if (!o->dry_run)
+        cli_manifest_sweep(b->outdir);
+    if (cli_manifest_load(b->outdir, &b->m, err, sizeof err)) {
         fprintf(stderr, "error: %s\n", err);
         goto fail;
     }
@@ -269,6 +294,9 @@ fail:
 
 void cli_batch_plan_free(struct cli_batch *b)
 {
+    if (b->lock_fd >= 0)
+        close(b->lock_fd); /* releases the flock */
+    b->lock_fd = -1;
     cli_photos_free(&b->photos);
     cli_manifest_free(&b->m);
     free(b->entry);

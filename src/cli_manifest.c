@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #define CLI_MANIFEST_MAX (64L * 1024 * 1024)
@@ -46,8 +47,9 @@ struct cli_entry *cli_manifest_find(struct cli_manifest *m, const char *real)
     return NULL;
 }
 
-int cli_manifest_load(const char *path, struct cli_manifest *m, char *err, size_t cap)
+int cli_manifest_load(const char *dir, struct cli_manifest *m, char *err, size_t cap)
 {
+    const char *path;
     FILE *f;
     struct buf b;
     char chunk[65536];
@@ -58,7 +60,12 @@ int cli_manifest_load(const char *path, struct cli_manifest *m, char *err, size_
     int rc = -1;
 
     memset(m, 0, sizeof *m);
-    snprintf(m->path, sizeof m->path, "%s", path);
+    if (snprintf(m->path, sizeof m->path, "%s/manifest.json", dir) >= (int)sizeof m->path) {
+        snprintf(err, cap, "the output directory's path is too long.");
+        return -1;
+    }
+    cli_copy(m->dir, sizeof m->dir, dir);
+    path = m->path;
     buf_init(&b, (size_t)CLI_MANIFEST_MAX);
     f = fopen(path, "rb");
     if (!f) {
@@ -169,7 +176,7 @@ int cli_manifest_save(const struct cli_manifest *m, char *err, size_t cap)
     text = cJSON_Print(root);
     if (!text)
         goto cleanup;
-    if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", m->path) >= (int)sizeof tmp) {
+    if (snprintf(tmp, sizeof tmp, "%s/" CLI_MANIFEST_TMP "XXXXXX", m->dir) >= (int)sizeof tmp) {
         tmp[0] = '\0';
         snprintf(err, cap, "manifest: the path %s is too long.", m->path);
         goto cleanup;
@@ -215,4 +222,23 @@ void cli_manifest_free(struct cli_manifest *m)
     free(m->v);
     m->v = NULL;
     m->n = m->cap = 0;
+}
+
+void cli_manifest_sweep(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    char path[CLI_PATH_MAX + 256];
+
+    if (!d)
+        return;
+    while ((de = readdir(d))) {
+        const char *part = strstr(de->d_name, ".part-");
+        int ours = strncmp(de->d_name, CLI_MANIFEST_TMP, sizeof CLI_MANIFEST_TMP - 1) == 0 ||
+                   (part && strlen(part) == 6 + 6 && strchr(part + 6, '.') == NULL);
+
+        if (ours && snprintf(path, sizeof path, "%s/%s", dir, de->d_name) < (int)sizeof path)
+            unlink(path);
+    }
+    closedir(d);
 }
