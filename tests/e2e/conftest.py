@@ -182,7 +182,8 @@ def start_server(env=None, port=0, cwd=None, expect_fail=False):
         # the simulator's result URLs are on 127.0.0.1 (tests of the fetch policy set it to "0")
         "ALLOW_PRIVATE_FETCH": "1",
     }
-    for passed in ("ASAN_OPTIONS", "VIPS_NOVECTOR"):  # sanitizer settings; VIPS_NOVECTOR under valgrind
+    # sanitizer settings; VIPS_NOVECTOR and JSIMD_FORCENONE (libjpeg-turbo's SIMD) under valgrind
+    for passed in ("ASAN_OPTIONS", "VIPS_NOVECTOR", "JSIMD_FORCENONE"):
         if passed in os.environ:
             full[passed] = os.environ[passed]
     full.update(env or {})
