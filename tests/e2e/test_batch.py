@@ -372,3 +372,92 @@ def test_one_run_at_a_time_per_output_directory(tmp_path):
                                       "--server", f"http://127.0.0.1:{free_port()}"], cwd=tmp_path)
     assert rc == 1 and "another run of generate is using" in stderr, stderr
     assert not (out / "manifest.json").exists()
+
+
+class FakeApi:
+    """A stand-in server for the answers the simulator does not give on demand: POST /generate answers from a
+    per-photo script (429 with Retry-After, 503, a 400), everything else succeeds at once."""
+
+    def __init__(self, scripts):
+        import http.server
+        import threading
+
+        api = self
+        self.scripts = {k: list(v) for k, v in scripts.items()}
+        self.calls = []  # (photo, Idempotency-Key, time) per POST /generate
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def reply(self, obj, status=200, headers=(), raw=None, ctype="application/json"):
+                data = raw if raw is not None else json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.path == "/upload":
+                    name = re.search(rb'filename="([^"]+)"', body).group(1).decode()
+                    self.reply({"url": f"/files/{name}"})
+                    return
+                name = json.loads(body)["input_url"].rsplit("/", 1)[1].split(".")[0]
+                api.calls.append((name, self.headers.get("Idempotency-Key"), time.time()))
+                step = api.scripts.get(name, []).pop(0) if api.scripts.get(name) else "ok"
+                err = {"error": {"code": step, "message": f"scripted {step}", "request_id": "r"}}
+                if step == "rate_limited":
+                    self.reply(err, 429, [("Retry-After", "1")])
+                elif step == "unavailable":
+                    self.reply(err, 503)
+                elif step == "invalid_prompt":
+                    err["error"]["message"] = "The prompt is refused"
+                    self.reply(err, 400)
+                else:
+                    self.reply({"code": 200, "data": {"taskId": f"task_{name}"}})
+
+            def do_GET(self):
+                if self.path.startswith("/tasks?"):
+                    self.reply({"tasks": [], "next": None})
+                elif self.path.startswith("/status?task_id=task_"):
+                    name = self.path.rsplit("task_", 1)[1]
+                    self.reply({"code": 200, "data": {"taskId": f"task_{name}", "state": "success",
+                                                      "creditsConsumed": 5, "resultUrls": [f"/r/{name}.png"]}})
+                elif self.path.startswith("/r/"):
+                    self.reply(None, raw=pil_bytes("PNG", w=8, h=8), ctype="image/png")
+                else:
+                    self.reply({"error": {"code": "not_found", "message": "no such thing"}}, 404)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_429_waits_for_retry_after_5xx_retries_other_4xx_fail_that_photo_only(tmp_path):
+    api = FakeApi({"item00": ["rate_limited"], "item01": ["unavailable", "unavailable"],
+                   "item02": ["invalid_prompt", "invalid_prompt"]})
+    try:
+        photos = make_photos(tmp_path / "in", 4)
+        out = tmp_path / "out"
+        rc, stdout, stderr = run_cli([tmp_path / "in", "-p", PROMPT, "-o", out, "--server", url(api)], cwd=tmp_path)
+    finally:
+        api.close()
+    assert rc == 1, stderr
+    assert f"{photos[2]}: generate failed (HTTP 400, invalid_prompt): The prompt is refused" in stderr, stderr
+    assert results(out) == ["item00.png", "item01.png", "item03.png"]
+    by = {}
+    for name, key, t in api.calls:
+        by.setdefault(name, []).append((key, t))
+    assert [len(by[n]) for n in ("item00", "item01", "item02", "item03")] == [2, 3, 1, 1], by
+    assert len({k for k, _ in by["item00"]}) == 1 and len({k for k, _ in by["item01"]}) == 1  # the same key
+    assert by["item00"][1][1] - by["item00"][0][1] >= 0.95  # Retry-After: 1
+    gaps = [b[1] - a[1] for a, b in zip(by["item01"], by["item01"][1:])]
+    assert all(g >= 0.45 for g in gaps), gaps  # backoff with jitter: at least half of 1 s, then 2 s
