@@ -42,8 +42,13 @@ const char *cli_opt(int argc, char **argv, int *i, const char *lng, const char *
 /* "error: <message>" and the hint to run `product-photo-api <cmd> --help`. */
 void cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Copy src into dst[cap], cut to fit (always NUL-terminated; cap > 0). */
+void cli_copy(char *dst, size_t cap, const char *src);
+
 /* Monotonic seconds. */
 double cli_now(void);
+/* Wall-clock seconds since the epoch (with fractions). */
+double cli_wall(void);
 void cli_sleep_ms(long ms);
 /* "1.5 MiB", "12 KiB", "80 B". */
 void cli_human(double bytes, char *out, size_t cap);

@@ -22,7 +22,8 @@ struct cli_key_input {
     const char *prompt;
     const char *aspect_ratio;
     const char *resolution;
-    const char *nonce;        /* "" normally; random for --new (a deliberate second attempt) */
+    const char *nonce;        /* "" normally; random for --new (a deliberate second attempt); "retry-N" for a
+                                 batch photo's Nth --retry-failed */
 };
 
 /* out = "ppa-cli-1-" + hex SHA-256 over a length-prefixed encoding of the

@@ -184,8 +184,9 @@ def start_server(env=None, port=0, cwd=None, expect_fail=False):
         # the simulator's result URLs are on 127.0.0.1 (tests of the fetch policy set it to "0")
         "ALLOW_PRIVATE_FETCH": "1",
     }
-    # sanitizer settings; VIPS_NOVECTOR under valgrind; UPSTREAM_THREADS to run the suite with 1 or N I/O threads
-    for passed in ("ASAN_OPTIONS", "VIPS_NOVECTOR", "UPSTREAM_THREADS"):
+    # sanitizer settings; VIPS_NOVECTOR and JSIMD_FORCENONE (libjpeg-turbo's SIMD) under valgrind;
+    # UPSTREAM_THREADS to run the suite with 1 or N I/O threads
+    for passed in ("ASAN_OPTIONS", "VIPS_NOVECTOR", "JSIMD_FORCENONE", "UPSTREAM_THREADS"):
         if passed in os.environ:
             full[passed] = os.environ[passed]
     full.update(env or {})

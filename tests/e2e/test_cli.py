@@ -331,8 +331,11 @@ def test_help():
     (["{photo}"], "--prompt is required"),
     (["{photo}", "--prompt"], "--prompt needs a value"),
     (["{missing}", "-p", PROMPT], "cannot read"),
-    (["{dir}", "-p", PROMPT], "not a regular file"),
-    (["{photo}", "{photo}", "-p", PROMPT], "only one photo"),
+    (["{empty}", "-p", PROMPT], "no photos found"),
+    (["{photo}", "{photo2}", "-p", PROMPT, "-o", "{photo}"], "several photos need an output directory"),
+    (["{photo}", "-p", PROMPT, "--new", "--dry-run"], "--new is for one photo"),
+    (["{photo}", "-p", PROMPT, "--jobs", "0"], "--jobs 0"),
+    (["{photo}", "-p", PROMPT, "--rate", "x"], "--rate x"),
     (["{photo}", "-p", PROMPT, "--bogus"], "unknown option --bogus"),
     (["{photo}", "-p", PROMPT, "--aspect-ratio", "5:4"], "--aspect-ratio 5:4"),
     (["{photo}", "-p", PROMPT, "--resolution", "4K"], "--resolution 4K"),
@@ -345,7 +348,9 @@ def test_help():
 def test_bad_usage_exits_2(tmp_path, args, needle):
     # any traffic would go to a closed port and end in exit 1, not 2
     src = photo(tmp_path)
-    fill = {"photo": str(src), "missing": str(tmp_path / "missing.jpg"), "dir": str(tmp_path), "tmp": str(tmp_path)}
+    (tmp_path / "empty").mkdir()
+    fill = {"photo": str(src), "missing": str(tmp_path / "missing.jpg"), "empty": str(tmp_path / "empty"),
+            "tmp": str(tmp_path), "photo2": str(photo(tmp_path, "cup.png"))}
     argv = ["--server", f"http://127.0.0.1:{free_port()}"] + [a.format(**fill) for a in args]
     rc, stdout, stderr = run_cli(argv, cwd=tmp_path)
     assert rc == 2, (rc, stderr)

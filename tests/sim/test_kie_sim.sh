@@ -10,7 +10,8 @@
 # hostile input, eviction, CLI handling and clean shutdown; then sources the
 # parts for the newer features (upload.sh: KIE's file-upload API; result.sh:
 # the studio result image; credits.sh: balances, prices, 402, refunds;
-# ratelimit.sh: KIE's 20 createTask per 10 s per key). For a sanitizer
+# ratelimit.sh: KIE's 20 createTask per 10 s per key; failmatch.sh: the
+# knobs that fail one chosen task, the request log's timestamps). For a sanitizer
 # build, point KIE_SIM at it; any ASan/UBSan report in its stderr fails the run.
 # Prints "N passed, N failed"; exits 1 if anything failed.
 set -u
@@ -596,7 +597,7 @@ check "shutdown: prompt ($((t1 - t0)) ms < 3000)" test $((t1 - t0)) -lt 3000
 wait "$HC" 2>/dev/null
 
 # the newer features, each against its own simulator (same helpers and fixtures)
-for part in upload result credits ratelimit; do
+for part in upload result credits ratelimit failmatch; do
     # shellcheck source=/dev/null
     . "$ROOT/tests/sim/$part.sh"
 done

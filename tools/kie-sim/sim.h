@@ -65,6 +65,8 @@ struct sim_config {
     long rate_limit;              /* 1: createTask limited per key (sim_ratelimit.h) */
     long rate_limit_max, rate_limit_window_ms;
     char result_url[512];         /* "": each task's own /results/<id>.png */
+    char fail_match[256];         /* "": off; else a task whose prompt or an input URL contains it fails */
+    long fail_width;              /* 0: off; else a task whose first input is this many pixels wide fails */
 };
 
 /* The endpoints with a failure-mode knob (sim_take_mode). */
@@ -90,7 +92,8 @@ struct sim_task {
     long long entered_ms[SIM_ST_FAIL + 1]; /* when each state began, 0 = never */
     long long phase_mono; /* monotonic ms when the current state began */
     long step_ms;         /* snapshot at creation */
-    bool fail;            /* ends in fail (outcome knob or failed download) */
+    bool fail;            /* ends in fail (outcome or fail_match knob, failed download) */
+    long fail_width;      /* fail_width knob at creation: fail if the first input is this wide */
     char fail_code[16];
     char fail_msg[SIM_MSG_MAX];
     uint32_t img_w, img_h; /* first input's size, 0 if unknown */

@@ -4,8 +4,10 @@
  *
  *   GET/POST /sim/config     read / change knobs (JSON object, any subset;
  *                            {"reset":true} restores the start-up values)
- *   GET/DELETE /sim/requests log of API requests received (method, path, query,
- *                            auth_ok, content_type, parsed JSON body), cap 1000
+ *   GET/DELETE /sim/requests log of API requests received (time_ms wall clock,
+ *                            mono_ms the rate limit's monotonic clock, method,
+ *                            path, query, auth_ok, content_type, parsed JSON
+ *                            body), cap 4000
  *   GET /sim/tasks           every task with stateTimes (when each state began)
  *                            and its callback outcome
  */
@@ -24,7 +26,7 @@
 #include "sim_tasks.h"
 #include "sim_upload.h"
 
-#define SIM_MAX_REQ_LOG    1000 /* /sim/requests entries kept */
+#define SIM_MAX_REQ_LOG    4000 /* /sim/requests entries kept */
 #define SIM_MAX_QUERY_ARGS 32
 #define SIM_LOG_STR_MAX    256 /* trimmed log entries: longer strings are cut */
 #define SIM_LOG_STR_KEEP   64
@@ -89,6 +91,10 @@ static const struct sim_knob sim_knobs[] = {
     SIM_KNOB_L(rate_limit_window_ms, 1, 3600000, "the rate limit's sliding window (KIE: 10 s)"),
     SIM_KNOB_S(result_url, "if set, finished tasks name this URL in resultUrls instead of their own "
                            "/results/<id>.png (tests of the server's fetch policy)"),
+    SIM_KNOB_S(fail_match, "if set, a new task whose prompt or any input URL contains this text ends in fail "
+                           "(fail_code, fail_msg), whatever outcome says"),
+    SIM_KNOB_L(fail_width, 0, 1000000, "if not 0, a new task whose first input image is this many pixels wide "
+                                       "ends in fail (fail_code, fail_msg): one photo of a batch with one prompt"),
 };
 #define SIM_N_KNOBS (sizeof sim_knobs / sizeof sim_knobs[0])
 
@@ -104,6 +110,7 @@ const struct sim_config sim_config_defaults = {
     .initial_credits = 100000000L, .price_1k = 5, .price_2k = 7, .refund_failed = 1,
     .credit_mode = SIM_MODE_NORMAL, .credit_mode_times = 0,
     .rate_limit = 0, .rate_limit_max = 20, .rate_limit_window_ms = 10000,
+    .fail_match = "", .fail_width = 0,
 };
 
 /* ------------------------------------------------------ config handling */
@@ -261,6 +268,7 @@ void sim_log_request(struct sim_app *app, struct MHD_Connection *c, const char *
 
     MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, sim_query_iter, &q);
     cJSON_AddNumberToObject(e, "time_ms", (double)sim_wall_ms());
+    cJSON_AddNumberToObject(e, "mono_ms", (double)sim_mono_ms()); /* the clock sim_rate_admit counts with */
     cJSON_AddStringToObject(e, "method", method);
     cJSON_AddStringToObject(e, "path", url);
     cJSON_AddItemToObject(e, "query", q.obj);

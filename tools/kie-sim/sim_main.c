@@ -44,8 +44,9 @@
  * Test-only endpoints (no auth):
  *   GET/POST /sim/config     read / change knobs (JSON object, any subset;
  *                            {"reset":true} restores the start-up values)
- *   GET/DELETE /sim/requests log of API requests received (method, path, query,
- *                            auth_ok, content_type, parsed JSON body), cap 1000
+ *   GET/DELETE /sim/requests log of API requests received (time_ms, mono_ms,
+ *                            method, path, query, auth_ok, content_type,
+ *                            parsed JSON body), cap 4000
  *   GET /sim/tasks           every task with stateTimes (when each state began)
  *                            and its callback outcome
  *   GET/DELETE /sim/files    the uploaded files / drop them all

@@ -232,10 +232,12 @@ void *sim_scheduler_main(void *arg)
 static void sim_job_fetch(struct sim_app *app, const struct sim_job *job)
 {
     char *urls[SIM_MAX_URLS] = {0};
-    char msg[SIM_MSG_MAX] = "", aspect[8] = "", resolution[4] = "", code[4] = "422";
+    char msg[SIM_MSG_MAX] = "", aspect[8] = "", resolution[4] = "", code[16] = "422";
+    char wmsg[SIM_MSG_MAX] = "", wcode[16] = "";
     size_t n = 0, in_len = 0, png_len = 0;
     unsigned char *in = NULL, *png = NULL;
     uint32_t w0 = 0, h0 = 0, rw = 0, rh = 0;
+    long fail_width = 0;
     bool failed = false, render = false;
     struct sim_task *t;
 
@@ -248,6 +250,11 @@ static void sim_job_fetch(struct sim_app *app, const struct sim_job *job)
         sim_copy(aspect, sizeof aspect, t->aspect);
         sim_copy(resolution, sizeof resolution, t->resolution);
         render = t->style == SIM_STYLE_STUDIO && !t->fail;
+        fail_width = t->fail_width;
+        if (fail_width) {
+            sim_copy(wcode, sizeof wcode, t->fail_code);
+            sim_copy(wmsg, sizeof wmsg, t->fail_msg);
+        }
     }
     pthread_mutex_unlock(&app->lock);
 
@@ -260,6 +267,11 @@ static void sim_job_fetch(struct sim_app *app, const struct sim_job *job)
             w0 = w;
             h0 = h;
         }
+    }
+    if (!failed && fail_width && n > 0 && (long)w0 == fail_width) { /* the fail_width knob */
+        sim_copy(code, sizeof code, wcode);
+        sim_copy(msg, sizeof msg, wmsg);
+        failed = true;
     }
     if (!failed && render && sim_result_make(urls[0], in, in_len, aspect, resolution, &png, &png_len, &rw, &rh,
                                              msg, sizeof msg) != 0)
@@ -407,6 +419,22 @@ static int sim_validate_create(const cJSON *body, char *msg, size_t len)
     return 0;
 }
 
+/* The fail_match knob: true when `match` is set and the prompt or an input
+ * URL of the task contains it. */
+static bool sim_task_matches(const struct sim_task *t, const cJSON *body, const char *match)
+{
+    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(body, "input"), "prompt");
+
+    if (!match[0])
+        return false;
+    if (cJSON_IsString(prompt) && strstr(prompt->valuestring, match))
+        return true;
+    for (size_t i = 0; i < t->n_urls; i++)
+        if (strstr(t->urls[i], match))
+            return true;
+    return false;
+}
+
 /* Build a task from a validated createTask body. */
 static struct sim_task *sim_task_new(const cJSON *body, const struct sim_config *cfg)
 {
@@ -432,8 +460,9 @@ static struct sim_task *sim_task_new(const cJSON *body, const struct sim_config 
     t->step_ms = cfg->step_ms;
     t->style = cfg->result_style;
     t->refund = cfg->refund_failed != 0;
-    t->fail = cfg->outcome == 1;
-    if (t->fail) {
+    t->fail = cfg->outcome == 1 || sim_task_matches(t, body, cfg->fail_match);
+    t->fail_width = cfg->fail_width;
+    if (t->fail || t->fail_width) { /* shown only if it ends in fail */
         sim_copy(t->fail_code, sizeof t->fail_code, cfg->fail_code);
         sim_copy(t->fail_msg, sizeof t->fail_msg, cfg->fail_msg);
     }
