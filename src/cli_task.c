@@ -20,6 +20,7 @@
 #include "cli_tasks.h"
 #include "config.h"
 #include "taskstore.h"
+#include "validate.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +41,20 @@
 struct cli_prior {
     char id[CLI_TASK_MAX];
     char input_url[CLI_URL_MAX];
+    char photo_name[PHOTO_NAME_MAX + 1]; /* "" when the record has none */
     char state[32];
 };
+
+/* The photo's file name as the server's photo_name (it names the result in
+ * GET /results.zip), or "" when it is not one (photo_name_valid). */
+static void photo_name_of(const char *path, char *out, size_t cap)
+{
+    const char *base = strrchr(path, '/');
+
+    snprintf(out, cap, "%s", base ? base + 1 : path);
+    if (!photo_name_valid(out))
+        out[0] = '\0';
+}
 
 int cli_job_sleep(const struct cli_job *j, long ms)
 {
@@ -84,7 +97,7 @@ static int cli_create_call(struct cli_job *j, const char *url, const char *body,
  * *replayed says whether the server answered an earlier request's answer.
  * 0, 1 when the key was used with another body (422 idempotency_key_reused),
  * -1 (j->err) or CLI_STOPPED. */
-static int cli_create(struct cli_job *j, const char *input_url, int *replayed)
+static int cli_create(struct cli_job *j, const char *input_url, const char *photo_name, int *replayed)
 {
     const struct cli_conn *c = &j->g->c;
     struct cli_reply r;
@@ -107,7 +120,8 @@ static int cli_create(struct cli_job *j, const char *input_url, int *replayed)
     if (!req || !cJSON_AddStringToObject(req, "input_url", input_url) ||
         !cJSON_AddStringToObject(req, "prompt", j->g->prompt) ||
         !cJSON_AddStringToObject(req, "aspect_ratio", j->g->aspect) ||
-        !cJSON_AddStringToObject(req, "resolution", j->g->resolution))
+        !cJSON_AddStringToObject(req, "resolution", j->g->resolution) ||
+        (photo_name[0] && !cJSON_AddStringToObject(req, "photo_name", photo_name)))
         goto out;
     body = cJSON_PrintUnformatted(req);
     if (!body)
@@ -229,6 +243,12 @@ static int cli_find_prior(const struct cli_job *j, struct cli_prior *p)
                 cli_copy_string(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(rec, "input_urls"), 0),
                                 p->input_url, sizeof p->input_url))
                 continue;
+            {
+                /* the first request's photo_name: the same body is sent again, so the server replays it */
+                const cJSON *pn = cJSON_GetObjectItemCaseSensitive(rec, "photo_name");
+                if (!cJSON_IsString(pn) || cli_copy_string(pn, p->photo_name, sizeof p->photo_name))
+                    p->photo_name[0] = '\0';
+            }
             snprintf(p->state, sizeof p->state, "%s", cJSON_IsString(st) ? st->valuestring : "unknown");
             found = 1;
             break;
@@ -286,7 +306,7 @@ int cli_start(struct cli_job *j, double *started, int *resumed)
                     prior.id, prior.state);
         *started = cli_now();
         cli_job_state(j, "submitting");
-        rc = cli_create(j, prior.input_url, &replayed);
+        rc = cli_create(j, prior.input_url, prior.photo_name, &replayed);
     } else {
         cli_job_state(j, "uploading");
         rc = cli_upload(j, input_url, sizeof input_url);
@@ -294,7 +314,8 @@ int cli_start(struct cli_job *j, double *started, int *resumed)
             return rc;
         *started = cli_now();
         cli_job_state(j, "submitting");
-        rc = cli_create(j, input_url, &replayed);
+        photo_name_of(j->photo, prior.photo_name, sizeof prior.photo_name);
+        rc = cli_create(j, input_url, prior.photo_name, &replayed);
     }
     if (rc <= 0) {
         *resumed = replayed;

@@ -461,3 +461,28 @@ def test_429_waits_for_retry_after_5xx_retries_other_4xx_fail_that_photo_only(tm
     assert by["item00"][1][1] - by["item00"][0][1] >= 0.95  # Retry-After: 1
     gaps = [b[1] - a[1] for a, b in zip(by["item01"], by["item01"][1:])]
     assert all(g >= 0.45 for g in gaps), gaps  # backoff with jitter: at least half of 1 s, then 2 s
+
+
+def test_results_are_named_after_the_photos_in_results_zip(server, sim, tmp_path):
+    import io
+    import zipfile
+    src = tmp_path / "shop"
+    src.mkdir()
+    (src / "Teapot blue.jpg").write_bytes(pil_bytes("JPEG", w=22, h=14))
+    (src / "mug.png").write_bytes(pil_bytes("PNG", w=24, h=14))
+    out = tmp_path / "out"
+    rc, stdout, stderr = run_cli([src, "-p", PROMPT, "-o", out, "--server", url(server)], cwd=tmp_path)
+    assert rc == 0, stderr
+    ids = {os.path.basename(e["path"]): e["task_id"] for e in manifest(out)["photos"]}
+    for name, task in ids.items():
+        assert request(server.port, "GET", f"/tasks/{task}").json()["photo_name"] == name
+    z = request(server.port, "GET", "/results.zip?tasks=" + ",".join(ids.values()))
+    assert z.status == 200, z
+    names = zipfile.ZipFile(io.BytesIO(z.body)).namelist()
+    assert sorted(os.path.splitext(n)[0] for n in names) == ["Teapot blue", "mug"], names
+    # the photo renamed, the same command again: the first request (with its photo_name) is replayed, no new task
+    (src / "Teapot blue.jpg").rename(src / "teapot.jpg")
+    rc, stdout, stderr = run_cli([src / "teapot.jpg", "-p", PROMPT, "-o", tmp_path / "again.png", "--server",
+                                  url(server)], cwd=tmp_path)
+    assert rc == 0, stderr
+    assert len(creates(sim)) == 2, stderr

@@ -308,9 +308,9 @@ def test_broken_download_never_leaves_a_half_file(tmp_path, result, needle):
     # -o is untouched and no temp file is left behind
     assert old.read_bytes() == b"the previous result"
     assert sorted(os.listdir(tmp_path)) == ["mug.png", "r.png"]
-    # without public_url the upload's url is what /generate gets
+    # without public_url the upload's url is what /generate gets; photo_name names the result in results.zip
     assert api.generate_bodies == [{"input_url": "/files/abc.png", "prompt": PROMPT, "aspect_ratio": "auto",
-                                    "resolution": "1K"}]
+                                    "resolution": "1K", "photo_name": "mug.png"}]
 
 
 # ---- usage -------------------------------------------------------------------------
