@@ -535,5 +535,19 @@ log "upload spooling (bench/spool.sh)"
 PPA_BIN=$BIN BENCH_UPLOAD_ROOT=$UPLOAD_ROOT BENCH_SPOOL_OUT=$WORK/spool.md bash "$HERE/spool.sh" >/dev/null ||
     die "bench/spool.sh failed (the report without it is in $OUT)"
 { echo; cat "$WORK/spool.md"; } >>"$OUT"
+
+# --- a 30-photo CLI batch against the simulator with KIE's rate limit on (bench/batch.sh), appended
+log "CLI batch wall time (bench/batch.sh)"
+BATCH_LINES=$(bash "$HERE/batch.sh" "$(dirname "$BIN")") || die "bench/batch.sh failed (the report without it is in $OUT)"
+{
+    echo
+    echo "### A 30-photo batch (\`product-photo-api generate DIR\`) against kie-sim, KIE's rate limit on (20 creates / 10 s)"
+    echo
+    echo "| --jobs | wall s |"
+    echo "|---|---|"
+    sed -n 's/^batch jobs=\([0-9]*\) wall_s=\([0-9.]*\)$/| \1 | \2 |/p' <<<"$BATCH_LINES"
+    echo
+    echo "30 creates cannot take less than 10 s at 20 per 10 s; each task takes 3 simulator steps of 150 ms."
+} >>"$OUT"
 cat "$OUT"
 log "report written to $OUT"
