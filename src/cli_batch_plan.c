@@ -62,7 +62,9 @@ static int cli_result_exists(const char *outdir, const char *base)
     struct stat st;
 
     for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s.%s", outdir, base, exts[i]);
+        int n = snprintf(path, sizeof path, "%s/%s.%s", outdir, base, exts[i]);
+        if (n < 0 || (size_t)n >= sizeof path)
+            return 1; /* a path too long to use counts as taken */
         if (stat(path, &st) == 0)
             return 1;
     }
@@ -133,7 +135,10 @@ static int cli_match(struct cli_batch *b, size_t pi)
         e->attempt++; /* a new key: the old one would replay the failed task */
         cli_entry_reset(e);
     }
-    snprintf(nonce, sizeof nonce, e->attempt > 0 ? "retry-%ld" : "", e->attempt);
+    if (e->attempt > 0)
+        snprintf(nonce, sizeof nonce, "retry-%ld", e->attempt);
+    else
+        nonce[0] = '\0';
     if (cli_job_key(&j, nonce)) {
         fprintf(stderr, "error: %s\n", j.err);
         return -1;
