@@ -35,6 +35,11 @@ const char *results_first_url(struct cJSON *data);
  * it, and add data.stable_url when our copy exists. Thread-safe. */
 void results_note_answer(struct app *app, struct cJSON *answer);
 
+/* Our kept copy of task_id, made before: the task cache's, or (local
+ * storage) a results/<id>.<png|jpg|webp> of an earlier run, then noted in
+ * the cache. 1 with its storage name in out, else 0. */
+int results_find_kept(struct app *app, const char *task_id, char *out, size_t cap);
+
 /* How long downloading a result may take: 120 s, or on Lambda
  * KIE_TIMEOUT_SECONDS (every upstream deadline stays below API Gateway's). */
 struct config;

@@ -341,20 +341,8 @@ enum MHD_Result h_results(struct req *r)
 
     if (!task_id_valid(r->param))
         return http_error(r, 404, "not_found", "There is no such task.");
-    if (taskcache_get_stable(r->app->tasks, r->param, stable, sizeof stable))
+    if (results_find_kept(r->app, r->param, stable, sizeof stable))
         return serve_stable(r, stable);
-    if (!r->app->store->ops->async_commit) { /* local: a copy made before a restart */
-        static const char *const exts[] = {"png", "jpg", "webp"};
-        for (size_t i = 0; i < 3; i++) {
-            struct storage_file f;
-            snprintf(stable, sizeof stable, "results/%s.%s", r->param, exts[i]);
-            if (r->app->store->ops->open_file(r->app->store, stable, &f) == 0) {
-                close(f.fd);
-                taskcache_copy_done(r->app->tasks, r->param, stable);
-                return serve_stable(r, stable);
-            }
-        }
-    }
     /* from here on it costs: a KIE call, a copy */
     if (http_rate_limit(r, r->app->rl_results, &answered))
         return answered;

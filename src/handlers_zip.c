@@ -91,24 +91,13 @@ static void set_missing(struct zip_item *it, const char *what, const char *detai
 
 /* ---- step 1: what each id is --------------------------------------------------- */
 
-/* Our copy made before (the cache, or a file of a previous run). */
-static int find_kept(struct app *app, const char *id, char *out, size_t cap)
+/* The task succeeded with KIE's result at url: keep it (step 2). */
+static void need_keep(struct zip_item *it, const char *url)
 {
-    static const char *const exts[] = {"png", "jpg", "webp"};
-
-    if (taskcache_get_stable(app->tasks, id, out, cap))
-        return 1;
-    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++) {
-        struct storage_file f;
-        snprintf(out, cap, "results/%s.%s", id, exts[i]);
-        if (app->store->ops->open_file(app->store, out, &f) == 0) {
-            close(f.fd);
-            taskcache_copy_done(app->tasks, id, out);
-            return 1;
-        }
-    }
-    out[0] = '\0';
-    return 0;
+    it->url = strdup(url);
+    it->need = it->url ? NEED_KEEP : NEED_NONE;
+    if (!it->url)
+        set_missing(it, "out of memory", NULL);
 }
 
 /* From a finished recordInfo-shaped answer: keep it, or why there is nothing. */
@@ -119,10 +108,7 @@ static void from_answer(struct zip_item *it, cJSON *answer)
     const char *url = results_first_url(data);
 
     if (cJSON_IsString(state) && strcmp(state->valuestring, "success") == 0 && url) {
-        it->url = strdup(url);
-        it->need = it->url ? NEED_KEEP : NEED_NONE;
-        if (!it->url)
-            set_missing(it, "out of memory", NULL);
+        need_keep(it, url);
     } else if (cJSON_IsString(state) && strcmp(state->valuestring, "fail") == 0) {
         cJSON *msg = cJSON_GetObjectItemCaseSensitive(data, "failMsg");
         set_missing(it, "the task failed", cJSON_IsString(msg) ? msg->valuestring : "no reason given");
@@ -138,6 +124,7 @@ static void from_record(struct app *app, struct zip_item *it)
     struct taskstore_op op;
     cJSON *rec = NULL;
     cJSON *v;
+    cJSON *first_url;
     char *final;
 
     memset(&op, 0, sizeof op);
@@ -158,7 +145,7 @@ static void from_record(struct app *app, struct zip_item *it)
         if (cJSON_IsString(v) && photo_name_valid(v->valuestring))
             it->photo_name = strdup(v->valuestring);
     }
-    if (find_kept(app, it->id, it->stable, sizeof it->stable))
+    if (results_find_kept(app, it->id, it->stable, sizeof it->stable))
         goto cleanup;
     final = taskcache_get_final(app->tasks, it->id);
     if (final) {
@@ -171,15 +158,12 @@ static void from_record(struct app *app, struct zip_item *it)
         }
     }
     v = cJSON_GetObjectItemCaseSensitive(rec, "state");
+    first_url = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(rec, "result_urls"), 0);
     if (cJSON_IsString(v) && strcmp(v->valuestring, "fail") == 0) {
         cJSON *msg = cJSON_GetObjectItemCaseSensitive(rec, "fail_message");
         set_missing(it, "the task failed", cJSON_IsString(msg) ? msg->valuestring : "no reason given");
-    } else if (cJSON_IsString(v) && strcmp(v->valuestring, "success") == 0 &&
-               cJSON_IsString(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(rec, "result_urls"), 0))) {
-        it->url = strdup(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(rec, "result_urls"), 0)->valuestring);
-        it->need = it->url ? NEED_KEEP : NEED_NONE;
-        if (!it->url)
-            set_missing(it, "out of memory", NULL);
+    } else if (cJSON_IsString(v) && strcmp(v->valuestring, "success") == 0 && cJSON_IsString(first_url)) {
+        need_keep(it, first_url->valuestring);
     } else {
         it->need = NEED_RECORD; /* not final in the record (nobody polled lately): ask KIE */
     }
@@ -543,8 +527,10 @@ enum MHD_Result h_results_zip(struct req *r)
 {
     struct app *app = r->app;
     enum MHD_Result answered = MHD_NO;
+    const char *tasks = http_query(r, "tasks");
     struct zip_job *j;
     size_t work = 0;
+    size_t slots = 1; /* one item per listed id (at most ZIP_MAX_TASKS: parse_tasks refuses more) */
 
     if (app->store->ops->async_commit || (app->taskstore && app->taskstore->ops->async))
         return http_error(r, 501, "not_available",
@@ -552,7 +538,9 @@ enum MHD_Result h_results_zip(struct req *r)
     j = calloc(1, sizeof *j);
     if (!j)
         return MHD_NO;
-    j->items = calloc(ZIP_MAX_TASKS, sizeof *j->items);
+    for (const char *p = tasks; p && *p && slots < ZIP_MAX_TASKS; p++)
+        slots += *p == ',';
+    j->items = calloc(slots, sizeof *j->items);
     if (!j->items || pthread_mutex_init(&j->lock, NULL)) {
         free(j->items);
         free(j);
@@ -562,7 +550,7 @@ enum MHD_Result h_results_zip(struct req *r)
     j->app = app;
     r->state = j;
     r->state_free = zip_job_free;
-    if (parse_tasks(r, http_query(r, "tasks"), j, &answered))
+    if (parse_tasks(r, tasks, j, &answered))
         return answered;
     for (size_t i = 0; i < j->n; i++) {
         from_record(app, &j->items[i]);

@@ -276,3 +276,25 @@ long results_timeout_ms(const struct config *cfg)
 {
     return cfg->on_lambda ? cfg->kie_timeout_seconds * 1000 : RESULT_TIMEOUT_MS;
 }
+
+int results_find_kept(struct app *app, const char *task_id, char *out, size_t cap)
+{
+    static const char *const exts[] = {"png", "jpg", "webp"};
+
+    if (taskcache_get_stable(app->tasks, task_id, out, cap))
+        return 1;
+    if (!app->store->ops->async_commit) { /* local: a copy made before a restart */
+        for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++) {
+            struct storage_file f;
+            snprintf(out, cap, "results/%s.%s", task_id, exts[i]);
+            if (app->store->ops->open_file(app->store, out, &f) == 0) {
+                close(f.fd);
+                taskcache_copy_done(app->tasks, task_id, out);
+                return 1;
+            }
+        }
+    }
+    if (cap)
+        out[0] = '\0';
+    return 0;
+}
