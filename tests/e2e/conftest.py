@@ -291,6 +291,21 @@ def error_of(r):
     return err
 
 
+def read_pty(master):
+    """Everything written to a pty's slave side until it closes (the process exited); closes master."""
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: no writer left
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return b"".join(chunks).decode(errors="replace")
+
+
 def wait_for(fn, timeout=10, interval=0.05):
     deadline = time.time() + timeout * SLOW
     last = None

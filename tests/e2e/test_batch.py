@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from conftest import (PPA_BIN, SLOW, VALGRIND, free_port, list_uploads, pil_bytes, request, sim_config, sim_requests,
-                      wait_for)
+from conftest import (PPA_BIN, SLOW, VALGRIND, free_port, list_uploads, pil_bytes, read_pty, request, sim_config,
+                      sim_requests, wait_for)
 
 CLI_BIN = os.path.abspath(os.environ.get("PPA_CLI_BIN") or PPA_BIN)
 PROMPT = "The product on white marble, soft studio light"
@@ -341,18 +341,8 @@ def test_terminal_shows_live_lines_and_a_total(server, sim, tmp_path):
     p = subprocess.Popen(cli_cmd([tmp_path / "in", "-p", PROMPT, "--jobs", 3, "--server", url(server)]),
                          cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=slave)
     os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
+    tty = read_pty(master)
     assert p.wait(60 * SLOW) == 0
-    tty = b"".join(chunks).decode(errors="replace")
     # a live line per active photo (name, state, elapsed) and the total line, redrawn in place
     assert re.search(r"\033\[K  \S+item0[0-2]\.jpg\s+generating\s+\d+ s\r?\n", tty), tty
     assert re.search(r"\033\[K\d/3 done, 0 failed, \d queued, \d active, [\d.]+ credits, ETA ", tty), tty

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from conftest import (KIE_KEY, PPA_BIN, SLOW, free_port, list_uploads, png_bytes, request, sim_config, sim_requests,
-                      upload, wait_for)
+from conftest import (KIE_KEY, PPA_BIN, SLOW, free_port, list_uploads, png_bytes, read_pty, request, sim_config,
+                      sim_requests, upload, wait_for)
 
 CLI_BIN = os.path.abspath(os.environ.get("PPA_CLI_BIN") or PPA_BIN)
 PROMPT = "The product on white marble, soft studio light"
@@ -126,18 +126,8 @@ def test_terminal_progress_bar_and_one_status_line(server, sim, tmp_path):
                           "--server", server_url(server)], cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE,
                          stderr=slave)
     os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
+    tty = read_pty(master)
     assert p.wait(60 * SLOW) == 0
-    tty = b"".join(chunks).decode(errors="replace")
     assert_no_sanitizer_report(tty)
     assert re.search(r"Uploading mug\.png \[#{30}\] 100%", tty), tty
     # the state line is redrawn in place: \r + erase-line, then one newline at the end
