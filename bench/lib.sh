@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# lib.sh - helpers shared by bench/run.sh and bench/normalize.sh (sourced, not run).
+# lib.sh - helpers shared by bench/run.sh, normalize.sh, zip.sh and spool.sh (sourced, not run).
 #
 # The caller sets: PY (a python3 for free_port), BIN (our server), WORK (scratch dir), UPLOADS (where our
 # server stores uploads), PIDS=() (every process started here, stopped by the caller's exit trap).
@@ -7,6 +7,27 @@
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 need() { local c; for c in "$@"; do command -v "$c" >/dev/null || die "needs '$c' (see bench/README.md)"; done; }
+
+# ---------- a part's own run (normalize.sh, zip.sh, spool.sh) ----------
+
+# part_traps: on exit run part_cleanup_extra (when the part defines it), stop every PID in PIDS (newest first) and
+# remove UPLOADS and WORK; Ctrl-C exits 130; a failing command is logged with its line.
+part_cleanup() {
+    local rc=$? i
+    if declare -F part_cleanup_extra >/dev/null; then part_cleanup_extra; fi
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
+    [[ -z $UPLOADS ]] || rm -rf "$UPLOADS"
+    [[ -z $WORK ]] || rm -rf "$WORK"
+    exit "$rc"
+}
+part_traps() {
+    trap part_cleanup EXIT
+    trap 'exit 130' INT TERM
+    trap 'log "error: \"$BASH_COMMAND\" failed (line $LINENO)"' ERR
+}
+
+median() { tr ' ' '\n' | sed '/^$/d' | sort -n | awk '{ v[++n] = $1 } END { if (!n) { print "-"; exit }
+    print (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }'; }
 
 # ---------- processes and memory ----------
 

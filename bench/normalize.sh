@@ -38,19 +38,8 @@ T_START=$(date +%s)
 source "$HERE/lib.sh"
 
 WORK='' UPLOADS='' PIDS=()
-cleanup() {
-    local rc=$? i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
-    [[ -z $UPLOADS ]] || rm -rf "$UPLOADS"
-    [[ -z $WORK ]] || rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-trap 'log "error: \"$BASH_COMMAND\" failed (line $LINENO)"' ERR
+part_traps
 
-median() { tr ' ' '\n' | sed '/^$/d' | sort -n | awk '{ v[++n] = $1 } END { if (!n) { print "-"; exit }
-    print (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }'; }
 pct() { sort -n | awk -v p="$1" '{ v[n++] = $1 } END { if (!n) { print "-"; exit }
     i = int(p * (n - 1) + 0.5); print v[i] }'; }
 mb_or() { if [[ $1 == - ]]; then echo -; else mb "$1"; fi; }   # mb, or '-' for no value

@@ -34,18 +34,11 @@ HZ=$(getconf CLK_TCK)
 source "$HERE/lib.sh"
 
 WORK='' UPLOADS='' PIDS=() PRUNER=''
-cleanup() {
-    local rc=$? i
+part_cleanup_extra() {  # the pruner loop and nginx (a daemon, not in PIDS)
     [[ -z $PRUNER ]] || kill "$PRUNER" 2>/dev/null || true
-    [[ ! -f $WORK/nginx/nginx.pid ]] || kill -QUIT "$(cat "$WORK/nginx/nginx.pid")" 2>/dev/null || true
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
-    [[ -z $UPLOADS ]] || rm -rf "$UPLOADS"
-    [[ -z $WORK ]] || rm -rf "$WORK"
-    exit "$rc"
+    [[ -z $WORK || ! -f $WORK/nginx/nginx.pid ]] || kill -QUIT "$(cat "$WORK/nginx/nginx.pid")" 2>/dev/null || true
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-trap 'log "error: \"$BASH_COMMAND\" failed (line $LINENO)"' ERR
+part_traps
 
 threads_ticks() {  # threads_ticks PID COMM: utime+stime of PID's threads named COMM ("" = all)
     local t s=0 f

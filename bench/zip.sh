@@ -32,19 +32,8 @@ PY=/usr/bin/python3
 source "$HERE/lib.sh"
 
 WORK='' UPLOADS='' PIDS=()
-cleanup() {
-    local rc=$? i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
-    [[ -z $UPLOADS ]] || rm -rf "$UPLOADS"
-    [[ -z $WORK ]] || rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-trap 'log "error: \"$BASH_COMMAND\" failed (line $LINENO)"' ERR
+part_traps
 
-median() { tr ' ' '\n' | sed '/^$/d' | sort -n | awk '{ v[++n] = $1 } END { if (!n) { print "-"; exit }
-    print (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }'; }
 reset_hwm() { echo 5 >"/proc/$OURS_PID/clear_refs" 2>/dev/null || die "cannot reset VmHWM (/proc/$OURS_PID/clear_refs)"; }
 
 need zip curl awk /usr/bin/time "$PY"
