@@ -8,6 +8,7 @@
 #include "http.h"
 #include "image.h"
 #include "kie.h"
+#include "kiecall.h"
 #include "kieupload.h"
 #include "log.h"
 #include "metrics.h"
@@ -105,7 +106,6 @@ static enum MHD_Result kie_reply(struct req *r)
 static enum MHD_Result kie_call(struct req *r, struct upstream_call *c, const char *task_id)
 {
     struct kie_state *st = calloc(1, sizeof *st);
-    char auth[1100];
 
     if (!st) {
         upstream_call_free(c);
@@ -117,8 +117,7 @@ static enum MHD_Result kie_call(struct req *r, struct upstream_call *c, const ch
         snprintf(st->task_id, sizeof st->task_id, "%s", task_id);
     r->state = st;
     r->state_free = kie_state_free;
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", r->app->cfg->kie_api_key);
-    if (upstream_call_header(c, auth) || upstream_call_header(c, "Accept: application/json"))
+    if (upstream_call_header(c, "Accept: application/json"))
         return http_error(r, 500, "internal_error", "Out of memory.");
     c->done = on_kie_done;
     c->arg = st;
@@ -471,10 +470,8 @@ static enum MHD_Result create_task(struct req *r)
     struct kie_input in;
     char *text;
     struct upstream_call *c;
-    char endpoint[1024];
     char base[512];
     char callback[800];
-    char auth[1100];
 
     for (size_t i = 0; i < st->g.n_input_urls; i++)
         url_ptrs[i] = st->urls[i];
@@ -494,18 +491,15 @@ static enum MHD_Result create_task(struct req *r)
     text = kie_create_body(&in);
     if (!text)
         return MHD_NO;
-    snprintf(endpoint, sizeof endpoint, "%s/api/v1/jobs/createTask", cfg->kie_base_url);
-    c = upstream_call_new("POST", endpoint, cfg->kie_timeout_seconds * 1000, MAX_UPSTREAM_RESPONSE);
+    c = kie_call_new(cfg, "POST", "/api/v1/jobs/createTask", cfg->kie_timeout_seconds * 1000, MAX_UPSTREAM_RESPONSE);
     if (!c) {
         free(text);
         return MHD_NO;
     }
-    c->target = TARGET_KIE;
     upstream_call_body(c, text, strlen(text));
     upstream_call_free(st->call);
     st->call = c;
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->kie_api_key);
-    if (upstream_call_header(c, auth) || upstream_call_header(c, "Accept: application/json") ||
+    if (upstream_call_header(c, "Accept: application/json") ||
         upstream_call_header(c, "Content-Type: application/json"))
         return http_error(r, 500, "internal_error", "Out of memory.");
     c->done = on_created;
@@ -759,7 +753,6 @@ enum MHD_Result h_status(struct req *r)
     const struct config *cfg = r->app->cfg;
     const char *id = http_query(r, "task_id");
     struct upstream_call *c;
-    char endpoint[1024];
 
     if (!id)
         id = http_query(r, "taskId");
@@ -780,10 +773,8 @@ enum MHD_Result h_status(struct req *r)
     }
     if (!cfg->kie_api_key)
         return need_key(r);
-    snprintf(endpoint, sizeof endpoint, "%s/api/v1/jobs/recordInfo?taskId=%s", cfg->kie_base_url, id);
-    c = upstream_call_new("GET", endpoint, cfg->kie_timeout_seconds * 1000, MAX_UPSTREAM_RESPONSE);
+    c = kie_record_call(cfg, id);
     if (!c)
         return MHD_NO;
-    c->target = TARGET_KIE;
     return kie_call(r, c, id);
 }

@@ -6,6 +6,7 @@
 #include "err.h"
 #include "handlers.h"
 #include "http.h"
+#include "kiecall.h"
 #include "log.h"
 #include "metrics.h"
 #include "results.h"
@@ -368,8 +369,6 @@ enum MHD_Result h_credits(struct req *r)
 {
     const struct config *cfg = r->app->cfg;
     struct credits_state *st = calloc(1, sizeof *st);
-    char url[1100];
-    char auth[1100];
     double balance;
 
     if (!st)
@@ -383,14 +382,9 @@ enum MHD_Result h_credits(struct req *r)
     }
     if (credits_cache_get(r->app->credits, time(NULL), CREDITS_CACHE_SECONDS, &balance, NULL))
         return credits_count(r);
-    snprintf(url, sizeof url, "%s/api/v1/chat/credit", cfg->kie_base_url);
-    st->call = upstream_call_new("GET", url, CREDIT_TIMEOUT_MS, 64 * 1024);
-    if (!st->call)
+    st->call = kie_call_new(cfg, "GET", "/api/v1/chat/credit", CREDIT_TIMEOUT_MS, 64 * 1024);
+    if (!st->call || upstream_call_header(st->call, "Accept: application/json"))
         return MHD_NO;
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->kie_api_key);
-    if (upstream_call_header(st->call, auth) || upstream_call_header(st->call, "Accept: application/json"))
-        return MHD_NO;
-    st->call->target = TARGET_KIE;
     st->call->done = on_credit_done;
     st->call->arg = st;
     return http_submit(r, st->call, credits_fetched);

@@ -8,7 +8,8 @@
 
 #include <stdio.h>
 
-struct upstream_call *kie_call_new(const struct config *cfg, const char *method, const char *path)
+struct upstream_call *kie_call_new(const struct config *cfg, const char *method, const char *path, long timeout_ms,
+                                   size_t max_response)
 {
     struct upstream_call *c;
     char url[1024];
@@ -23,7 +24,7 @@ struct upstream_call *kie_call_new(const struct config *cfg, const char *method,
     n = snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->kie_api_key);
     if (n < 0 || (size_t)n >= sizeof auth)
         return NULL;
-    c = upstream_call_new(method, url, cfg->kie_timeout_seconds * 1000, MAX_UPSTREAM_RESPONSE);
+    c = upstream_call_new(method, url, timeout_ms, max_response);
     if (!c || upstream_call_header(c, auth)) {
         upstream_call_free(c);
         return NULL;
@@ -39,5 +40,5 @@ struct upstream_call *kie_record_call(const struct config *cfg, const char *task
 
     if (n < 0 || (size_t)n >= sizeof path)
         return NULL;
-    return kie_call_new(cfg, "GET", path);
+    return kie_call_new(cfg, "GET", path, cfg->kie_timeout_seconds * 1000, MAX_UPSTREAM_RESPONSE);
 }
