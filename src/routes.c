@@ -6,7 +6,7 @@
 
 const struct route ROUTES[] = {
     {"GET", "/", h_page, 0, "the web page"},
-    {"GET", "/static/{name}", h_static, 0, "the web page's script and style sheet"},
+    {"GET", "/static/{name}", h_static, 0, "the web page's scripts and style sheet"},
     {"GET", "/healthz", h_healthz, 0, "liveness and readiness"},
     {"GET", "/config", h_config, 0, "what the web page needs to know about this server"},
     {"GET", "/openapi.json", h_openapi, 0, "this API as an OpenAPI 3.1 document"},
