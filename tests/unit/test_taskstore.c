@@ -165,6 +165,42 @@ int main(void)
         taskstore_op_clear(&op);
         taskstore_close(ts);
     }
+    /* group commit: puts are written later in batches, yet every read sees them at once, and close writes
+     * what is still waiting (more than one batch of puts, read back without waiting) */
+    ts = taskstore_sqlite_open(path, err, sizeof err);
+    TEST_ASSERT(ts != NULL, "reopen for group commit: %s", err);
+    if (ts) {
+        int bad = 0;
+        for (int i = 0; i < 150; i++) {
+            snprintf(id, sizeof id, "gc_%03d", i);
+            snprintf(rec, sizeof rec, "{\"id\":\"gc_%03d\"}", i);
+            bad += put(ts, id, t0 + 5000 + i, 1, rec) != 0;
+        }
+        TEST_ASSERT(bad == 0, "150 puts");
+        memset(&op, 0, sizeof op);
+        snprintf(op.id, sizeof op.id, "gc_149");
+        TEST_ASSERT(ts->ops->get(ts, &op) == 0 && strstr(op.text, "gc_149"), "the last put is read at once");
+        taskstore_op_clear(&op);
+        memset(&op, 0, sizeof op);
+        op.since = t0 + 5000;
+        TEST_ASSERT(ts->ops->count(ts, &op) == 0 && op.count == 150 && op.spent_since == 150,
+                    "count sees every put: %ld, %.0f", op.count, op.spent_since);
+        for (int i = 0; i < 3; i++) {
+            snprintf(id, sizeof id, "gc_late_%d", i);
+            TEST_ASSERT(put(ts, id, t0 + 6000, -1, "{\"late\":true}") == 0, "late put %d", i);
+        }
+        taskstore_close(ts); /* at once: the flusher has not run yet */
+        ts = taskstore_sqlite_open(path, err, sizeof err);
+        TEST_ASSERT(ts != NULL, "reopen after close: %s", err);
+        for (int i = 0; ts && i < 3; i++) {
+            memset(&op, 0, sizeof op);
+            snprintf(op.id, sizeof op.id, "gc_late_%d", i);
+            TEST_ASSERT(ts->ops->get(ts, &op) == 0, "close wrote the waiting put %d", i);
+            taskstore_op_clear(&op);
+        }
+        if (ts)
+            taskstore_close(ts);
+    }
     /* a store that cannot be opened says why */
     ts = taskstore_sqlite_open("/nonexistent-dir/tasks.db", err, sizeof err);
     TEST_ASSERT(ts == NULL && strstr(err, "/nonexistent-dir/tasks.db"), "open error: %s", err);
