@@ -306,5 +306,19 @@ def test_thread_count_and_config(sim, server_factory):
     capped = server_factory(dict(base, UPSTREAM_THREADS="4", KIE_MAX_CONNECTIONS="2"))
     assert threads_of(four) - threads_of(one) == 3
     assert threads_of(capped) - threads_of(one) == 1
+
+    def names_of(srv):
+        names = []
+        for t in os.listdir(f"/proc/{srv.proc.pid}/task"):
+            with open(f"/proc/{srv.proc.pid}/task/{t}/comm") as f:
+                names.append(f.read().strip())
+        return names
+
+    # each thread says what it is (top -H; bench/spool.sh tells the HTTP threads from the image workers by it)
+    named = server_factory(dict(base, UPSTREAM_THREADS="3", IMAGE_WORKERS="2", TASK_STORE="auto"))
+    names = names_of(named)
+    assert names.count("ppa-upstream") == 3 and names.count("ppa-image") == 2, names
+    assert names.count("ppa-checkpoint") == 1 and names.count("MHD-worker") == 2, names
+    assert "ppa-checkpoint" not in names_of(four), "TASK_STORE=off starts no store thread"
     proc, log = start_server({"UPSTREAM_THREADS": "-1"}, expect_fail=True)
     assert proc.returncode != 0 and "UPSTREAM_THREADS" in log
