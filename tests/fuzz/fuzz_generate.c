@@ -16,8 +16,9 @@
 
 static const char *const CODES[] = {"invalid_json",       "invalid_input_urls", "invalid_input_url",
                                     "invalid_prompt",     "invalid_aspect_ratio", "invalid_resolution",
-                                    "invalid_keep_result", "unknown_field"};
-static const char *const FIELDS[] = {"input_url", "input_urls", "prompt", "aspect_ratio", "resolution", "keep_result"};
+                                    "invalid_keep_result", "invalid_photo_name", "unknown_field"};
+static const char *const FIELDS[] = {"input_url", "input_urls", "prompt", "aspect_ratio", "resolution", "keep_result",
+                                     "photo_name"};
 
 /* An accepted body names only known fields, and has no NUL in it. */
 static void check_fields(const cJSON *root, const uint8_t *data, size_t size)
@@ -115,6 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(aspect_ratio_valid(g.aspect_ratio), "aspect_ratio '%s' accepted", g.aspect_ratio);
     FUZZ_CHECK(resolution_valid(g.resolution), "resolution '%s' accepted", g.resolution);
     FUZZ_CHECK(g.keep_result == 0 || g.keep_result == 1, "keep_result %d", g.keep_result);
+    FUZZ_CHECK(!g.photo_name || photo_name_valid(g.photo_name), "photo_name '%s' accepted", g.photo_name);
     check_body(&g, (size & 1) ? "https://pub.example.com/kie/callback?token=abc" : NULL);
     generate_request_free(&g);
     FUZZ_CHECK(g.root == NULL, "generate_request_free left root set");
