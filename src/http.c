@@ -36,10 +36,12 @@
 #include <unistd.h>
 #include <uuid/uuid.h>
 
-/* Per-connection memory pool. MHD clears it on every keep-alive request, so it
- * is kept small; bench/run.sh reads this line for its libmicrohttpd-alone
- * server. */
-#define CONNECTION_MEMORY_LIMIT (64 * 1024)
+/* Per-connection memory pool: libmicrohttpd's own default. MHD clears all of
+ * it on every keep-alive request (memset was 8 % of GET /status' CPU at
+ * 64 KiB); 32 KiB still takes a 20 KB request header (tried), and the 1 MB upload
+ * bench (bench/spool.sh) did not move. bench/run.sh reads this line for its
+ * libmicrohttpd-alone servers. */
+#define CONNECTION_MEMORY_LIMIT (32 * 1024)
 
 /* A request id in UUID v4 form. Ids only correlate log lines, so they come
  * from a per-thread splitmix64 generator seeded once from the kernel rather
