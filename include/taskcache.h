@@ -28,6 +28,8 @@ int taskcache_put_final(struct taskcache *tc, const char *task_id, const char *j
 size_t taskcache_bytes(struct taskcache *tc);
 /* A malloc'd copy of the final answer, or NULL. Caller frees. */
 char *taskcache_get_final(struct taskcache *tc, const char *task_id);
+/* 1 when a final answer is held for the task (no copy made). */
+int taskcache_has_final(struct taskcache *tc, const char *task_id);
 
 /* Right after createTask KIE may answer "recordInfo is null" for a moment:
  * /status and /results report a task this server created that recently as

@@ -233,7 +233,11 @@ void results_note_answer(struct app *app, cJSON *answer)
         redact_callback_token(data, app->callback_secret);
     if (!cJSON_IsString(id) || !task_id_valid(id->valuestring) || !cJSON_IsString(state))
         return;
-    if (strcmp(state->valuestring, "success") == 0 || strcmp(state->valuestring, "fail") == 0) {
+    /* the first final answer is printed and cached once; later polls of the
+     * same task (and every poll of one this server is not keeping) print and
+     * parse nothing here */
+    if ((strcmp(state->valuestring, "success") == 0 || strcmp(state->valuestring, "fail") == 0) &&
+        !taskcache_has_final(app->tasks, id->valuestring)) {
         char *text = cJSON_PrintUnformatted(answer);
         if (text) {
             if (!taskcache_put_final(app->tasks, id->valuestring, text))
@@ -241,13 +245,15 @@ void results_note_answer(struct app *app, cJSON *answer)
             cJSON_free(text);
         }
     }
-    if (strcmp(state->valuestring, "success") == 0) {
+    if (strcmp(state->valuestring, "success") == 0 && taskcache_claim_copy(app->tasks, id->valuestring, 0)) {
         /* copy what the first final answer named (taskcache keeps it) */
         char *cached = taskcache_get_final(app->tasks, id->valuestring);
         cJSON *first = cached ? cJSON_Parse(cached) : NULL;
         const char *url = results_first_url(first ? cJSON_GetObjectItemCaseSensitive(first, "data") : data);
-        if (url && taskcache_claim_copy(app->tasks, id->valuestring, 0))
+        if (url)
             results_keep(app, id->valuestring, url, NULL, NULL);
+        else
+            taskcache_copy_done(app->tasks, id->valuestring, NULL); /* nothing to copy: the claim is given back */
         cJSON_Delete(first);
         free(cached);
     }

@@ -154,6 +154,17 @@ void taskcache_set_keep(struct taskcache *tc, const char *task_id)
     pthread_mutex_unlock(&tc->lock);
 }
 
+int taskcache_has_final(struct taskcache *tc, const char *task_id)
+{
+    struct entry *e;
+    int has;
+    pthread_mutex_lock(&tc->lock);
+    e = lookup(tc, task_id, 0);
+    has = e && e->final_json;
+    pthread_mutex_unlock(&tc->lock);
+    return has;
+}
+
 int taskcache_claim_copy(struct taskcache *tc, const char *task_id, int force)
 {
     struct entry *e;

@@ -105,7 +105,11 @@ int main(void)
             free(huge);
             taskcache_free(big);
         }
+        TEST_ASSERT(!taskcache_has_final(tc, "task_a"), "no final answer yet");
+        taskcache_note_created(tc, "task_z", time(NULL));
+        TEST_ASSERT(!taskcache_has_final(tc, "task_z"), "an entry without a final answer");
         taskcache_put_final(tc, "task_a", "{\"a\":1}");
+        TEST_ASSERT(taskcache_has_final(tc, "task_a") && !taskcache_has_final(tc, "task_b"), "has_final");
         f = taskcache_get_final(tc, "task_a");
         TEST_STR_EQ(f, "{\"a\":1}", "final answer kept");
         free(f);
