@@ -7,6 +7,7 @@
 #include "handlers.h"
 #include "http.h"
 #include "image.h"
+#include "jsonprint.h"
 #include "kie.h"
 #include "kiecall.h"
 #include "kieupload.h"
@@ -407,7 +408,7 @@ static enum MHD_Result gen_created(struct req *r)
     id = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o.json, "data"), "taskId");
     if (cJSON_IsString(id) && task_id_valid(id->valuestring))
         snprintf(task_id, sizeof task_id, "%s", id->valuestring);
-    st->answer = cJSON_PrintUnformatted(o.json);
+    st->answer = jsonprint_consume(o.json);
     kie_outcome_free(&o);
     if (!st->answer)
         return MHD_NO;

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "diskguard.h"
 #include "err.h"
+#include "jsonprint.h"
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
@@ -177,7 +178,7 @@ enum MHD_Result http_send(struct req *r, unsigned status, struct MHD_Response *r
 
 enum MHD_Result http_json(struct req *r, unsigned status, cJSON *json)
 {
-    char *text = json ? cJSON_PrintUnformatted(json) : NULL;
+    char *text = jsonprint_consume(json);
     struct MHD_Response *resp;
     size_t len;
 
