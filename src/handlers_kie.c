@@ -14,6 +14,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "results.h"
+#include "sigv4.h"
 #include "storage.h"
 #include "taskcache.h"
 #include "tasklog.h"
@@ -22,7 +23,6 @@
 #include "validate.h"
 #include "timefmt.h"
 
-#include <openssl/sha.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -702,14 +702,6 @@ static enum MHD_Result gen_claimed(struct req *r)
     }
 }
 
-static void hex_sha256(const char *data, size_t len, char out[65])
-{
-    unsigned char d[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)data, len, d);
-    for (size_t i = 0; i < sizeof d; i++)
-        snprintf(out + 2 * i, 3, "%02x", d[i]);
-}
-
 enum MHD_Result h_generate(struct req *r)
 {
     const struct config *cfg = r->app->cfg;
@@ -736,7 +728,7 @@ enum MHD_Result h_generate(struct req *r)
         if (resolve_input(r, st->g.input_urls[i], st->g.n_input_urls > 1 ? "an input_urls entry" : "input_url",
                           st->urls[i], sizeof st->urls[i], &st->push[i], &answered))
             return answered;
-    hex_sha256(buf_str(&r->body), r->body.len, st->hash);
+    sigv4_sha256_hex(buf_str(&r->body), r->body.len, st->hash);
     if (!key)
         return gen_admit(r);
     if (!r->app->taskstore)

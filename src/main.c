@@ -10,6 +10,7 @@
 #include "config.h"
 #include "diskguard.h"
 #include "err.h"
+#include "hex.h"
 #include "http.h"
 #include "image.h"
 #include "imagepool.h"
@@ -202,8 +203,7 @@ static int make_callback_secret(struct app *app)
     }
     if (RAND_bytes(raw, sizeof raw) != 1)
         return ERR_IO;
-    for (size_t i = 0; i < sizeof raw; i++)
-        snprintf(app->callback_secret + 2 * i, 3, "%02x", raw[i]);
+    hex_lower(raw, sizeof raw, app->callback_secret);
     return 0;
 }
 
@@ -244,8 +244,7 @@ static int make_results_key(struct app *app)
     }
     if (RAND_bytes(raw, sizeof raw) != 1)
         return ERR_IO;
-    for (size_t i = 0; i < sizeof raw; i++)
-        snprintf(secret + 2 * i, 3, "%02x", raw[i]);
+    hex_lower(raw, sizeof raw, secret);
     resultsig_key(secret, 64, app->results_key);
     if (!cfg->use_s3) {
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);

@@ -1,6 +1,7 @@
 /* resultsig.c - see resultsig.h. */
 #include "resultsig.h"
 #include "config.h"
+#include "hex.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -31,8 +32,7 @@ int resultsig_query(const unsigned char key[RESULTSIG_KEY_LEN], const char *task
 
     if (sign(key, task_id, (long long)exp, mac))
         return -1;
-    for (size_t i = 0; i < sizeof mac; i++)
-        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+    hex_lower(mac, sizeof mac, hex);
     n = snprintf(out, cap, "exp=%lld&sig=%s", (long long)exp, hex);
     return n < 0 || (size_t)n >= cap ? -1 : 0;
 }

@@ -1,5 +1,6 @@
 /* sigv4.c - AWS Signature Version 4 (see sigv4.h). Pure: libc + OpenSSL. */
 #include "sigv4.h"
+#include "hex.h"
 
 #include <limits.h>
 #include <stdint.h>
@@ -103,16 +104,6 @@ static int is_ws(char c)
 
 /* ---- hashing ---------------------------------------------------------------- */
 
-static void to_hex(const unsigned char *b, size_t n, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hex[b[i] >> 4];
-        out[2 * i + 1] = hex[b[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 void sigv4_sha256_hex(const void *data, size_t len, char out[65])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -121,7 +112,7 @@ void sigv4_sha256_hex(const void *data, size_t len, char out[65])
         out[0] = '\0'; /* cannot happen with a working libcrypto */
         return;
     }
-    to_hex(md, 32, out);
+    hex_lower(md, 32, out);
 }
 
 static int hmac256(const unsigned char *key, size_t keylen, const char *msg, size_t msglen, unsigned char out[32])
@@ -541,7 +532,7 @@ int sigv4_signature(const unsigned char key[32], const char *string_to_sign, cha
         return -1;
     if (hmac256(key, 32, string_to_sign, strlen(string_to_sign), mac) != 0)
         return -1;
-    to_hex(mac, 32, out);
+    hex_lower(mac, 32, out);
     return 0;
 }
 

@@ -7,6 +7,7 @@
  * fresh presigned URL so old links keep working. */
 #include "config.h"
 #include "err.h"
+#include "hex.h"
 #include "log.h"
 #include "s3.h"
 #include "s3call.h"
@@ -71,8 +72,7 @@ static int file_sha256_hex(int fd, char out[65])
             goto out;
     if (n < 0 || EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || lseek(fd, 0, SEEK_SET) != 0)
         goto out;
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    hex_lower(md, 32, out);
     rc = 0;
 out:
     EVP_MD_CTX_free(ctx);
