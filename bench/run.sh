@@ -8,7 +8,9 @@
 #   GET /files/<200 KB jpg>   ours, libmicrohttpd alone (bench/mhd_floor.c), nginx (sendfile), reference: the bytes
 #                             ours stored for tests/fixtures' photo200k.jpg
 #   GET /status?task_id=abc   ours, nginx proxy_pass, reference  (all proxy to a fast fake KIE: nginx answering
-#                             fixed JSON; the nginx proxy is bench/proxy-nginx.conf: one worker, upstream keepalive)
+#                             fixed JSON; the nginx proxy is bench/proxy-nginx.conf: one worker, upstream keepalive);
+#                             libmicrohttpd alone answering that JSON itself, and libcurl alone making the KIE call
+#                             (bench/curl_floor.c): the stack floor
 #   POST /generate            ours, nginx proxy_pass, reference  (same fake KIE)
 #   POST /upload 1 MB         ours, reference  (upload dirs on tmpfs, pruned while wrk runs: see README)
 # plus: start-up time to the first /healthz answer and idle RSS; peak RSS (VmHWM, reset through
@@ -306,6 +308,20 @@ burst() {
 }
 bval() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"; }
 
+# curl_floor: bench/curl_floor.c against the fake KIE's recordInfo (a warm-up, then DURATION); sets
+# CURL_FLOOR_CPS (calls/s) and CURL_FLOOR_US (its CPU µs per call)
+CURL_FLOOR_CPS='' CURL_FLOOR_US=''
+curl_floor() {
+    local url="$KIE_URL/api/v1/jobs/recordInfo?taskId=abc" secs line
+    secs=$(awk -v d="${DURATION%s}" 'BEGIN { print d + 0 }')
+    "$WORK/curl-floor" "$url" "$CONNECTIONS" "$(awk -v d="${WARMUP%s}" 'BEGIN { print (d > 0 ? d : 1) }')" >/dev/null ||
+        die "curl_floor warm-up failed"
+    line=$("$WORK/curl-floor" "$url" "$CONNECTIONS" "$secs") || die "curl_floor failed: $line"
+    CURL_FLOOR_US=$(bval "$line" cpu_us_per_call)
+    CURL_FLOOR_CPS=$(awk -v n="$(bval "$line" calls)" -v s="$(bval "$line" seconds)" 'BEGIN { printf "%.1f", n / s }')
+    log "libcurl alone: $CURL_FLOOR_CPS calls/s, $CURL_FLOOR_US µs CPU per call"
+}
+
 # ---------- the run ----------
 
 need nginx wrk curl awk "$PY"
@@ -390,6 +406,18 @@ FLOOR_PORT=$(free_port)
 "$WORK/mhd-floor" "$FILES_BODY" "$FLOOR_PORT" "$(nproc)" "$MHD_POOL" >"$WORK/mhd-floor.log" 2>&1 &
 FLOOR_PID=$!; PIDS+=("$FLOOR_PID")
 wait_http "http://127.0.0.1:$FLOOR_PORT/" "$FLOOR_PID"
+# ... and answering every GET with the fake KIE's recordInfo JSON, the body /status passes on: what
+#     libmicrohttpd costs per request before any of our work or any upstream call
+curl -sS --max-time 5 -H 'Authorization: Bearer bench-key' -o "$WORK/record.json" "$KIE_URL/api/v1/jobs/recordInfo?taskId=abc" ||
+    die "cannot read the fake KIE's recordInfo answer"
+FLOOR2_PORT=$(free_port)
+"$WORK/mhd-floor" "$WORK/record.json" "$FLOOR2_PORT" "$(nproc)" "$MHD_POOL" >"$WORK/mhd-floor2.log" 2>&1 &
+FLOOR2_PID=$!; PIDS+=("$FLOOR2_PID")
+wait_http "http://127.0.0.1:$FLOOR2_PORT/" "$FLOOR2_PID"
+# --- libcurl alone (bench/curl_floor.c): the recordInfo call /status makes, CONNECTIONS in flight on one
+#     thread through one multi handle as src/upstream.c drives it, nothing done with the answers
+cc -O2 -Wall -Wextra -Werror -o "$WORK/curl-floor" "$HERE/curl_floor.c" $(pkg-config --cflags --libs libcurl) ||
+    die "cannot build bench/curl_floor.c"
 
 # --- the wrk scenarios, servers interleaved per scenario (the idle ones use no CPU), so that
 #     what else runs on the box hits the servers of one scenario alike
@@ -398,12 +426,18 @@ for kind in files status generate upload; do
     [[ $kind != status && $kind != generate ]] || scenario "$kind" nostore "$NOSTORE_URL" "$NOSTORE_PID"
     [[ $kind != status && $kind != generate ]] || scenario "$kind" nginxproxy "$PROXY_URL" "$PROXY_PID"
     [[ $kind != files ]] || scenario files mhd "" "$FLOOR_PID" "http://127.0.0.1:$FLOOR_PORT/"
+    if [[ $kind == status ]]; then
+        scenario status mhd "http://127.0.0.1:$FLOOR2_PORT" "$FLOOR2_PID"
+        KIE_PER_REQ[mhd status]=-   # answers by itself
+        curl_floor
+    fi
     [[ $kind != files ]] || scenario files nginx "" "$STATIC_PID" "http://127.0.0.1:$STATIC_PORT/files/bench-200k.jpg"
     scenario "$kind" ref "$REF_URL" "$REF_PID" "$REF_FILE"
 done
 stop_nginx "$WORK/static-nginx"
 stop_nginx "$WORK/proxy-nginx"
 forget_pid "$FLOOR_PID"
+forget_pid "$FLOOR2_PID"
 read -r BIG2_T BIG2_BEFORE BIG2_PEAK _ < <(one_upload "$OURS_URL" "$OURS_PID" "$WORK/bench-${BIG_MB}m.jpg")
 forget_pid "$OURS_PID"
 forget_pid "$NOSTORE_PID"
@@ -460,6 +494,7 @@ forget_pid "$REF_PID"
                 [[ -z ${RPS[nginxproxy $k]:-} ]] || r2=$(ratio "${RPS[ours $k]}" "${RPS[nginxproxy $k]}")
             fi
             name=$srv; [[ $srv != ref ]] || name=reference; [[ $srv != mhd ]] || name="libmicrohttpd alone"
+            [[ $srv != mhd || $k != status ]] || name="libmicrohttpd alone, the same JSON answered without KIE"
             [[ $srv != nginxproxy ]] || name="nginx proxy_pass (1 worker, upstream keepalive)"
             [[ $srv != nostore ]] || name="ours, TASK_STORE=off"
             printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$d" "$name" "${RPS[$srv $k]}" "${P50[$srv $k]}" \
@@ -490,6 +525,14 @@ forget_pid "$REF_PID"
     # follows idle RSS, which linking libvips raised to ~24 MB, and libvips' modules load with the first upload)
     echo "| ${BIG_MB} MB upload peak RSS <= 1 MB upload peak + 2 MB (flat in file size) | $(mb "$BIG_PEAK") MB vs $(mb "$UP1_PEAK") MB | $(verdict lt "$BIG_PEAK" $((UP1_PEAK + 2048))) |"
     echo "| all wrk runs without errors | $(for k in "${!ERRS[@]}"; do echo "${ERRS[$k]}"; done | awk '{ s += $1 } END { print s + 0 }') errors | $(verdict [ "$(for k in "${!ERRS[@]}"; do echo "${ERRS[$k]}"; done | awk '{ s += $1 } END { print s + 0 }')" = 0 ]) |"
+    echo
+    # what the two libraries of the proxied path cost by themselves, against the CPU target's ceiling
+    floor=$(awk -v a="${USPR[mhd status]}" -v b="$CURL_FLOOR_US" 'BEGIN { printf "%.0f", a + b }')
+    echo "Stack floor of /status (issue 17): libmicrohttpd alone answering the same JSON ${USPR[mhd status]} µs/req" \
+        "(${RPS[mhd status]} req/s, no KIE call) + libcurl alone making the recordInfo call (\`bench/curl_floor.c\`: $CONNECTIONS in flight," \
+        "one multi handle, kept-alive connections) $CURL_FLOOR_US µs/call ($CURL_FLOOR_CPS calls/s) = $floor µs, with none of our work," \
+        "against 1.5x nginx proxy's ${USPR[nginxproxy status]} µs = $(awk -v n="${USPR[nginxproxy status]}" 'BEGIN { printf "%.0f", 1.5 * n }') µs;" \
+        "ours: ${USPR[ours status]} µs ($(ratio "${USPR[ours status]}" "$floor") the floor)."
     echo
     echo "/files, ours against libmicrohttpd alone (\`bench/mhd_floor.c\`: same daemon flags, thread pool and connection memory, no routing, headers or logging): $(ratio "${RPS[ours files]}" "${RPS[mhd files]}"); libmicrohttpd alone against nginx: $(ratio "${RPS[mhd files]}" "${RPS[nginx files]}")."
     echo
