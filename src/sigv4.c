@@ -377,6 +377,23 @@ static void out_signed_headers(struct sv_out *o, const struct hdr_ref *r, size_t
     }
 }
 
+/* The SignedHeaders list ("a;b;c") of n headers: lower-cased, sorted, each name once. */
+static int signed_header_list(const struct sigv4_kv *h, size_t n, char *out, size_t cap)
+{
+    struct hdr_ref *sorted = sort_headers(h, n);
+    struct sv_out o;
+    int rc;
+
+    out_init(&o, out, cap);
+    if (sorted == NULL)
+        o.err = 1;
+    else
+        out_signed_headers(&o, sorted, n);
+    rc = out_done(&o);
+    free(sorted);
+    return rc;
+}
+
 int sigv4_canonical_request(const struct sigv4_request *req, char *out, size_t cap, char *signed_headers, size_t sh_cap)
 {
     struct sv_out o, sh;
@@ -707,7 +724,6 @@ int sigv4_presign_url(const struct sigv4_creds *c, const char *region, const cha
                       unsigned expires_seconds, time_t now, int s3_mode, char *url_out, size_t url_cap)
 {
     struct sigv4_kv *hs = NULL, *qs = NULL;
-    struct hdr_ref *sorted = NULL;
     char *curi = NULL, *sh = NULL, *cred = NULL, *cq = NULL;
     char amz_date[17], date8[9], scope[160], sig[65], expires[16];
     size_t nh = 0, nq = 0, sh_cap = 8, cred_cap, cq_cap;
@@ -736,15 +752,10 @@ int sigv4_presign_url(const struct sigv4_creds *c, const char *region, const cha
         hs[nh++] = headers[i];
         sh_cap += strlen(headers[i].name) + 1;
     }
-    sorted = sort_headers(hs, nh);
     sh = malloc(sh_cap);
     cred_cap = strlen(c->access_key) + strlen(scope) + 2;
     cred = malloc(cred_cap);
-    if (sorted == NULL || sh == NULL || cred == NULL)
-        goto fail;
-    out_init(&t, sh, sh_cap);
-    out_signed_headers(&t, sorted, nh);
-    if (out_done(&t) < 0)
+    if (sh == NULL || cred == NULL || signed_header_list(hs, nh, sh, sh_cap) < 0)
         goto fail;
     out_init(&t, cred, cred_cap);
     out_str(&t, c->access_key);
@@ -808,7 +819,6 @@ done:
     rc = out_done(&o);
     free(hs);
     free(qs);
-    free(sorted);
     free(curi);
     free(sh);
     free(cred);
