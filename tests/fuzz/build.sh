@@ -23,7 +23,7 @@ modules_of() {
     generate) echo "generate validate kie" ;;
     url) echo "validate" ;;
     kie_answer) echo "kie" ;;
-    sigv4) echo "sigv4 hex" ;;
+    sigv4) echo "sigv4 sigv4_canon hex" ;;
     image) echo "image validate log spool" ;;
     multipart | http) for f in src/*.c; do b=$(basename "$f" .c); [ "$b" = main ] || echo "$b"; done; echo web_assets ;;
     *) echo "unknown fuzz target: $1" >&2; return 1 ;;

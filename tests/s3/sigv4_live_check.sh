@@ -20,7 +20,7 @@ mkdir -p "$BUILD_DIR"
 FLAGS=(-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wconversion -O2 -I"$ROOT/include")
 if [ "${SANITIZE:-0}" = 1 ]; then FLAGS+=(-g -fsanitize=address,undefined -fno-sanitize-recover=all); fi
 # shellcheck disable=SC2046
-"${CC:-cc}" "${FLAGS[@]}" "$ROOT/tests/unit/s3_live.c" "$ROOT/src/s3.c" "$ROOT/src/sigv4.c" "$ROOT/src/hex.c" \
-  $(pkg-config --cflags --libs libcurl libcrypto) -o "$BUILD_DIR/s3_live"
+"${CC:-cc}" "${FLAGS[@]}" "$ROOT/tests/unit/s3_live.c" "$ROOT/src/s3.c" "$ROOT/src/sigv4.c" "$ROOT/src/sigv4_canon.c" \
+  "$ROOT/src/hex.c" $(pkg-config --cflags --libs libcurl libcrypto) -o "$BUILD_DIR/s3_live"
 export S3_REGION=${S3_REGION:-us-east-1}
 exec "$BUILD_DIR/s3_live"

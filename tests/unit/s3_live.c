@@ -6,7 +6,7 @@
  * Transfers use libcurl with exactly what s3.h returns; a read-back uses
  * /usr/bin/aws (aws-cli v2) as an independent client. Prints "N passed, N failed".
  * Build: tests/s3/sigv4_live_check.sh (or cc ... tests/unit/s3_live.c src/s3.c
- * src/sigv4.c src/hex.c -lcurl -lcrypto).
+ * src/sigv4.c src/sigv4_canon.c src/hex.c -lcurl -lcrypto).
  */
 #include "s3.h"
 #include "test.h"
