@@ -35,5 +35,7 @@ enum MHD_Result h_metrics(struct req *r);
 enum MHD_Result handler_store_step(struct req *r, struct taskstore_op *op,
                                    int (*fn)(struct taskstore *, struct taskstore_op *),
                                    enum MHD_Result (*cont)(struct req *r));
+/* 503 kie_not_configured: KIE_API_KEY is not set (/generate, /status). */
+enum MHD_Result handler_need_kie_key(struct req *r);
 
 #endif

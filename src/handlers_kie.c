@@ -1,5 +1,6 @@
-/* handlers_kie.c - POST /generate and GET /status: validate, call KIE on the
- * upstream I/O thread with the connection suspended, map KIE's answer. */
+/* handlers_kie.c - POST /generate: validate, call KIE on the upstream I/O
+ * thread with the connection suspended, map KIE's answer. GET /status is in
+ * handlers_status.c. */
 #include "app.h"
 #include "config.h"
 #include "err.h"
@@ -13,7 +14,6 @@
 #include "kieupload.h"
 #include "log.h"
 #include "metrics.h"
-#include "results.h"
 #include "sigv4.h"
 #include "storage.h"
 #include "taskcache.h"
@@ -33,99 +33,7 @@
 /* KIE must be able to fetch presigned inputs for a while after createTask. */
 #define INPUT_URL_MIN_TTL 3600
 
-struct kie_state {
-    struct req *r;
-    struct upstream_call *call;
-    char task_id[129];
-};
-
-static void kie_state_free(void *p)
-{
-    struct kie_state *st = p;
-    if (st) {
-        upstream_call_free(st->call);
-        free(st);
-    }
-}
-
-static void on_kie_done(struct upstream_call *c, void *arg)
-{
-    struct kie_state *st = arg;
-    (void)c;
-    http_resume(st->r);
-}
-
-static enum MHD_Result kie_reply(struct req *r)
-{
-    struct kie_state *st = r->state;
-    struct upstream_call *c = st->call;
-    struct kie_outcome o;
-    enum kie_transport t = c->result == 0 ? KIE_OK : c->result == ERR_TIMEOUT ? KIE_TIMEOUT : KIE_UNREACHABLE;
-    enum MHD_Result ret;
-
-    if (c->result == ERR_TOO_LARGE)
-        t = KIE_UNREACHABLE;
-    kie_map(t, c->error, r->app->cfg->kie_timeout_seconds, c->http_status, c->response.data, c->response.len,
-            1, "recordInfo", &o);
-    if (kie_unknown_task(&o)) {
-        kie_outcome_free(&o);
-        if (taskcache_created_within(r->app->tasks, st->task_id, time(NULL), TASK_NEW_GRACE_SECONDS)) {
-            cJSON *j = cJSON_CreateObject();
-            cJSON *data = cJSON_AddObjectToObject(j, "data");
-            cJSON_AddNumberToObject(j, "code", 200);
-            cJSON_AddStringToObject(j, "message", "success");
-            cJSON_AddStringToObject(data, "taskId", st->task_id);
-            cJSON_AddStringToObject(data, "state", "waiting");
-            cJSON_AddItemToObject(data, "resultUrls", cJSON_CreateArray());
-            return http_json(r, 200, j);
-        }
-        return http_error(r, 404, "task_not_found", "No such task: unknown or expired (KIE keeps tasks for a limited "
-                                                    "time; check the task id from /generate).");
-    }
-    if (o.status == 200) {
-        results_note_answer(r->app, o.json);
-        ret = http_json(r, 200, o.json);
-        o.json = NULL;
-    } else {
-        cJSON *extra = NULL;
-        if (o.kie_code) {
-            cJSON *kie = cJSON_CreateObject();
-            extra = cJSON_CreateObject();
-            cJSON_AddNumberToObject(kie, "code", (double)o.kie_code);
-            cJSON_AddStringToObject(kie, "msg", o.kie_msg);
-            cJSON_AddItemToObject(extra, "kie", kie);
-        }
-        log_warn("request %s: KIE %s failed: HTTP %ld, %s", r->id, "recordInfo",
-                 c->http_status, c->result ? c->error : o.code);
-        ret = http_error_extra(r, o.status, o.code, extra, "%s", o.message);
-    }
-    kie_outcome_free(&o);
-    return ret;
-}
-
-/* Start the recordInfo call described by `c` (ownership taken). */
-static enum MHD_Result kie_call(struct req *r, struct upstream_call *c, const char *task_id)
-{
-    struct kie_state *st = calloc(1, sizeof *st);
-
-    if (!st) {
-        upstream_call_free(c);
-        return MHD_NO;
-    }
-    st->r = r;
-    st->call = c;
-    if (task_id)
-        snprintf(st->task_id, sizeof st->task_id, "%s", task_id);
-    r->state = st;
-    r->state_free = kie_state_free;
-    if (upstream_call_header(c, "Accept: application/json"))
-        return http_error(r, 500, "internal_error", "Out of memory.");
-    c->done = on_kie_done;
-    c->arg = st;
-    return http_submit(r, c, kie_reply);
-}
-
-static enum MHD_Result need_key(struct req *r)
+enum MHD_Result handler_need_kie_key(struct req *r)
 {
     return http_error(r, 503, "kie_not_configured",
                       "KIE_API_KEY is not set on the server: set it in the environment or .env and restart "
@@ -712,7 +620,7 @@ enum MHD_Result h_generate(struct req *r)
     char msg[512];
 
     if (!cfg->kie_api_key)
-        return need_key(r);
+        return handler_need_kie_key(r);
     st = calloc(1, sizeof *st);
     if (!st)
         return MHD_NO;
@@ -739,35 +647,4 @@ enum MHD_Result h_generate(struct req *r)
     snprintf(st->op.key, sizeof st->op.key, "%s", key);
     snprintf(st->op.hash, sizeof st->op.hash, "%s", st->hash);
     return store_step(r, r->app->taskstore->ops->claim, gen_claimed);
-}
-
-enum MHD_Result h_status(struct req *r)
-{
-    const struct config *cfg = r->app->cfg;
-    const char *id = http_query(r, "task_id");
-    struct upstream_call *c;
-
-    if (!id)
-        id = http_query(r, "taskId");
-    if (!id || !*id)
-        return http_error(r, 400, "missing_task_id", "Pass the task id: /status?task_id=<taskId from /generate>.");
-    if (!task_id_valid(id))
-        return http_error(r, 400, "invalid_task_id", "task_id must be 1-128 letters, digits, '_', '-' or '.'.");
-    {
-        /* a finished task (seen by polling or by KIE's callback) is answered
-         * from memory without calling KIE again */
-        char *cached = taskcache_get_final(r->app->tasks, id);
-        cJSON *j = cached ? cJSON_Parse(cached) : NULL;
-        free(cached);
-        if (j) {
-            results_note_answer(r->app, j);
-            return http_json(r, 200, j);
-        }
-    }
-    if (!cfg->kie_api_key)
-        return need_key(r);
-    c = kie_record_call(cfg, id);
-    if (!c)
-        return MHD_NO;
-    return kie_call(r, c, id);
 }
