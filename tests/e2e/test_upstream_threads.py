@@ -314,11 +314,18 @@ def test_thread_count_and_config(sim, server_factory):
                 names.append(f.read().strip())
         return names
 
-    # each thread says what it is (top -H; bench/spool.sh tells the HTTP threads from the image workers by it)
+    # each thread says what it is (top -H; bench/spool.sh tells the HTTP threads from the image workers by it).
+    # A thread names itself once it runs, and the server answers /healthz from one MHD worker while the other
+    # may not have run yet: wait for the names (they never change afterwards)
     named = server_factory(dict(base, UPSTREAM_THREADS="3", IMAGE_WORKERS="2", TASK_STORE="auto"))
-    names = names_of(named)
-    assert names.count("ppa-upstream") == 3 and names.count("ppa-image") == 2, names
-    assert names.count("ppa-checkpoint") == 1 and names.count("MHD-worker") == 2, names
+    want = {"ppa-upstream": 3, "ppa-image": 2, "ppa-checkpoint": 1, "MHD-worker": 2}
+    deadline = time.monotonic() + 5 * SLOW
+    while True:
+        names = names_of(named)
+        if all(names.count(k) == n for k, n in want.items()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert all(names.count(k) == n for k, n in want.items()), names
     assert "ppa-checkpoint" not in names_of(four), "TASK_STORE=off starts no store thread"
     proc, log = start_server({"UPSTREAM_THREADS": "-1"}, expect_fail=True)
     assert proc.returncode != 0 and "UPSTREAM_THREADS" in log
