@@ -32,6 +32,10 @@ struct kie_outcome {
 
 enum kie_transport { KIE_OK = 0, KIE_TIMEOUT, KIE_UNREACHABLE };
 
+/* The transport outcome of an upstream call's result (0, ERR_TIMEOUT, or
+ * any other ERR_*: no usable answer arrived). */
+enum kie_transport kie_transport_of(int result);
+
 /* 1 when a recordInfo outcome is KIE's "no such task" (code 422, "recordInfo
  * is null"): unknown, expired, or created a moment ago and not yet known. */
 int kie_unknown_task(const struct kie_outcome *o);
@@ -44,6 +48,9 @@ int kie_unknown_task(const struct kie_outcome *o);
 void kie_map(enum kie_transport transport, const char *transport_error, long timeout_s, long http_status,
              const char *body, size_t len, int is_status, const char *what, struct kie_outcome *out);
 void kie_outcome_free(struct kie_outcome *out);
+/* The extra members of our error for a failed KIE call: {"kie":{"code","msg"}}
+ * when KIE gave a code, else NULL. The caller owns the object. */
+cJSON *kie_error_extra(const struct kie_outcome *o);
 
 /* From a recordInfo/callback `data` object: add "resultUrls" parsed from the
  * "resultJson" string when present. 0, or ERR_INVALID when absent/bad. */

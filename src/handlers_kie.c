@@ -285,7 +285,7 @@ static enum MHD_Result gen_created(struct req *r)
     struct gen_state *st = r->state;
     struct upstream_call *c = st->call;
     struct kie_outcome o;
-    enum kie_transport t = c->result == 0 ? KIE_OK : c->result == ERR_TIMEOUT ? KIE_TIMEOUT : KIE_UNREACHABLE;
+    enum kie_transport t = kie_transport_of(c->result);
     enum MHD_Result ret;
     const cJSON *id;
     char task_id[129] = "";
@@ -297,14 +297,7 @@ static enum MHD_Result gen_created(struct req *r)
     kie_map(t, c->error, r->app->cfg->kie_timeout_seconds, c->http_status, c->response.data, c->response.len, 0,
             "createTask", &o);
     if (o.status != 200) {
-        cJSON *extra = NULL;
-        if (o.kie_code) {
-            cJSON *kie = cJSON_CreateObject();
-            extra = cJSON_CreateObject();
-            cJSON_AddNumberToObject(kie, "code", (double)o.kie_code);
-            cJSON_AddStringToObject(kie, "msg", o.kie_msg);
-            cJSON_AddItemToObject(extra, "kie", kie);
-        }
+        cJSON *extra = kie_error_extra(&o);
         if (o.status == 402)
             credits_cache_set(r->app->credits, 0, now); /* KIE says so: known too low */
         log_warn("request %s: KIE createTask failed: HTTP %ld, %s", r->id, c->http_status, c->result ? c->error : o.code);

@@ -68,13 +68,11 @@ static void on_callback_record(struct upstream_call *c, void *arg)
 {
     struct callback_job *j = arg;
     struct kie_outcome o;
-    enum kie_transport t = c->result == 0 ? KIE_OK : c->result == ERR_TIMEOUT ? KIE_TIMEOUT : KIE_UNREACHABLE;
+    enum kie_transport t = kie_transport_of(c->result);
     cJSON *data;
     cJSON *id;
     cJSON *state;
 
-    if (c->result == ERR_TOO_LARGE)
-        t = KIE_UNREACHABLE;
     kie_map(t, c->error, j->app->cfg->kie_timeout_seconds, c->http_status, c->response.data, c->response.len, 1,
             "recordInfo", &o);
     data = cJSON_GetObjectItemCaseSensitive(o.json, "data");
@@ -306,7 +304,7 @@ static void on_record(struct upstream_call *c, void *arg)
 {
     struct result_state *st = arg;
     struct kie_outcome o;
-    enum kie_transport t = c->result == 0 ? KIE_OK : c->result == ERR_TIMEOUT ? KIE_TIMEOUT : KIE_UNREACHABLE;
+    enum kie_transport t = kie_transport_of(c->result);
 
     kie_map(t, c->error, st->r->app->cfg->kie_timeout_seconds, c->http_status, c->response.data, c->response.len, 1,
             "recordInfo", &o);

@@ -45,11 +45,9 @@ static enum MHD_Result kie_reply(struct req *r)
     struct kie_state *st = r->state;
     struct upstream_call *c = st->call;
     struct kie_outcome o;
-    enum kie_transport t = c->result == 0 ? KIE_OK : c->result == ERR_TIMEOUT ? KIE_TIMEOUT : KIE_UNREACHABLE;
+    enum kie_transport t = kie_transport_of(c->result);
     enum MHD_Result ret;
 
-    if (c->result == ERR_TOO_LARGE)
-        t = KIE_UNREACHABLE;
     kie_map(t, c->error, r->app->cfg->kie_timeout_seconds, c->http_status, c->response.data, c->response.len,
             1, "recordInfo", &o);
     if (kie_unknown_task(&o)) {
@@ -72,14 +70,7 @@ static enum MHD_Result kie_reply(struct req *r)
         ret = http_json(r, 200, o.json);
         o.json = NULL;
     } else {
-        cJSON *extra = NULL;
-        if (o.kie_code) {
-            cJSON *kie = cJSON_CreateObject();
-            extra = cJSON_CreateObject();
-            cJSON_AddNumberToObject(kie, "code", (double)o.kie_code);
-            cJSON_AddStringToObject(kie, "msg", o.kie_msg);
-            cJSON_AddItemToObject(extra, "kie", kie);
-        }
+        cJSON *extra = kie_error_extra(&o);
         log_warn("request %s: KIE %s failed: HTTP %ld, %s", r->id, "recordInfo",
                  c->http_status, c->result ? c->error : o.code);
         ret = http_error_extra(r, o.status, o.code, extra, "%s", o.message);

@@ -235,11 +235,9 @@ static void on_record(struct upstream_call *c, void *arg)
     struct zip_item *it = ref->item;
     struct zip_job *j = ref->job;
     struct kie_outcome o;
-    enum kie_transport t = c->result == 0 ? KIE_OK : c->result == ERR_TIMEOUT ? KIE_TIMEOUT : KIE_UNREACHABLE;
+    enum kie_transport t = kie_transport_of(c->result);
 
     free(ref);
-    if (c->result == ERR_TOO_LARGE)
-        t = KIE_UNREACHABLE;
     kie_map(t, c->error, j->app->cfg->kie_timeout_seconds, c->http_status, c->response.data, c->response.len, 1,
             "recordInfo", &o);
     if (kie_unknown_task(&o)) {

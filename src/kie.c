@@ -45,6 +45,29 @@ out:
     return text;
 }
 
+enum kie_transport kie_transport_of(int result)
+{
+    return result == 0 ? KIE_OK : result == ERR_TIMEOUT ? KIE_TIMEOUT : KIE_UNREACHABLE;
+}
+
+cJSON *kie_error_extra(const struct kie_outcome *o)
+{
+    cJSON *extra;
+    cJSON *kie;
+
+    if (!o->kie_code)
+        return NULL;
+    extra = cJSON_CreateObject();
+    kie = cJSON_AddObjectToObject(extra, "kie");
+    if (!kie) {
+        cJSON_Delete(extra);
+        return NULL;
+    }
+    cJSON_AddNumberToObject(kie, "code", (double)o->kie_code);
+    cJSON_AddStringToObject(kie, "msg", o->kie_msg);
+    return extra;
+}
+
 int kie_add_result_urls(cJSON *data)
 {
     cJSON *rj = cJSON_GetObjectItemCaseSensitive(data, "resultJson");
