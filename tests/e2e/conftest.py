@@ -27,7 +27,11 @@ SLOW = 8 if VALGRIND else 1  # timeouts scale under valgrind
 KIE_KEY = "sk-test-7f3a9c1e5b2d4f6a8c0e"  # grepped for in logs: must never appear
 # Every secret any test hands the server; after the whole session no log may contain one.
 SECRETS = [KIE_KEY, "ppa-token-4c1d9e2f7a8b", "cb-secret-123", "ppaS3secretK3yZ9wrong", "ppaS3secretK3yZ9", "whk-secret-77"]
-LOG_DIR = os.environ.get("PPA_TEST_LOGS") or tempfile.mkdtemp(prefix="ppa-logs-")
+# one log directory for the whole run: set here, in the first process that loads this file, before pytest-xdist
+# starts its workers (which inherit it), so the secrets check at the end reads every worker's server logs
+if not os.environ.get("PPA_TEST_LOGS"):
+    os.environ["PPA_TEST_LOGS"] = tempfile.mkdtemp(prefix="ppa-logs-")
+LOG_DIR = os.environ["PPA_TEST_LOGS"]
 
 
 def free_port():
@@ -140,7 +144,7 @@ class Proc:
 
 
 def start_sim(**args):
-    log_path = os.path.join(LOG_DIR, f"sim-{time.time_ns()}.log")
+    log_path = os.path.join(LOG_DIR, f"sim-{os.getpid()}-{time.time_ns()}.log")
     logf = open(log_path, "wb")
     cmd = [SIM_BIN, "--port", "0", "--api-key", KIE_KEY]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=logf)
@@ -191,7 +195,7 @@ def start_server(env=None, port=0, cwd=None, expect_fail=False):
             full[passed] = os.environ[passed]
     full.update(env or {})
     full = {k: v for k, v in full.items() if v is not None}
-    log_path = os.path.join(LOG_DIR, f"server-{time.time_ns()}.log")
+    log_path = os.path.join(LOG_DIR, f"server-{os.getpid()}-{time.time_ns()}.log")
     logf = open(log_path, "wb")
     proc = subprocess.Popen(VALGRIND + [PPA_BIN, "serve"], stdout=subprocess.PIPE, stderr=logf, env=full,
                             cwd=cwd or tempfile.mkdtemp(prefix="ppa-cwd-"))
@@ -346,7 +350,10 @@ def urlquote(s):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """The secrets test: after the whole suite, grep every server and simulator log."""
+    """The secrets test: after the whole suite, grep every server and simulator log (once, in the process that
+    ran the session: with pytest-xdist, the controller, after all its workers)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
     leaks = []
     # the simulator plays KIE, which is given the key and the callback URL: only our logs count
     for name in [n for n in os.listdir(LOG_DIR) if n.startswith("server-")]:
