@@ -38,7 +38,7 @@ int main(void)
         "\"creditsConsumed\":2.5}}",
         "[]", "{}", "\"text\"", "[[[[[[[[[[1765174761676]]]]]]]]]]",
     };
-    char big[64];
+    char big[96]; /* three 20-digit numbers and the rest */
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         same_as_cjson(cases[i]);
